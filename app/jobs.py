@@ -1,0 +1,121 @@
+"""The job: what was asked, by whom, and where it stands. Pure data and rules, no I/O."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"  # stored, not yet looked at by the dispatcher
+    ACKNOWLEDGED = "acknowledged"  # authorized, 👀 + tracking comment + check run are out
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    RUNNING = "running"
+    WAITING_FOR_ANSWER = "waiting_for_answer"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"  # never started: not authorized, not mapped, bad config
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED})
+
+# Which state may follow which. Anything not listed is a bug in the caller.
+_ALLOWED: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset(
+        {JobState.ACKNOWLEDGED, JobState.WAITING_FOR_APPROVAL, JobState.REJECTED, JobState.FAILED, JobState.CANCELLED}
+    ),
+    JobState.WAITING_FOR_APPROVAL: frozenset({JobState.ACKNOWLEDGED, JobState.CANCELLED, JobState.FAILED}),
+    JobState.ACKNOWLEDGED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+    JobState.RUNNING: frozenset(
+        {JobState.WAITING_FOR_ANSWER, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.ACKNOWLEDGED}
+    ),
+    JobState.WAITING_FOR_ANSWER: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+}
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+class Trigger(BaseModel):
+    """What started the job: a label on an issue/PR, or a slash command in a comment."""
+
+    kind: Literal["label", "command"]
+    label: str | None = None
+    instruction: str | None = None
+    comment_id: int | None = None
+
+
+class Job(BaseModel):
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:16])
+    delivery_id: str
+    installation_id: int
+    repo: str  # "owner/name"
+    default_branch: str = "main"
+    issue_number: int
+    is_pull_request: bool = False
+    issue_title: str = ""
+    requester: str
+    trigger: Trigger
+
+    state: JobState = JobState.QUEUED
+    reason: str | None = None  # why it is in this state, in words a person can act on
+    conclusion: str | None = None  # the check run's conclusion once terminal
+
+    # Decided by the pipeline from the repository's config.
+    worker: str | None = None
+    level: str | None = None
+    model: str | None = None
+
+    # What the job has put on GitHub, so a restart edits instead of duplicating.
+    head_sha: str | None = None
+    tracking_comment_id: int | None = None
+    check_run_id: int | None = None
+    reacted: bool = False
+
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+    @property
+    def owner(self) -> str:
+        return self.repo.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.repo.split("/", 1)[1]
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def moved_to(self, state: JobState, reason: str | None = None, *, conclusion: str | None = None) -> Job:
+        """A copy of the job in `state`; raises InvalidTransition for a move the rules forbid."""
+        if state != self.state and state not in _ALLOWED.get(self.state, frozenset()):
+            raise InvalidTransition(f"job {self.id}: {self.state} -> {state}")
+        return self.model_copy(
+            update={"state": state, "reason": reason, "conclusion": conclusion or self.conclusion, "updated_at": time.time()}
+        )
+
+
+class JobEvent(BaseModel):
+    job_id: str
+    at: float
+    kind: str
+    data: dict = Field(default_factory=dict)
+
+
+class Delivery(BaseModel):
+    """One webhook delivery as received; `outcome` says what became of it."""
+
+    id: str
+    event: str
+    action: str | None = None
+    installation_id: int | None = None
+    repo: str | None = None
+    received_at: float = Field(default_factory=time.time)
+    outcome: str = ""

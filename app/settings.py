@@ -1,0 +1,58 @@
+"""Service settings, read from the environment (documented in README.md, "Settings")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTVINE_", extra="ignore")
+
+    app_id: int | None = None
+    private_key: SecretStr | None = None
+    private_key_path: Path | None = None
+    webhook_secret: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+    git_url: str = "https://github.com"
+    data_dir: Path = Path(".agentvine")
+    # Where links in check runs point (the job page of this service).
+    public_url: str = "http://localhost:8080"
+    bot_config: Path | None = None
+
+    max_body_bytes: int = 25 * 1024 * 1024
+    max_concurrent_jobs: int = 4
+    max_jobs_per_installation: int = 3
+    max_jobs_per_repo: int = 1
+
+    sandbox_image: str = "agentvine-sandbox:latest"
+    model_api_url: str = "https://api.anthropic.com"
+    # The real model key stays on the host; it is read without the AGENTVINE_ prefix.
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "AGENTVINE_ANTHROPIC_API_KEY")
+    )
+    sentry_dsn: str | None = None
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "agentvine.db"
+
+    def private_key_pem(self) -> str | None:
+        if self.private_key is not None:
+            return self.private_key.get_secret_value()
+        if self.private_key_path is not None:
+            return self.private_key_path.read_text()
+        return None
+
+    def missing_for_serve(self) -> list[str]:
+        """Names of the settings `agentvine serve` cannot run without."""
+        missing = []
+        if not self.webhook_secret or not self.webhook_secret.get_secret_value():
+            missing.append("AGENTVINE_WEBHOOK_SECRET")
+        if self.app_id is None:
+            missing.append("AGENTVINE_APP_ID")
+        if self.private_key is None and self.private_key_path is None:
+            missing.append("AGENTVINE_PRIVATE_KEY (or AGENTVINE_PRIVATE_KEY_PATH)")
+        return missing
