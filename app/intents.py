@@ -23,6 +23,7 @@ class StartJob(BaseModel):
     issue_title: str
     requester: str
     trigger: Trigger
+    labels: list[str] = []
     head_sha: str | None = None  # the PR's head for jobs on a pull request
 
 

@@ -62,6 +62,7 @@ class Job(BaseModel):
     issue_title: str = ""
     requester: str
     trigger: Trigger
+    labels: list[str] = Field(default_factory=list)  # the issue's labels when the job was asked for
 
     state: JobState = JobState.QUEUED
     reason: str | None = None  # why it is in this state, in words a person can act on

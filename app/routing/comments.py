@@ -37,6 +37,7 @@ async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
                 issue_title=issue.get("title") or "",
                 requester=sender,
                 trigger=Trigger(kind="command", instruction=command.text, comment_id=comment["id"]),
+                labels=[lbl.get("name", "") for lbl in issue.get("labels") or []],
             )
         )
     else:

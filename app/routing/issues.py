@@ -33,6 +33,7 @@ def _start_from_label(event: sansio.Event, ctx: RouteContext, item: dict, *, is_
             issue_title=item.get("title") or "",
             requester=sender_login(event.data),
             trigger=Trigger(kind="label", label=label),
+            labels=[lbl.get("name", "") for lbl in item.get("labels") or []],
             head_sha=head_sha,
         )
     )

@@ -1,0 +1,309 @@
+"""Real bare git repositories behind the fake: refs, files and diffs come from git itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Deterministic identity and no user/system config: the fake must behave the same everywhere.
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "GitHub Fake",
+    "GIT_AUTHOR_EMAIL": "noreply@github.invalid",
+    "GIT_COMMITTER_NAME": "GitHub Fake",
+    "GIT_COMMITTER_EMAIL": "noreply@github.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+ZERO_SHA = "0" * 40
+
+
+class GitError(RuntimeError):
+    pass
+
+
+def git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(_GIT_ENV)
+    env["HOME"] = env.get("HOME", "/nonexistent")
+    return env
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file of a diff, with what GitHub's diff-entry needs."""
+
+    filename: str
+    status: str  # GitHub's words: added, removed, modified, renamed, copied, changed
+    additions: int
+    deletions: int
+    blob_sha: str | None
+    previous_filename: str | None = None
+    patch: str = ""
+    # Lines a review comment may target: side -> line numbers present in the hunks.
+    commentable: dict[str, set[int]] = field(default_factory=dict)
+    # Number of lines in the patch after the first "@@" line (review comment `position`).
+    positions: int = 0
+
+
+_STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied", "T": "changed"}
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+class BareRepo:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    # ---- plumbing
+
+    def git(self, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.path}", *args],
+            input=input,
+            capture_output=True,
+            env=git_env(),
+        )
+        if check and proc.returncode != 0:
+            raise GitError(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout
+
+    @classmethod
+    def create(cls, path: Path, default_branch: str, files: dict[str, str]) -> "BareRepo":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["git", "init", "--bare", "-q", f"--initial-branch={default_branch}", str(path)],
+            check=True,
+            capture_output=True,
+            env=git_env(),
+        )
+        repo = cls(path)
+        # Pushes over smart HTTP must be accepted (http-backend refuses them by default).
+        repo.git("config", "http.receivepack", "true")
+        repo.commit_files(default_branch, files, "Initial commit", parent=None)
+        return repo
+
+    def commit_files(self, branch: str, files: dict[str, str], message: str, parent: str | None) -> str:
+        """Commit `files` (path -> text) on top of `parent` without a work tree, and move `branch`."""
+        with tempfile.TemporaryDirectory() as tmp:
+            env = git_env()
+            env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+            base = ["git", f"--git-dir={self.path}"]
+            if parent:
+                subprocess.run([*base, "read-tree", parent], check=True, capture_output=True, env=env)
+            for name, text in files.items():
+                blob = self.git("hash-object", "-w", "--stdin", input=text.encode()).decode().strip()
+                subprocess.run(
+                    [*base, "update-index", "--add", "--cacheinfo", f"100644,{blob},{name}"],
+                    check=True,
+                    capture_output=True,
+                    env=env,
+                )
+            tree = subprocess.run([*base, "write-tree"], check=True, capture_output=True, env=env).stdout.decode().strip()
+        args = ["commit-tree", tree, "-m", message]
+        if parent:
+            args += ["-p", parent]
+        sha = self.git(*args).decode().strip()
+        self.git("update-ref", f"refs/heads/{branch}", sha)
+        return sha
+
+    # ---- reading
+
+    def resolve(self, ref: str) -> str | None:
+        """Commit sha of a branch, tag, full ref or sha; None if it names no commit."""
+        for candidate in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+            out = self.git("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}", check=False).strip()
+            if out:
+                return out.decode()
+        return None
+
+    def ref_sha(self, full_ref: str) -> str | None:
+        out = self.git("rev-parse", "--verify", "--quiet", full_ref, check=False).strip()
+        return out.decode() if out and full_ref.startswith("refs/") else None
+
+    def refs(self, prefix: str = "refs/") -> dict[str, str]:
+        out = self.git("for-each-ref", "--format=%(objectname) %(refname)", prefix).decode()
+        return {name: sha for sha, name in (line.split(" ", 1) for line in out.splitlines() if line)}
+
+    def branches(self) -> dict[str, str]:
+        return {name.removeprefix("refs/heads/"): sha for name, sha in self.refs("refs/heads/").items()}
+
+    def has_commit(self, sha: str) -> bool:
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.path}", "cat-file", "-e", f"{sha}^{{commit}}"],
+            capture_output=True,
+            env=git_env(),
+        )
+        return proc.returncode == 0
+
+    def entry(self, commit: str, path: str) -> tuple[str, str, str] | None:
+        """(mode, type, sha) of a path at a commit, or None. `path` "" is the root tree."""
+        if path in ("", "/"):
+            tree = self.git("rev-parse", f"{commit}^{{tree}}").decode().strip()
+            return ("040000", "tree", tree)
+        out = self.git("ls-tree", "-z", commit, "--", path.strip("/"), check=False)
+        if not out:
+            return None
+        meta, _name = out.rstrip(b"\0").split(b"\t", 1)
+        mode, kind, sha = meta.decode().split()
+        return mode, kind, sha
+
+    def list_tree(self, commit: str, path: str) -> list[tuple[str, str, str, str, int]]:
+        """(mode, type, sha, path, size) of a directory's entries."""
+        spec = f"{commit}:{path.strip('/')}" if path.strip("/") else commit
+        out = self.git("ls-tree", "-z", "-l", spec)
+        entries = []
+        prefix = f"{path.strip('/')}/" if path.strip("/") else ""
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, name = record.split(b"\t", 1)
+            mode, kind, sha, size = meta.decode().split()
+            entries.append((mode, kind, sha, prefix + name.decode(), int(size) if size != "-" else 0))
+        return entries
+
+    def blob(self, sha: str) -> bytes:
+        return self.git("cat-file", "blob", sha)
+
+    def read_file(self, ref: str, path: str) -> bytes | None:
+        commit = self.resolve(ref)
+        if not commit:
+            return None
+        entry = self.entry(commit, path)
+        if not entry or entry[1] != "blob":
+            return None
+        return self.blob(entry[2])
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.path}", "merge-base", "--is-ancestor", ancestor, descendant],
+            capture_output=True,
+            env=git_env(),
+        )
+        return proc.returncode == 0
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        out = self.git("merge-base", a, b, check=False).strip()
+        return out.decode() if out else None
+
+    def commit_count(self, base: str, head: str) -> int:
+        return int(self.git("rev-list", "--count", f"{base}..{head}").decode().strip() or 0)
+
+    def diff(self, base: str, head: str) -> list[FileChange]:
+        """Files changed on `head` since it forked from `base` (GitHub's three-dot diff)."""
+        start = self.merge_base(base, head) or base
+        raw = self.git("diff", "--raw", "--no-abbrev", "-z", "-M", "--numstat", start, head).split(b"\0")
+        changes = self._parse_raw_numstat([r.decode(errors="replace") for r in raw])
+        patches = self._patches(start, head)
+        result = []
+        for change in changes:
+            patch = patches.get(change["filename"], "")
+            commentable, positions = _commentable_lines(patch)
+            result.append(
+                FileChange(
+                    filename=change["filename"],
+                    status=change["status"],
+                    additions=change["additions"],
+                    deletions=change["deletions"],
+                    blob_sha=change["blob_sha"],
+                    previous_filename=change.get("previous_filename"),
+                    patch=patch,
+                    commentable=commentable,
+                    positions=positions,
+                )
+            )
+        return result
+
+    @staticmethod
+    def _parse_raw_numstat(fields: list[str]) -> list[dict]:
+        # `--raw -z --numstat`: raw records first (":meta\0path[\0path2]"), then numstat records
+        # ("add\tdel\tpath\0" or "add\tdel\t\0old\0new\0" for renames).
+        changes: list[dict] = []
+        i = 0
+        while i < len(fields) and fields[i].startswith(":"):
+            meta = fields[i][1:].split()
+            letter = meta[4][0]
+            if letter in "RC":
+                old, new = fields[i + 1], fields[i + 2]
+                i += 3
+            else:
+                old, new = None, fields[i + 1]
+                i += 2
+            changes.append(
+                {
+                    "filename": new,
+                    "previous_filename": old,
+                    "status": _STATUS.get(letter, "modified"),
+                    "blob_sha": None if letter == "D" else meta[3],
+                }
+            )
+        counts = []
+        while i < len(fields):
+            record = fields[i]
+            if not record:
+                i += 1
+                continue
+            add, delete, path = record.split("\t", 2)
+            if path == "":  # rename: old and new follow
+                i += 3
+            else:
+                i += 1
+            counts.append((0 if add == "-" else int(add), 0 if delete == "-" else int(delete)))
+        for change, (add, delete) in zip(changes, counts):
+            change["additions"], change["deletions"] = add, delete
+        return changes
+
+    def _patches(self, start: str, head: str) -> dict[str, str]:
+        text = self.git("diff", "-M", "--no-color", "--no-prefix", start, head).decode(errors="replace")
+        patches: dict[str, str] = {}
+        current: str | None = None
+        lines: list[str] = []
+        for line in text.splitlines():
+            if line.startswith("diff --git "):
+                if current is not None:
+                    patches[current] = "\n".join(lines)
+                current, lines = None, []
+                continue
+            if line.startswith("+++ "):
+                target = line[4:]
+                current = target if target != "/dev/null" else current
+                continue
+            if line.startswith("--- "):
+                source = line[4:]
+                if source != "/dev/null":
+                    current = current or source
+                continue
+            if line.startswith("@@") or lines:
+                lines.append(line)
+        if current is not None:
+            patches[current] = "\n".join(lines)
+        return patches
+
+
+def _commentable_lines(patch: str) -> tuple[dict[str, set[int]], int]:
+    """Line numbers a review comment may point at, per side, and the patch's position count."""
+    sides: dict[str, set[int]] = {"LEFT": set(), "RIGHT": set()}
+    old = new = 0
+    lines = patch.splitlines()
+    for line in lines:
+        hunk = _HUNK.match(line)
+        if hunk:
+            old, new = int(hunk.group(1)), int(hunk.group(3))
+            continue
+        if line.startswith("\\"):
+            continue
+        if line.startswith("-"):
+            sides["LEFT"].add(old)
+            old += 1
+        elif line.startswith("+"):
+            sides["RIGHT"].add(new)
+            new += 1
+        else:  # context: commentable on both sides
+            sides["LEFT"].add(old)
+            sides["RIGHT"].add(new)
+            old += 1
+            new += 1
+    return sides, max(len(lines) - 1, 0)

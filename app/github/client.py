@@ -1,0 +1,138 @@
+"""The GitHub REST client: gidgethub's aiohttp API with retries, rate-limit handling, an ETag
+cache, and installation tokens that refresh once on a 401."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import gidgethub
+import gidgethub.aiohttp
+from cachetools import LRUCache
+
+from app.github.auth import AppAuth, InstallationToken, InstallationTokens, parse_expires_at
+from app.github.retry import backoff, retry_delay
+
+USER_AGENT = "agentvine"
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
+
+
+class RetryingGitHubAPI(gidgethub.aiohttp.GitHubAPI):
+    """Retries 5xx, rate limits (primary and secondary) and connection failures."""
+
+    max_attempts = 5
+    max_wait_s = 120.0  # a longer Retry-After fails the call instead of stalling the job
+
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+        self.requests = 0  # HTTP requests actually sent, retries included
+        self.retries = 0
+
+    async def handle_rate_limit_error(
+        self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
+    ) -> bool:
+        if attempt >= self.max_attempts:
+            return False
+        wait = retry_delay(int(exception.status_code), exception.headers or {}, attempt, self._clock())
+        if wait is None or wait > self.max_wait_s:
+            return False
+        self.retries += 1
+        await self.sleep(wait)
+        return True
+
+    async def _request(self, method: str, url: str, headers: Any, body: bytes = b"") -> tuple[int, Any, bytes]:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests += 1
+            try:
+                return await super()._request(method, url, headers, body)
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                # A POST that may have reached GitHub is not repeated: it could post twice.
+                may_repeat = method in IDEMPOTENT or isinstance(exc, aiohttp.ClientConnectorError)
+                if attempt >= self.max_attempts or not may_repeat:
+                    raise
+                self.retries += 1
+                await self.sleep(backoff(attempt))
+
+
+class InstallationAPI:
+    """Calls GitHub as one installation; a 401 refreshes the token once and repeats the call."""
+
+    def __init__(self, api: RetryingGitHubAPI, tokens: InstallationTokens, installation_id: int) -> None:
+        self._api = api
+        self._tokens = tokens
+        self.installation_id = installation_id
+
+    async def _call(self, verb: str, url: str, **kwargs: Any) -> Any:
+        token = await self._tokens.get(self.installation_id)
+        try:
+            return await getattr(self._api, verb)(url, oauth_token=token, **kwargs)
+        except gidgethub.BadRequest as exc:
+            if exc.status_code != 401:
+                raise
+            self._tokens.invalidate(self.installation_id, token)
+            token = await self._tokens.get(self.installation_id)
+            return await getattr(self._api, verb)(url, oauth_token=token, **kwargs)
+
+    async def token(self) -> str:
+        """The current installation token (for git over HTTPS on the host)."""
+        return await self._tokens.get(self.installation_id)
+
+    async def getitem(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return await self._call("getitem", url, url_vars=url_vars, **kw)
+
+    async def post(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any, **kw: Any) -> Any:
+        return await self._call("post", url, url_vars=url_vars, data=data, **kw)
+
+    async def patch(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any, **kw: Any) -> Any:
+        return await self._call("patch", url, url_vars=url_vars, data=data, **kw)
+
+    async def delete(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return await self._call("delete", url, url_vars=url_vars, **kw)
+
+    async def getiter(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> AsyncIterator[Any]:
+        token = await self._tokens.get(self.installation_id)
+        async for item in self._api.getiter(url, url_vars=url_vars, oauth_token=token, **kw):
+            yield item
+
+
+class GitHubClients:
+    """Owns the HTTP session, the App's credentials and the caches shared by every installation."""
+
+    def __init__(
+        self,
+        *,
+        app_id: int | str,
+        private_key_pem: str,
+        base_url: str = "https://api.github.com",
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._own_session = session is None
+        self.session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=10))
+        self.auth = AppAuth(app_id, private_key_pem, clock=clock)
+        self.api = RetryingGitHubAPI(
+            self.session, USER_AGENT, cache=LRUCache(maxsize=2048), base_url=base_url.rstrip("/"), clock=clock
+        )
+        self.tokens = InstallationTokens(self.auth, self._fetch_token, clock=clock)
+
+    async def _fetch_token(self, installation_id: int, app_jwt: str) -> InstallationToken:
+        data = await self.api.post(
+            "/app/installations/{installation_id}/access_tokens",
+            {"installation_id": installation_id},
+            data={},
+            jwt=app_jwt,
+        )
+        return InstallationToken(data["token"], parse_expires_at(data["expires_at"]))
+
+    def for_installation(self, installation_id: int) -> InstallationAPI:
+        return InstallationAPI(self.api, self.tokens, installation_id)
+
+    async def close(self) -> None:
+        if self._own_session:
+            await self.session.close()

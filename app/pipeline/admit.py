@@ -1,0 +1,105 @@
+"""Admission: the repository's config, the worker the trigger asks for, and the sender's right."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+import gidgethub
+
+from app import texts
+from app.config import (
+    MAX_REPO_CONFIG_BYTES,
+    REPO_CONFIG_PATH,
+    BotConfig,
+    ConfigError,
+    LabelRule,
+    merge_repo_config,
+    permission_at_least,
+)
+from app.github.client import InstallationAPI
+from app.jobs import Job
+
+
+async def load_repo_config(api: InstallationAPI, job: Job, defaults: BotConfig) -> BotConfig:
+    """The repository's config merged over the defaults; raises ConfigError for a bad file."""
+    try:
+        item = await api.getitem(
+            "/repos/{owner}/{repo}/contents/{+path}{?ref}",
+            {"owner": job.owner, "repo": job.name, "path": REPO_CONFIG_PATH, "ref": job.default_branch},
+        )
+    except gidgethub.BadRequest as exc:
+        if exc.status_code == 404:
+            return defaults
+        raise
+    if not isinstance(item, dict) or item.get("type") != "file":
+        raise ConfigError(REPO_CONFIG_PATH, ["is not a file"])
+    if int(item.get("size") or 0) > MAX_REPO_CONFIG_BYTES:
+        raise ConfigError(REPO_CONFIG_PATH, [f"file is larger than {MAX_REPO_CONFIG_BYTES // 1024} KiB"])
+    try:
+        text = base64.b64decode(item.get("content") or "").decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ConfigError(REPO_CONFIG_PATH, ["is not UTF-8 text"]) from None
+    return merge_repo_config(text)
+
+
+def resolve_rule(job: Job, config: BotConfig) -> LabelRule | None:
+    """Worker type and level the trigger asks for; None for a label the config does not map."""
+    if job.trigger.kind == "label":
+        return config.labels.get(job.trigger.label or "")
+    return LabelRule(worker=config.commands.worker, level=config.commands.level)
+
+
+def resolve_model(job: Job, config: BotConfig, worker: str) -> str:
+    for label in (job.trigger.label, *job.labels):
+        if label in config.seniority:
+            return config.seniority[label].model
+    return config.workers[worker].model  # type: ignore[index]
+
+
+async def sender_permission(api: InstallationAPI, job: Job, login: str) -> str:
+    """The sender's role on the repository ('none' for someone GitHub does not know there)."""
+    try:
+        data = await api.getitem(
+            "/repos/{owner}/{repo}/collaborators/{username}/permission",
+            {"owner": job.owner, "repo": job.name, "username": login},
+        )
+    except gidgethub.BadRequest as exc:
+        if exc.status_code == 404:
+            return "none"
+        raise
+    # role_name knows maintain/triage; the legacy `permission` field folds them into write/read.
+    return data.get("role_name") or data.get("permission") or "none"
+
+
+@dataclass
+class Admission:
+    config: BotConfig | None = None
+    config_error: ConfigError | None = None
+    rule: LabelRule | None = None
+    permission: str = "none"
+    required: str = "write"
+
+    @property
+    def authorized(self) -> bool:
+        return permission_at_least(self.permission, self.required)
+
+
+async def admit(api: InstallationAPI, job: Job, defaults: BotConfig) -> Admission:
+    admission = Admission()
+    try:
+        admission.config = await load_repo_config(api, job, defaults)
+    except ConfigError as exc:
+        admission.config_error = exc
+    effective = admission.config or defaults  # a broken file still needs someone allowed to hear about it
+    admission.rule = resolve_rule(job, effective)
+    if admission.rule is None and admission.config is not None:
+        return admission  # an unmapped label: no API call spent on permission
+    admission.required = effective.permissions.trigger
+    admission.permission = await sender_permission(api, job, job.requester)
+    return admission
+
+
+def unauthorized_text(job: Job, admission: Admission) -> str:
+    return texts.UNAUTHORIZED.format(sender=job.requester, required=admission.required, actual=admission.permission)

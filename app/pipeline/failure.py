@@ -1,0 +1,40 @@
+"""When a stage raises: the job ends `failed` with a reason, and GitHub is told where possible."""
+
+from __future__ import annotations
+
+import logging
+
+import gidgethub
+
+from app.jobs import Job, JobState
+from app.pipeline.context import JobContext
+
+log = logging.getLogger(__name__)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, gidgethub.HTTPException):
+        return f"GitHub answered {int(exc.status_code)}: {exc}"
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+async def fail_job(ctx: JobContext, exc: BaseException) -> Job:
+    job = ctx.store.get_job(ctx.job.id) or ctx.job
+    if job.terminal:
+        return job
+    reason = describe(exc)
+    failed = ctx.save(job.moved_to(JobState.FAILED, reason, conclusion="failure"), "failed", error=reason)
+    if failed.check_run_id is not None:
+        try:
+            await ctx.api.patch(
+                "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+                {"owner": job.owner, "repo": job.name, "check_run_id": failed.check_run_id},
+                data={
+                    "status": "completed",
+                    "conclusion": "failure",
+                    "output": {"title": "AgentVine failed", "summary": reason},
+                },
+            )
+        except Exception:  # GitHub may be what failed; the job's state is already saved
+            log.warning("could not conclude the check run of job %s", job.id, exc_info=True)
+    return failed
