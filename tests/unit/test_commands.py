@@ -1,0 +1,34 @@
+from app.commands import parse_command
+
+P = "/agentvine"
+
+
+def test_free_form_instruction_takes_the_rest_of_the_comment():
+    cmd = parse_command("/agentvine make the parser accept tabs\nAlso spaces.", P)
+    assert cmd.name == "instruction"
+    assert cmd.text == "make the parser accept tabs\n\nAlso spaces."
+
+
+def test_subcommands_are_recognised_case_insensitively():
+    assert parse_command("/agentvine Approve", P).name == "approve"
+    assert parse_command("thanks!\n/agentvine cancel please", P).name == "cancel"
+    assert parse_command("/agentvine cancel please", P).text == "please"
+
+
+def test_prefix_alone_asks_for_help():
+    assert parse_command("/agentvine", P).name == "help"
+
+
+def test_commands_in_quotes_and_code_are_ignored():
+    body = "> /agentvine cancel\n```\n/agentvine retry\n```\n    /agentvine approve\n~~~sh\n/agentvine x\n~~~"
+    assert parse_command(body, P) is None
+
+
+def test_command_after_a_closed_fence_counts():
+    assert parse_command("```\n/agentvine retry\n```\n/agentvine status", P).name == "status"
+
+
+def test_prefix_must_be_a_whole_word():
+    assert parse_command("/agentvinex do it", P) is None
+    assert parse_command("see /agentvine help", P) is None
+    assert parse_command(None, P) is None

@@ -1,0 +1,63 @@
+import pytest
+
+from app.config import ConfigError, deep_merge, load_default, merge_repo_config, permission_at_least
+
+
+def test_defaults_map_every_worker_and_level():
+    config = load_default()
+    assert {rule.worker for rule in config.labels.values()} == {"feature", "bugfix", "test", "docs", "refactor", "review"}
+    assert {rule.level for rule in config.labels.values()} == {"autonomous", "supervised", "human-required"}
+    assert config.command_prefix == "/agentvine"
+    assert config.permissions.trigger == "write"
+    for worker in config.workers:
+        assert "{issue_title}" in config.prompt_template(worker)
+
+
+def test_repository_file_deep_merges_and_null_removes():
+    config = merge_repo_config(
+        "workers:\n  bugfix:\n    max_turns: 5\nlabels:\n  'agentvine:docs': null\n  'agentvine:hotfix': {worker: bugfix, level: autonomous}\n"
+    )
+    assert config.workers["bugfix"].max_turns == 5
+    assert config.workers["bugfix"].model == load_default().workers["bugfix"].model  # untouched sibling keys
+    assert "agentvine:docs" not in config.labels
+    assert config.labels["agentvine:hotfix"].level == "autonomous"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("workers: {bugfix: {max_turns: lots}}", "workers.bugfix.max_turns: Input should be a valid integer"),
+        ("workers: {bugfix: {max_turnz: 3}}", "workers.bugfix.max_turnz: Extra inputs are not permitted"),
+        ("labels: {bug: {worker: bugfix, level: supervised}}", "labels: label 'bug' must start with 'agentvine:'"),
+        ("labels: {'agentvine:x': {worker: wizard, level: supervised}}", "labels.agentvine:x.worker: Input should be"),
+        ("permissions: {trigger: root}", "permissions.trigger: Input should be"),
+        ("a: &x [1]\nb: *x", "line 2, column 4: invalid YAML: aliases (*name) are not allowed"),
+        ("workers: [1", "line 1, column 12: invalid YAML"),
+        ("- just\n- a list", "the top level must be a mapping"),
+        ("command_prefix: /other", "command_prefix: can only be set by the AgentVine service"),
+        ("x: '" + "a" * 70_000 + "'", "file is larger than 64 KiB"),
+    ],
+)
+def test_invalid_repository_files_name_the_key_and_problem(text, expected):
+    with pytest.raises(ConfigError) as info:
+        merge_repo_config(text)
+    assert info.value.source == ".github/agentvine.yml"
+    assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_empty_file_means_defaults():
+    assert merge_repo_config("") == load_default()
+
+
+def test_deep_merge_does_not_mutate_its_inputs():
+    base = {"a": {"b": 1}}
+    deep_merge(base, {"a": {"c": 2}})
+    assert base == {"a": {"b": 1}}
+
+
+def test_permission_order():
+    assert permission_at_least("admin", "write")
+    assert permission_at_least("maintain", "maintain")
+    assert not permission_at_least("triage", "write")
+    assert not permission_at_least(None, "read")
+    assert not permission_at_least("bogus", "read")

@@ -1,0 +1,94 @@
+"""Routing of GitHub's real example payloads into intents (no I/O)."""
+
+import json
+
+import pytest
+from gidgethub import sansio
+
+from app.intents import JobCommand, StartJob
+from app.routing import RouteContext, route
+from tests import payloads
+from tests.conftest import all_example_payloads
+
+
+def ctx() -> RouteContext:
+    return RouteContext(command_prefix="/agentvine", label_prefix="agentvine:")
+
+
+async def intents_for(event: str, payload: dict) -> list:
+    return await route(sansio.Event(payload, event=event, delivery_id="d"), ctx())
+
+
+@pytest.mark.parametrize(("event", "path"), all_example_payloads(), ids=lambda v: getattr(v, "name", v))
+async def test_every_example_payload_routes_without_error(event, path):
+    intents = await intents_for(event, json.loads(path.read_text()))
+    if (event, path.name) in {("installation", "deleted.payload.json"), ("installation_repositories", "removed.payload.json")}:
+        assert intents and {i.name for i in intents} == {"remove_installation"}
+    else:
+        # None of GitHub's examples carries one of our labels or commands: nothing to do.
+        assert intents == []
+
+
+async def test_our_label_on_an_issue_starts_a_job():
+    payload = payloads.labeled_issue(label="agentvine:bugfix", installation_id=7)
+    (intent,) = await intents_for("issues", payload)
+    assert isinstance(intent, StartJob)
+    assert intent.trigger.label == "agentvine:bugfix"
+    assert intent.repo == "Codertocat/Hello-World" and intent.issue_number == 1
+    assert intent.requester == "Codertocat" and intent.installation_id == 7
+    assert "agentvine:bugfix" in intent.labels and not intent.is_pull_request
+
+
+async def test_label_on_a_pull_request_carries_its_head():
+    payload = payloads.retarget(payloads.load("pull_request", "labeled.payload.json"))
+    payload["label"]["name"] = "agentvine:review"
+    (intent,) = await intents_for("pull_request", payload)
+    assert intent.is_pull_request and intent.head_sha == payload["pull_request"]["head"]["sha"]
+
+
+async def test_bots_never_start_work():
+    payload = payloads.labeled_issue(label="agentvine:bugfix", installation_id=7, sender="agentvine[bot]", sender_type="Bot")
+    assert await intents_for("issues", payload) == []
+    payload = payloads.issue_comment(body="/agentvine do it", installation_id=7, sender="renovate[bot]", sender_type="Bot")
+    assert await intents_for("issue_comment", payload) == []
+
+
+async def test_other_labels_are_ignored():
+    assert await intents_for("issues", payloads.labeled_issue(label="bug", installation_id=7)) == []
+
+
+async def test_slash_command_in_a_new_comment_starts_a_job():
+    payload = payloads.issue_comment(body="/agentvine make the parser accept tabs", installation_id=7)
+    (intent,) = await intents_for("issue_comment", payload)
+    assert intent.trigger.kind == "command"
+    assert intent.trigger.instruction == "make the parser accept tabs"
+    assert intent.trigger.comment_id == payload["comment"]["id"]
+
+
+async def test_edited_and_deleted_comments_trigger_nothing():
+    for action in ("edited", "deleted"):
+        payload = payloads.issue_comment(body="/agentvine do it", action=action, installation_id=7)
+        assert await intents_for("issue_comment", payload) == []
+
+
+async def test_subcommands_become_job_commands():
+    (intent,) = await intents_for("issue_comment", payloads.issue_comment(body="/agentvine cancel", installation_id=7))
+    assert isinstance(intent, JobCommand) and intent.name == "cancel" and intent.issue_number == 1
+
+
+async def test_check_run_buttons_only_for_our_check_runs():
+    payload = payloads.load("check_run", "requested_action.payload.json")
+    assert await intents_for("check_run", payload) == []  # another app's check run
+    payload["check_run"]["external_id"] = "agentvine:abc123"
+    payload["requested_action"]["identifier"] = "cancel"
+    (intent,) = await intents_for("check_run", payload)
+    assert intent.name == "cancel" and intent.job_id == "abc123"
+    rerun = payloads.load("check_run", "rerequested.payload.json")
+    rerun["check_run"]["external_id"] = "agentvine:abc123"
+    (intent,) = await intents_for("check_run", rerun)
+    assert intent.name == "retry"
+
+
+async def test_removed_repositories_cancel_their_work():
+    intents = await intents_for("installation_repositories", payloads.load("installation_repositories", "removed.payload.json"))
+    assert intents and all(i.name == "remove_installation" for i in intents)
