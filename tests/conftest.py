@@ -49,3 +49,31 @@ def testdata() -> Path:
     if not WEBHOOKS.is_dir():
         pytest.fail(f"shared test data not found at {TESTDATA} (set AGENTVINE_TESTDATA)")
     return TESTDATA
+
+
+# --- a running AgentVine service --------------------------------------------------------------
+
+SECRET = "test-webhook-secret"
+
+
+@pytest.fixture(scope="session")
+def app_private_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
+def make_settings(tmp_path: Path, *, private_key: str, github_url: str = "http://127.0.0.1:9", app_id: int = 4242, **extra):
+    from app.settings import Settings
+
+    return Settings(
+        app_id=app_id,
+        private_key=private_key,
+        webhook_secret=SECRET,
+        github_api_url=github_url,
+        git_url=github_url,
+        data_dir=tmp_path / "agentvine",
+        **extra,
+    )
