@@ -1,0 +1,464 @@
+"""FakeGitHub: the state of a small GitHub (users, installations, repositories backed by real
+bare git repos, issues, comments, labels, reactions, check runs, pull requests, reviews) and the
+public API that tests and the demo use to arrange it and to assert on it.
+
+Stored objects are GitHub-shaped dicts; the REST handlers mutate them as GitHub would and hand
+out copies, so what a test reads from `fake.comments` is what the bot was sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import render
+from .auth import TokenStore, generate_private_key_pem, public_key_pem
+from .gitrepo import BareRepo
+from .openapi import OpenAPIValidator, get_validator
+
+PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
+# GitHub's legacy `permission` field folds the finer roles into admin/write/read/none.
+LEGACY_PERMISSION = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read", "none": "none"}
+_RANK = {p: i for i, p in enumerate(reversed(PERMISSIONS))}  # none=0 ... admin=5
+
+
+@dataclass
+class RecordedCall:
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+    request_json: Any
+    response_json: Any
+    operation_id: str | None
+    duration: float
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    injected: bool = False  # answered by inject_fault, not by the fake's logic
+
+
+@dataclass
+class Fault:
+    method: str
+    pattern: re.Pattern[str]
+    status: int | None
+    remaining: int
+    headers: dict[str, str]
+    delay: float
+    body: dict[str, Any] | None
+
+
+@dataclass
+class Repo:
+    full_name: str
+    owner: str
+    name: str
+    id: int
+    installation_id: int
+    private: bool
+    default_branch: str
+    git: BareRepo
+    created: str
+    permissions: dict[str, str] = field(default_factory=dict)  # login -> role
+    numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+
+@dataclass
+class RateBucket:
+    limit: int
+    used: int = 0
+    reset: int = 0
+
+    def roll(self, now: float) -> None:
+        if now >= self.reset:
+            self.used, self.reset = 0, int(now) + 3600
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+class FakeGitHub:
+    """A GitHub you can hold in your hand. See docs/github-fake.md."""
+
+    def __init__(
+        self,
+        app_id: int = 4242,
+        app_slug: str = "agentvine",
+        data_dir: Path | None = None,
+        *,
+        spec_path: Path | None = None,
+        rate_limit: int = 5000,
+    ) -> None:
+        if data_dir is None:
+            import tempfile
+
+            data_dir = Path(tempfile.mkdtemp(prefix="fake-github-"))
+        self.app_id = app_id
+        self.app_slug = app_slug
+        self.data_dir = Path(data_dir)
+        self.git_root = self.data_dir / "git"
+        self.git_root.mkdir(parents=True, exist_ok=True)
+        self.private_key_pem: str = generate_private_key_pem()
+        self.public_key_pem: bytes = public_key_pem(self.private_key_pem)
+        self.validator: OpenAPIValidator = get_validator(spec_path)
+        self.rate_limit = rate_limit
+        self._url: str | None = None
+        self.urls = render.Urls()
+
+        self._ids = {k: itertools.count(start) for k, start in {
+            "user": 1000, "repo": 500000, "issue": 2000000, "comment": 3000000, "reaction": 4000000,
+            "check": 5000000, "suite": 6000000, "pull": 7000000, "review": 8000000, "review_comment": 9000000,
+            "label": 100,
+        }.items()}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.installations: dict[int, dict[str, Any]] = {}
+        self.repos: dict[str, Repo] = {}
+        self.issues: list[dict[str, Any]] = []
+        self.comments: list[dict[str, Any]] = []
+        self.reactions: list[dict[str, Any]] = []
+        self.check_runs: list[dict[str, Any]] = []
+        self._pulls: list[dict[str, Any]] = []
+        self.reviews: list[dict[str, Any]] = []
+        self.review_comments: list[dict[str, Any]] = []
+        self.labels: dict[str, dict[str, dict[str, Any]]] = {}  # repo full name -> name -> label
+        self.calls: list[RecordedCall] = []
+        self.git_calls: list[RecordedCall] = []
+        self.violations: list[str] = []
+        self.tokens = TokenStore()
+        self.faults: list[Fault] = []
+        self.rate_buckets: dict[str, RateBucket] = {}
+
+        # Indexes: what GitHub objects belong to, which the objects themselves only say in URLs.
+        self._issue_index: dict[tuple[str, int], dict[str, Any]] = {}
+        self._pull_index: dict[tuple[str, int], dict[str, Any]] = {}
+        self._comment_index: dict[int, tuple[str, int, dict[str, Any]]] = {}
+        self._check_index: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._suites: dict[tuple[str, str], int] = {}
+        self._reactions_on: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+        self._check_annotations: dict[int, list[dict[str, Any]]] = {}
+
+        self.bot = self.add_user(f"{app_slug}[bot]", type="Bot")
+        self.app_owner = self.add_user(f"{app_slug}-owner")
+        self.app = render.app_integration(self.urls, app_id, app_slug, self.app_owner, render.now_iso())
+
+    # ------------------------------------------------------------------ addresses
+
+    @property
+    def url(self) -> str | None:
+        return self._url
+
+    @url.setter
+    def url(self, value: str | None) -> None:
+        """Set once the server listens; objects created afterwards link to the fake itself."""
+        self._url = value.rstrip("/") if value else None
+        if self._url:
+            self.urls = render.Urls(api=self._url, html="https://github.com", git=self._url)
+
+    def make_app(self) -> web.Application:
+        from .server import make_app
+
+        return make_app(self)
+
+    def next_id(self, kind: str) -> int:
+        return next(self._ids[kind])
+
+    # ------------------------------------------------------------------ arranging
+
+    def add_user(self, login: str, type: str = "User") -> dict[str, Any]:
+        """A GitHub account (`type` "User", "Bot" or "Organization"). Returns its simple-user shape."""
+        if login.lower() in self.users:
+            return copy.deepcopy(self.users[login.lower()])
+        self.users[login.lower()] = render.user(self.urls, login, self.next_id("user"), type)
+        return copy.deepcopy(self.users[login.lower()])
+
+    def user(self, login: str) -> dict[str, Any]:
+        if login.lower() not in self.users:
+            self.add_user(login)
+        return copy.deepcopy(self.users[login.lower()])
+
+    def add_installation(self, installation_id: int, account: str, *, account_type: str = "User",
+                         repository_selection: str = "all") -> dict[str, Any]:
+        owner = self.users.get(account.lower()) or self.users[self.add_user(account, account_type)["login"].lower()]
+        inst = render.installation(self.urls, installation_id, copy.deepcopy(owner), self.app_id, self.app_slug,
+                                   render.now_iso(), repository_selection)
+        self.installations[installation_id] = inst
+        return copy.deepcopy(inst)
+
+    def add_repo(self, full_name: str, *, installation_id: int, default_branch: str = "main",
+                 files: dict[str, str] | None = None, private: bool = False) -> dict[str, Any]:
+        """A repository with a real bare git repo and an initial commit of `files` on `default_branch`."""
+        if installation_id not in self.installations:
+            raise KeyError(f"no installation {installation_id}; call add_installation first")
+        owner, name = full_name.split("/", 1)
+        self.add_user(owner)
+        git = BareRepo.create(self.git_root / owner / f"{name}.git", default_branch,
+                              files if files is not None else {"README.md": f"# {name}\n"})
+        repo = Repo(full_name=full_name, owner=owner, name=name, id=self.next_id("repo"),
+                    installation_id=installation_id, private=private, default_branch=default_branch,
+                    git=git, created=render.now_iso())
+        repo.permissions[owner.lower()] = "admin"
+        self.repos[full_name.lower()] = repo
+        self.labels[full_name] = {}
+        return self.render_repository(repo)
+
+    def set_permission(self, full_name: str, login: str, permission: str) -> None:
+        """Make `login` a collaborator with a role ("none" removes them). Unknown logins become users."""
+        if permission not in PERMISSIONS:
+            raise ValueError(f"permission must be one of {PERMISSIONS}")
+        self.add_user(login)
+        self.repo(full_name).permissions[login.lower()] = permission
+
+    def add_issue(self, full_name: str, *, title: str, body: str = "", user: str = "octocat",
+                  labels: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+        repo = self.repo(full_name)
+        return copy.deepcopy(self.create_issue(repo, title=title, body=body, author=self.user(user), labels=list(labels)))
+
+    def add_pull(self, full_name: str, *, head: str, base: str, title: str, body: str = "",
+                 user: str = "octocat", draft: bool = False) -> dict[str, Any]:
+        repo = self.repo(full_name)
+        if repo.git.resolve(head) is None or repo.git.resolve(base) is None:
+            raise ValueError(f"branches {head!r} and {base!r} must exist in {full_name}")
+        return self.refresh_pull(repo, self.create_pull(repo, title=title, body=body, author=self.user(user),
+                                                        head=head, base=base, draft=draft))
+
+    def add_comment(self, full_name: str, issue_number: int, *, body: str, user: str) -> dict[str, Any]:
+        repo = self.repo(full_name)
+        return copy.deepcopy(self.create_comment(repo, issue_number, body=body, author=self.user(user)))
+
+    def add_label(self, full_name: str, name: str, color: str = "ededed", description: str | None = None) -> dict[str, Any]:
+        return copy.deepcopy(self.ensure_label(self.repo(full_name), name, color, description))
+
+    def push_files(self, full_name: str, branch: str, files: dict[str, str], message: str = "Update files",
+                   *, base: str | None = None) -> str:
+        """Commit `files` on `branch` (created from `base` or the default branch) in the bare repo."""
+        repo = self.repo(full_name)
+        parent = repo.git.resolve(branch) or repo.git.resolve(base or repo.default_branch)
+        return repo.git.commit_files(branch, files, message, parent)
+
+    # ------------------------------------------------------------------ reading
+
+    def repo(self, full_name: str) -> Repo:
+        try:
+            return self.repos[full_name.lower()]
+        except KeyError:
+            raise KeyError(f"no repository {full_name}") from None
+
+    def find_repo(self, owner: str, name: str) -> Repo | None:
+        return self.repos.get(f"{owner}/{name}".lower())
+
+    def head_sha(self, full_name: str, branch: str) -> str:
+        sha = self.repo(full_name).git.resolve(branch)
+        if sha is None:
+            raise KeyError(f"{full_name} has no branch {branch}")
+        return sha
+
+    def read_file(self, full_name: str, ref: str, path: str) -> str | None:
+        data = self.repo(full_name).git.read_file(ref, path)
+        return None if data is None else data.decode()
+
+    def branches(self, full_name: str) -> dict[str, str]:
+        return self.repo(full_name).git.branches()
+
+    @property
+    def pulls(self) -> list[dict[str, Any]]:
+        """Pull requests, with head/base shas and diff figures refreshed from git."""
+        for pull in self._pulls:
+            self.refresh_pull(self.repo(pull["base"]["repo"]["full_name"]), pull)
+        return self._pulls
+
+    def issue(self, full_name: str, number: int) -> dict[str, Any] | None:
+        return self._issue_index.get((full_name.lower(), number))
+
+    def pull(self, full_name: str, number: int) -> dict[str, Any] | None:
+        pull = self._pull_index.get((full_name.lower(), number))
+        return self.refresh_pull(self.repo(full_name), pull) if pull else None
+
+    def comments_on(self, full_name: str, issue_number: int) -> list[dict[str, Any]]:
+        return [c for cid, (repo, num, c) in self._comment_index.items() if repo == full_name.lower() and num == issue_number]
+
+    def reactions_on_issue(self, full_name: str, issue_number: int) -> list[dict[str, Any]]:
+        return list(self._reactions_on.get(("issue", (full_name.lower(), issue_number)), []))
+
+    def reactions_on_comment(self, comment_id: int) -> list[dict[str, Any]]:
+        return list(self._reactions_on.get(("comment", comment_id), []))
+
+    def check_runs_for(self, full_name: str, head_sha: str | None = None) -> list[dict[str, Any]]:
+        return [run for _, (repo, run) in self._check_index.items()
+                if repo == full_name.lower() and (head_sha is None or run["head_sha"] == head_sha)]
+
+    def permission_of(self, repo: Repo, login: str) -> str | None:
+        """GitHub's answer for collaborator permission: a role, or None when the user does not exist.
+
+        A user who is not a collaborator gets "read" on a public repository (anyone may read it)
+        and "none" on a private one.
+        """
+        if login.lower() not in self.users:
+            return None
+        if login.lower() in repo.permissions:
+            return repo.permissions[login.lower()]
+        return "none" if repo.private else "read"
+
+    def association(self, repo: Repo, login: str) -> str:
+        if login.lower() == repo.owner.lower():
+            return "OWNER"
+        role = repo.permissions.get(login.lower())
+        if role and _RANK[role] >= _RANK["triage"]:
+            owner_type = self.users.get(repo.owner.lower(), {}).get("type")
+            return "MEMBER" if owner_type == "Organization" else "COLLABORATOR"
+        return "NONE"
+
+    # ------------------------------------------------------------------ faults and tokens
+
+    def inject_fault(self, method: str, path_pattern: str, *, status: int | None = 502, times: int = 1,
+                     headers: dict[str, str] | None = None, delay: float = 0.0,
+                     body: dict[str, Any] | None = None) -> Fault:
+        """Answer the next `times` matching requests with `status` (after `delay` seconds).
+
+        `path_pattern` is a regex searched in the request path; `method` "*" matches any method.
+        `status=None` only delays, then serves the request normally (a slow GitHub).
+        """
+        fault = Fault(method.upper(), re.compile(path_pattern), status, times, dict(headers or {}), delay, body)
+        self.faults.append(fault)
+        return fault
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.remaining > 0 and fault.method in ("*", method.upper()) and fault.pattern.search(path):
+                fault.remaining -= 1
+                return fault
+        return None
+
+    def expire_tokens(self) -> None:
+        """Invalidate every installation token issued so far: the bot's next call gets 401."""
+        self.tokens.expire_all()
+
+    def assert_no_violations(self) -> None:
+        if self.violations:
+            raise AssertionError("GitHub OpenAPI violations:\n" + "\n".join(self.violations))
+
+    # ------------------------------------------------------------------ state transitions
+    # (used by the REST handlers and by the arranging methods above)
+
+    def render_repository(self, repo: Repo) -> dict[str, Any]:
+        open_issues = sum(1 for (r, _), i in self._issue_index.items() if r == repo.full_name.lower() and i["state"] == "open")
+        return render.repository(self.urls, repo.id, self.user(repo.owner), repo.name, private=repo.private,
+                                 default_branch=repo.default_branch, created=repo.created,
+                                 pushed=render.now_iso(), open_issues=open_issues)
+
+    def ensure_label(self, repo: Repo, name: str, color: str = "ededed", description: str | None = None) -> dict[str, Any]:
+        labels = self.labels.setdefault(repo.full_name, {})
+        for existing in labels.values():
+            if existing["name"].lower() == name.lower():
+                return existing
+        labels[name] = render.label(self.urls, repo.full_name, self.next_id("label"), name, color, description)
+        return labels[name]
+
+    def create_issue(self, repo: Repo, *, title: str, body: str | None, author: dict[str, Any],
+                     labels: list[str]) -> dict[str, Any]:
+        number = next(repo.numbers)
+        issue = render.issue(self.urls, repo.full_name, self.next_id("issue"), number, title=title, body=body,
+                             author=author, labels=[copy.deepcopy(self.ensure_label(repo, n)) for n in labels],
+                             created=render.now_iso(), association=self.association(repo, author["login"]))
+        self.issues.append(issue)
+        self._issue_index[(repo.full_name.lower(), number)] = issue
+        return issue
+
+    def touch(self, obj: dict[str, Any]) -> None:
+        obj["updated_at"] = render.now_iso()
+
+    def create_comment(self, repo: Repo, number: int, *, body: str, author: dict[str, Any]) -> dict[str, Any]:
+        issue = self._issue_index.get((repo.full_name.lower(), number))
+        if issue is None:
+            raise KeyError(f"{repo.full_name} has no issue #{number}")
+        via_app = copy.deepcopy(self.app) if author["type"] == "Bot" and author["login"] == self.bot["login"] else None
+        comment = render.issue_comment(self.urls, repo.full_name, self.next_id("comment"), number, body=body,
+                                       author=author, created=render.now_iso(),
+                                       association=self.association(repo, author["login"]), via_app=via_app)
+        self.comments.append(comment)
+        self._comment_index[comment["id"]] = (repo.full_name.lower(), number, comment)
+        issue["comments"] += 1
+        self.touch(issue)
+        pull = self._pull_index.get((repo.full_name.lower(), number))
+        if pull:
+            pull["comments"] += 1
+        return comment
+
+    def add_reaction(self, subject: tuple[str, Any], target: dict[str, Any], author: dict[str, Any],
+                     content: str) -> tuple[dict[str, Any], bool]:
+        """(reaction, created). GitHub answers an existing identical reaction with 200, not a duplicate."""
+        existing = self._reactions_on.setdefault(subject, [])
+        for r in existing:
+            if r["user"]["id"] == author["id"] and r["content"] == content:
+                return r, False
+        reaction = render.reaction(self.next_id("reaction"), author, content, render.now_iso())
+        existing.append(reaction)
+        self.reactions.append(reaction)
+        rollup = target["reactions"]
+        rollup[content] += 1
+        rollup["total_count"] += 1
+        return reaction, True
+
+    def check_suite_id(self, repo: Repo, head_sha: str) -> int:
+        key = (repo.full_name.lower(), head_sha)
+        if key not in self._suites:
+            self._suites[key] = self.next_id("suite")
+        return self._suites[key]
+
+    def create_pull(self, repo: Repo, *, title: str, body: str | None, author: dict[str, Any], head: str,
+                    base: str, draft: bool, maintainer_can_modify: bool = True,
+                    issue: dict[str, Any] | None = None) -> dict[str, Any]:
+        if issue is None:
+            issue = self.create_issue(repo, title=title, body=body, author=author, labels=[])
+        number = issue["number"]
+        issue["pull_request"] = {
+            "url": f"{self.urls.api}/repos/{repo.full_name}/pulls/{number}",
+            "html_url": f"{self.urls.html}/{repo.full_name}/pull/{number}",
+            "diff_url": f"{self.urls.html}/{repo.full_name}/pull/{number}.diff",
+            "patch_url": f"{self.urls.html}/{repo.full_name}/pull/{number}.patch",
+            "merged_at": None,
+        }
+        issue["draft"] = draft
+        pull = render.pull_request(self.urls, repo.full_name, self.next_id("pull"), number, title=title, body=body,
+                                   author=author, head=self._pull_side(repo, head), base=self._pull_side(repo, base),
+                                   draft=draft, maintainer_can_modify=maintainer_can_modify,
+                                   created=issue["created_at"], association=self.association(repo, author["login"]))
+        pull["comments"] = issue["comments"]
+        self._pulls.append(pull)
+        self._pull_index[(repo.full_name.lower(), number)] = pull
+        return pull
+
+    def _pull_side(self, repo: Repo, branch: str) -> dict[str, Any]:
+        owner = self.user(repo.owner)
+        return {
+            "label": f"{repo.owner}:{branch}",
+            "ref": branch,
+            "sha": repo.git.resolve(branch) or "",
+            "user": owner,
+            "repo": self.render_repository(repo),
+        }
+
+    def refresh_pull(self, repo: Repo, pull: dict[str, Any]) -> dict[str, Any]:
+        """Bring git-derived fields up to date: pushes move head.sha; the diff gives the figures."""
+        for side in ("head", "base"):
+            sha = repo.git.resolve(pull[side]["ref"])
+            if sha:
+                pull[side]["sha"] = sha
+        head, base = pull["head"]["sha"], pull["base"]["sha"]
+        statuses = f"{self.urls.api}/repos/{repo.full_name}/statuses/{head}"
+        pull["statuses_url"] = statuses
+        pull["_links"]["statuses"]["href"] = statuses
+        if head and base and repo.git.has_commit(head) and repo.git.has_commit(base):
+            changes = repo.git.diff(base, head)
+            pull["commits"] = repo.git.commit_count(base, head)
+            pull["additions"] = sum(c.additions for c in changes)
+            pull["deletions"] = sum(c.deletions for c in changes)
+            pull["changed_files"] = len(changes)
+        return pull
