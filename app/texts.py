@@ -12,7 +12,7 @@ LEVEL_PROMISE = {
 
 STATE_HEADLINE = {
     "queued": "Queued",
-    "acknowledged": "Queued — waiting for a free worker",
+    "acknowledged": "Queued",
     "waiting_for_approval": "Waiting for approval",
     "running": "Working",
     "waiting_for_answer": "Waiting for your answer",

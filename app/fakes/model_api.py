@@ -7,11 +7,13 @@ with `text_delta` / `input_json_delta`, `message_delta` with `usage`, `message_s
 `{"input_tokens": n}`. Errors have Anthropic's shape
 (`{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}`).
 
-Main loop vs side requests (see docs/model-gateway.md): a `/v1/messages` request is a turn of
-the conversation the script drives when it offers tools (`tools` is a non-empty list) and
-`max_tokens > 1`. Everything else (no tools: title / summary / topic / compaction prompts;
-`max_tokens <= 1`: quota probes) is a *side request*: it gets a short text and does not consume
-the script. When the script is exhausted, each further main-loop turn answers `Done.`.
+Main loop vs side requests (see docs/model-gateway.md): a `/v1/messages` request is an agent
+turn when it offers tools (`tools` is a non-empty list) and `max_tokens > 1`. Everything else (no
+tools: title / summary / topic / compaction prompts; `max_tokens <= 1`: quota probes) is a *side
+request*: it gets a short text and consumes nothing. An agent turn whose system prompt carries
+Claude Code's `cc_is_subagent=true` marker comes from a subagent (the `Agent` tool) and takes the
+next turn of `subagent_script`; any other agent turn takes the next turn of `script`. When a
+script is exhausted, each further turn answers `Done.`.
 
 Run it standalone (demo mode):  python -m app.fakes.model_api --port 8123 --script script.json
 """
@@ -93,7 +95,7 @@ class RecordedCall:
     path: str  # path and query string as received, e.g. "/v1/messages?beta=true"
     headers: dict[str, str]
     body: Any  # parsed JSON, the raw text, or None
-    kind: str  # "main", "side", "count_tokens", "error", "unauthorized", "probe", "unknown"
+    kind: str  # "main", "subagent", "side", "count_tokens", "error", "unauthorized", "probe", "unknown"
     turn_index: int | None = None  # which scripted turn answered (main requests)
     status: int = 200
 
@@ -106,11 +108,24 @@ class _InjectedError:
     headers: dict[str, str]
 
 
+SUBAGENT_MARKER = "cc_is_subagent=true"
+
+
 def is_main_loop_request(body: dict[str, Any]) -> bool:
-    """True when a `/v1/messages` body is a turn of the agent loop (see the module docstring)."""
+    """True when a `/v1/messages` body is a turn of an agent loop (see the module docstring)."""
     tools = body.get("tools")
     max_tokens = body.get("max_tokens")
     return bool(tools) and isinstance(tools, list) and isinstance(max_tokens, int) and max_tokens > 1
+
+
+def is_subagent_request(body: dict[str, Any]) -> bool:
+    """True when the system prompt carries Claude Code's subagent marker (billing header block)."""
+    system = body.get("system")
+    if isinstance(system, str):
+        return SUBAGENT_MARKER in system
+    if isinstance(system, list):
+        return any(isinstance(b, dict) and SUBAGENT_MARKER in str(b.get("text", "")) for b in system)
+    return False
 
 
 def _estimate_tokens(value: Any) -> int:
@@ -125,13 +140,21 @@ def _chunks(text: str, size: int) -> list[str]:
 class FakeModelAPI:
     """The fake. `requests` holds every `/v1/messages` body received (main and side), in order."""
 
-    def __init__(self, script: list[ScriptedTurn] | None = None, *, api_key: str = DEFAULT_API_KEY) -> None:
+    def __init__(
+        self,
+        script: list[ScriptedTurn] | None = None,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        subagent_script: list[ScriptedTurn] | None = None,
+    ) -> None:
         self.script: list[ScriptedTurn] = list(script or [])
+        self.subagent_script: list[ScriptedTurn] = list(subagent_script or [])
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.calls: list[RecordedCall] = []
         self.unknown_calls: list[RecordedCall] = []
         self.turns_played = 0
+        self.subagent_turns_played = 0
         self._errors: list[_InjectedError] = []
 
     # ----------------------------------------------------------------- test helpers
@@ -260,11 +283,18 @@ class FakeModelAPI:
             self._record(request, body, "error", status=inj.status)
             return self._error(inj.status, body=inj.body, headers=inj.headers)
 
-        if is_main_loop_request(body):
+        if is_main_loop_request(body) and is_subagent_request(body):
+            idx = self.subagent_turns_played
+            self.subagent_turns_played += 1
+            played = idx < len(self.subagent_script)
+            turn = self.subagent_script[idx] if played else ScriptedTurn(text=EXHAUSTED_TEXT)
+            self._record(request, body, "subagent", turn_index=idx if played else None)
+        elif is_main_loop_request(body):
             idx = self.turns_played
             self.turns_played += 1
-            turn = self.script[idx] if idx < len(self.script) else ScriptedTurn(text=EXHAUSTED_TEXT)
-            self._record(request, body, "main", turn_index=idx if idx < len(self.script) else None)
+            played = idx < len(self.script)
+            turn = self.script[idx] if played else ScriptedTurn(text=EXHAUSTED_TEXT)
+            self._record(request, body, "main", turn_index=idx if played else None)
         else:
             turn = ScriptedTurn(text=SIDE_REQUEST_TEXT)
             self._record(request, body, "side")
@@ -367,7 +397,8 @@ async def serve_fake_model_api(
     fake: FakeModelAPI, *, host: str = "127.0.0.1", port: int = 0, unix_path: str | os.PathLike[str] | None = None
 ) -> AsyncIterator[RunningFake]:
     """Run `fake` on a TCP port (0 = any free port) or, with `unix_path`, on a Unix socket."""
-    runner = web.AppRunner(fake.make_app(), access_log=None)
+    # handler_cancellation: a delayed turn stops when its client goes away (as a real server would).
+    runner = web.AppRunner(fake.make_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     try:
         if unix_path is not None:

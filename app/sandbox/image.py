@@ -20,7 +20,7 @@ The image is made from parts that come from Debian's package archive and the npm
 The tag (:data:`DEFAULT_IMAGE`) carries the Claude Code version and a hash of the recipe, so a
 change to the recipe gives a new tag and :func:`build_image` skips the work when the tag exists.
 
-Run ``python -m app.sandbox.image --help`` (root, or a user that may run mmdebstrap in its
+Run ``python -m app.sandbox build --help`` (root, or a user that may run mmdebstrap in its
 ``unshare`` mode, and that may talk to the Docker engine).
 """
 
@@ -47,6 +47,7 @@ __all__ = [
     "AGENT_HOME",
     "AGENT_UID",
     "BuildError",
+    "CLAUDE_CODE_VERSION",
     "CLAUDE_NPM_PACKAGE",
     "CONTAINER_GATEWAY_SOCKET",
     "DEBIAN_PACKAGES",
@@ -63,8 +64,10 @@ __all__ = [
 
 # --- what goes into the image -------------------------------------------------------------
 
-#: Pinned Claude Code version (``npm view @anthropic-ai/claude-code version``).
-PINNED = "2.1.330"
+#: Pinned Claude Code version (``npm view @anthropic-ai/claude-code version``). ``./dev``
+#: reads this line to install the same version on the host.
+CLAUDE_CODE_VERSION = "2.1.330"
+PINNED = CLAUDE_CODE_VERSION
 CLAUDE_NPM_PACKAGE = "@anthropic-ai/claude-code"
 
 #: ``dist.integrity`` of the per-platform packages at :data:`PINNED`, as the npm registry
@@ -376,9 +379,7 @@ def image_exists(tag: str, client=None) -> bool:
 
 
 def _import(client, tar: Path, tag: str, claude_version: str) -> None:
-    repo, _, tagpart = tag.rpartition(":")
-    if not repo or "/" in tagpart:
-        repo, tagpart = tag, "latest"
+    repo, tagpart = _split_tag(tag)
     changes = [f"USER {AGENT_UID}:{AGENT_GID}", f"WORKDIR {WORKSPACE}"]
     changes += [f"ENV {k}={v}" for k, v in _IMAGE_ENV.items()]
     changes += [
@@ -403,20 +404,25 @@ def _import(client, tar: Path, tag: str, claude_version: str) -> None:
 
 
 def _smoke_test(client, tag: str, claude_version: str, log: Log) -> None:
+    import docker
+
     script = "id -u && claude --version && git --version && socat -V | sed -n 2p"
-    out = client.containers.run(
-        tag,
-        ["/bin/sh", "-c", script],
-        remove=True,
-        network_mode="none",
-        read_only=True,
-        tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        user=f"{AGENT_UID}:{AGENT_GID}",
-        labels={"agentvine": "1", "agentvine.job": "image-smoke-test"},
-        stderr=True,
-    ).decode(errors="replace")
+    try:
+        out = client.containers.run(
+            tag,
+            ["/bin/sh", "-c", script],
+            remove=True,
+            network_mode="none",
+            read_only=True,
+            tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            user=f"{AGENT_UID}:{AGENT_GID}",
+            labels={"agentvine": "1", "agentvine.job": "image-smoke-test"},
+            stderr=True,
+        ).decode(errors="replace")
+    except docker.errors.ContainerError as exc:
+        raise BuildError(f"smoke test of {tag} failed: {exc}") from exc
     log("smoke test: " + " | ".join(out.split("\n")).strip(" |"))
     lines = out.splitlines()
     if not lines or lines[0].strip() != str(AGENT_UID) or claude_version not in out:
@@ -444,8 +450,14 @@ def build_image(
     ``mirror`` / ``security_mirror`` default to ``$AGENTVINE_DEBIAN_MIRROR`` /
     ``$AGENTVINE_DEBIAN_SECURITY_MIRROR`` or deb.debian.org. Raises :class:`BuildError`.
     """
+    import docker
+
     client = client or _docker_client()
-    if not force and image_exists(tag, client):
+    try:
+        previous = client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        previous = None
+    if previous is not None and not force:
         log(f"sandbox image {tag} already exists; not rebuilding (force=True to rebuild)")
         return
     arch, npm_platform = _platform()
@@ -497,7 +509,13 @@ def build_image(
             client.images.remove(staging, noprune=True)
         except Exception:  # noqa: BLE001 - the staging tag is cosmetic
             pass
-    size = client.images.get(tag).attrs.get("Size", 0)
+    new = client.images.get(tag)
+    if previous is not None and previous != new.id:
+        try:  # the image this tag pointed to, unless something still uses it
+            client.images.remove(previous, noprune=False)
+        except Exception:  # noqa: BLE001
+            pass
+    size = new.attrs.get("Size", 0)
     log(f"built {tag}: {size / 1e6:.0f} MB in {time.monotonic() - t0:.1f}s")
 
 
@@ -510,7 +528,7 @@ def _split_tag(tag: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m app.sandbox.image",
+        prog="python -m app.sandbox build",
         description="Build the AgentVine sandbox image (no container registry needed).",
     )
     parser.add_argument("--tag", default=None, help=f"image tag (default {DEFAULT_IMAGE})")

@@ -60,22 +60,32 @@ def load_document(spec_path: Path | None = None) -> dict[str, Any]:
     return doc
 
 
-# --- discriminator quirk -----------------------------------------------------------------
-# GitHub's `POST /repos/{owner}/{repo}/check-runs` body has `discriminator: {propertyName:
-# status}` without a `mapping`; the implicit mapping would look for `#/components/schemas/
-# queued`, which does not exist. A discriminator is only a hint in OAS 3.0: where it has no
-# mapping we ignore it and evaluate oneOf/anyOf/allOf as plain JSON Schema.
+# --- two quirks of GitHub's description -------------------------------------------------
+# 1. `POST /repos/{owner}/{repo}/check-runs` has `discriminator: {propertyName: status}` without a
+#    `mapping`; the implicit mapping would look for `#/components/schemas/queued`, which does not
+#    exist. A discriminator is only a hint in OAS 3.0, so without a mapping we ignore it and
+#    evaluate oneOf/anyOf/allOf as plain JSON Schema. The contents response maps "array" to the
+#    directory listing, which is not an object at all: a discriminator only applies to objects.
+# 2. GitHub writes `nullable: true` next to an `enum` that does not list null (a check run's
+#    `conclusion`, an issue's `state_reason`) and sends null for them. We read `nullable` as
+#    allowing null there too, as OAS 3.0.0-3.0.2 tools did.
 
 
 def _combinator(plain: Any, with_discriminator: Any) -> Any:
     def check(validator: Any, subschemas: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
         discriminator = schema.get("discriminator")
-        if discriminator and discriminator.get("mapping"):
+        if discriminator and discriminator.get("mapping") and isinstance(instance, dict):
             yield from with_discriminator(validator, subschemas, instance, schema)
         else:
             yield from plain(validator, subschemas, instance, schema)
 
     return check
+
+
+def _enum(validator: Any, enums: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+    if instance is None and schema.get("nullable") is True:
+        return
+    yield from js_keywords.enum(validator, enums, instance, schema)
 
 
 GitHubSchemaValidator = extend(
@@ -84,6 +94,7 @@ GitHubSchemaValidator = extend(
         "oneOf": _combinator(js_keywords.oneOf, oas_keywords.oneOf),
         "anyOf": _combinator(js_keywords.anyOf, oas_keywords.anyOf),
         "allOf": _combinator(js_keywords.allOf, oas_keywords.allOf),
+        "enum": _enum,
     },
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 from urllib.parse import urlencode
 
 from . import render
@@ -21,10 +21,11 @@ class ApiRequest:
     query: dict[str, str]
     params: dict[str, str]  # path parameters
     body: Any
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive (gidgethub sends lower-case names)
     actor: dict[str, Any] | None = None  # the user the credentials act as
     token: "InstallationToken | None" = None
     repo: "Repo | None" = None
+    rate_key: str = ""  # whose rate-limit bucket the request counts against
 
     def int_param(self, name: str) -> int:
         return int(self.params[name])
@@ -35,6 +36,10 @@ class ApiResponse:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    # A non-JSON answer (e.g. a file under `Accept: application/vnd.github.raw`); not validated,
+    # since GitHub's description only describes the JSON representations.
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 Handler = Callable[["FakeGitHub", ApiRequest], Awaitable[ApiResponse]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,15 @@ class RateBucket:
         return max(self.limit - self.used, 0)
 
 
+_PROCESS_KEY: list[str] = []
+
+
+def _process_key() -> str:
+    if not _PROCESS_KEY:
+        _PROCESS_KEY.append(generate_private_key_pem())
+    return _PROCESS_KEY[0]
+
+
 class FakeGitHub:
     """A GitHub you can hold in your hand. See docs/github-fake.md."""
 
@@ -96,17 +106,18 @@ class FakeGitHub:
         *,
         spec_path: Path | None = None,
         rate_limit: int = 5000,
+        private_key_pem: str | None = None,
     ) -> None:
         if data_dir is None:
-            import tempfile
-
             data_dir = Path(tempfile.mkdtemp(prefix="fake-github-"))
         self.app_id = app_id
         self.app_slug = app_slug
         self.data_dir = Path(data_dir)
         self.git_root = self.data_dir / "git"
         self.git_root.mkdir(parents=True, exist_ok=True)
-        self.private_key_pem: str = generate_private_key_pem()
+        # One generated key per process unless told otherwise: RSA generation costs ~50-200 ms,
+        # and a test suite builds many fakes.
+        self.private_key_pem: str = private_key_pem or _process_key()
         self.public_key_pem: bytes = public_key_pem(self.private_key_pem)
         self.validator: OpenAPIValidator = get_validator(spec_path)
         self.rate_limit = rate_limit
@@ -132,6 +143,7 @@ class FakeGitHub:
         self.calls: list[RecordedCall] = []
         self.git_calls: list[RecordedCall] = []
         self.violations: list[str] = []
+        self.git_errors: list[str] = []  # stderr of failed `git http-backend` runs
         self.tokens = TokenStore()
         self.faults: list[Fault] = []
         self.rate_buckets: dict[str, RateBucket] = {}
@@ -144,6 +156,7 @@ class FakeGitHub:
         self._suites: dict[tuple[str, str], int] = {}
         self._reactions_on: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         self._check_annotations: dict[int, list[dict[str, Any]]] = {}
+        self._check_actions: dict[int, list[dict[str, Any]]] = {}
 
         self.bot = self.add_user(f"{app_slug}[bot]", type="Bot")
         self.app_owner = self.add_user(f"{app_slug}-owner")
@@ -161,6 +174,16 @@ class FakeGitHub:
         self._url = value.rstrip("/") if value else None
         if self._url:
             self.urls = render.Urls(api=self._url, html="https://github.com", git=self._url)
+            # Accounts and the App exist from construction on; give them the new addresses.
+            for key, u in self.users.items():
+                self.users[key] = render.user(self.urls, u["login"], u["id"], u["type"])
+            self.bot = self.user(self.bot["login"])
+            self.app = render.app_integration(self.urls, self.app_id, self.app_slug, self.user(self.app_owner["login"]),
+                                              self.app["created_at"])
+            for iid, inst in self.installations.items():
+                self.installations[iid] = render.installation(
+                    self.urls, iid, self.user(inst["account"]["login"]), self.app_id, self.app_slug,
+                    inst["created_at"], inst["repository_selection"])
 
     def make_app(self) -> web.Application:
         from .server import make_app
@@ -226,14 +249,14 @@ class FakeGitHub:
         repo = self.repo(full_name)
         if repo.git.resolve(head) is None or repo.git.resolve(base) is None:
             raise ValueError(f"branches {head!r} and {base!r} must exist in {full_name}")
-        return self.refresh_pull(repo, self.create_pull(repo, title=title, body=body, author=self.user(user),
-                                                        head=head, base=base, draft=draft))
+        return copy.deepcopy(self.refresh_pull(repo, self.create_pull(
+            repo, title=title, body=body, author=self.user(user), head=head, base=base, draft=draft)))
 
     def add_comment(self, full_name: str, issue_number: int, *, body: str, user: str) -> dict[str, Any]:
         repo = self.repo(full_name)
         return copy.deepcopy(self.create_comment(repo, issue_number, body=body, author=self.user(user)))
 
-    def add_label(self, full_name: str, name: str, color: str = "ededed", description: str | None = None) -> dict[str, Any]:
+    def add_label(self, full_name: str, name: str, color: str = "ededed", description: str = "") -> dict[str, Any]:
         return copy.deepcopy(self.ensure_label(self.repo(full_name), name, color, description))
 
     def push_files(self, full_name: str, branch: str, files: dict[str, str], message: str = "Update files",
@@ -336,9 +359,23 @@ class FakeGitHub:
                 return fault
         return None
 
+    def bucket(self, key: str) -> RateBucket:
+        """The primary rate limit of one installation (or of the App itself, for JWT calls)."""
+        bucket = self.rate_buckets.setdefault(key, RateBucket(self.rate_limit))
+        bucket.roll(time.time())
+        return bucket
+
     def expire_tokens(self) -> None:
         """Invalidate every installation token issued so far: the bot's next call gets 401."""
         self.tokens.expire_all()
+
+    def webhook(self, event: str, action: str | None, *, repo: str | None = None, sender: str | None = None,
+                **objects: Any) -> dict[str, Any]:
+        """A webhook payload around the fake's objects, e.g. webhook("issue_comment", "created",
+        issue=..., comment=..., sender="alice"). See webhooks.build."""
+        from .webhooks import build
+
+        return build(self, event, action, repo=repo, sender=sender, **objects)
 
     def assert_no_violations(self) -> None:
         if self.violations:
@@ -353,7 +390,9 @@ class FakeGitHub:
                                  default_branch=repo.default_branch, created=repo.created,
                                  pushed=render.now_iso(), open_issues=open_issues)
 
-    def ensure_label(self, repo: Repo, name: str, color: str = "ededed", description: str | None = None) -> dict[str, Any]:
+    def ensure_label(self, repo: Repo, name: str, color: str = "ededed", description: str = "") -> dict[str, Any]:
+        # description "" rather than GitHub's usual null: `pull-request-simple` types it as a
+        # non-nullable string, and the fake must answer what the description allows.
         labels = self.labels.setdefault(repo.full_name, {})
         for existing in labels.values():
             if existing["name"].lower() == name.lower():
@@ -451,6 +490,9 @@ class FakeGitHub:
             sha = repo.git.resolve(pull[side]["ref"])
             if sha:
                 pull[side]["sha"] = sha
+        issue = self._issue_index.get((repo.full_name.lower(), pull["number"]))
+        if issue is not None:  # a pull request's labels are its issue's labels
+            pull["labels"] = copy.deepcopy(issue["labels"])
         head, base = pull["head"]["sha"], pull["base"]["sha"]
         statuses = f"{self.urls.api}/repos/{repo.full_name}/statuses/{head}"
         pull["statuses_url"] = statuses

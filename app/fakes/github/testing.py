@@ -1,0 +1,40 @@
+"""Run the fake on a real local port for a test (or the demo)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+
+from .state import FakeGitHub
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def running_fake(tmp_path: Path, *, host: str = "127.0.0.1", port: int | None = None,
+                       **kwargs: Any) -> AsyncIterator[FakeGitHub]:
+    """Start a FakeGitHub (kwargs go to its constructor) and yield it with `.url` set.
+
+    `data_dir` defaults to `tmp_path / "github"`. The server stops when the block exits.
+    """
+    kwargs.setdefault("data_dir", Path(tmp_path) / "github")
+    fake = FakeGitHub(**kwargs)
+    runner = web.AppRunner(fake.make_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    # Bind to port 0 when none is asked for, so parallel test runs never race for a port.
+    site = web.TCPSite(runner, host, port or 0)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    fake.url = f"http://{host}:{bound}"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()

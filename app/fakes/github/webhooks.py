@@ -1,0 +1,60 @@
+"""Webhook payloads built from the fake's own objects, for the demo and for end-to-end tests.
+
+They carry what GitHub puts in every delivery (action, repository, installation, sender) around
+the objects you pass. They are not checked against the webhook JSON Schemas; tests that need
+byte-exact deliveries should use the recorded examples in shared/testdata/github/webhooks/.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .state import FakeGitHub
+
+
+def _repo_of(fake: "FakeGitHub", objects: dict[str, Any]) -> str | None:
+    for key in ("issue", "pull_request", "comment", "check_run"):
+        obj = objects.get(key)
+        if not isinstance(obj, dict):
+            continue
+        for field in ("repository_url", "issue_url", "url"):
+            url = obj.get(field, "")
+            if "/repos/" in url:
+                owner, name = url.split("/repos/", 1)[1].split("/")[:2]
+                if fake.find_repo(owner, name):
+                    return f"{owner}/{name}"
+    return None
+
+
+def build(fake: "FakeGitHub", event: str, action: str | None, *, repo: str | None = None,
+          sender: str | None = None, **objects: Any) -> dict[str, Any]:
+    """`{"action", <objects>, "repository", "installation", "sender"}` for `event`."""
+    payload: dict[str, Any] = {} if action is None else {"action": action}
+    payload.update({k: copy.deepcopy(v) for k, v in objects.items()})
+    full_name = repo or _repo_of(fake, objects)
+    if full_name:
+        r = fake.repo(full_name)
+        payload["repository"] = fake.render_repository(r)
+        inst = fake.installations[r.installation_id]
+        payload["installation"] = {"id": inst["id"], "node_id": f"MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{inst['id']}"}
+    payload["sender"] = fake.user(sender) if sender else fake.user(fake.bot["login"])
+    return payload
+
+
+def signed_delivery(payload: dict[str, Any], event: str, secret: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers GitHub would POST: `X-Hub-Signature-256` is the HMAC of the exact bytes."""
+    body = json.dumps(payload).encode()
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={signature}",
+        "User-Agent": "GitHub-Hookshot/fake",
+    }

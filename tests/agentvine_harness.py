@@ -1,0 +1,80 @@
+"""An AgentVine service wired to a running GitHub fake, and deliveries sent to it as GitHub would."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from app.fakes.github.state import FakeGitHub
+from app.service import Service
+from tests import payloads
+from tests.conftest import SECRET, as_bytes, delivery_headers, make_settings
+
+REPO = "octo-org/hello"
+INSTALLATION = 1001
+
+
+def arrange_github(fake: FakeGitHub, *, files: dict[str, str] | None = None) -> None:
+    """One installation, one repository, and people with known roles."""
+    fake.add_installation(INSTALLATION, "octo-org", account_type="Organization")
+    fake.add_repo(REPO, installation_id=INSTALLATION, files=files or {"README.md": "# hello\n", "hello.py": "print('hi')\n"})
+    for login, role in {"alice": "write", "mona": "maintain", "bob": "read"}.items():
+        fake.add_user(login)
+        fake.set_permission(REPO, login, role)
+
+
+@dataclass
+class Harness:
+    github: FakeGitHub
+    service: Service
+    client: TestClient
+
+    @property
+    def repo(self) -> dict[str, Any]:
+        return self.github.render_repository(self.github.repo(REPO))
+
+    async def deliver(self, event: str, payload: dict[str, Any], delivery_id: str | None = None) -> web.Response:
+        body = as_bytes(payload)
+        return await self.client.post("/webhooks", data=body, headers=delivery_headers(event, body, SECRET, delivery_id))
+
+    async def label(self, number: int, label: str, *, sender: str = "alice", sender_type: str = "User",
+                    delivery_id: str | None = None) -> dict[str, Any]:
+        issue = self.github.issue(REPO, number)
+        payload = payloads.labeled_issue(label=label, issue=issue, repo=self.repo, installation_id=INSTALLATION,
+                                         sender=sender, sender_type=sender_type)
+        response = await self.deliver("issues", payload, delivery_id)
+        assert response.status in (200, 202), await response.text()
+        return await response.json()
+
+    async def comment(self, number: int, body: str, *, sender: str = "alice") -> tuple[dict[str, Any], dict[str, Any]]:
+        comment = self.github.add_comment(REPO, number, body=body, user=sender)
+        payload = payloads.issue_comment(body=body, issue=self.github.issue(REPO, number), repo=self.repo,
+                                         installation_id=INSTALLATION, sender=sender)
+        payload["comment"] = {**payload["comment"], "id": comment["id"]}
+        response = await self.deliver("issue_comment", payload)
+        assert response.status == 202, await response.text()
+        return comment, await response.json()
+
+    async def settle(self, timeout: float = 30) -> None:
+        await self.service.dispatcher.wait_idle(timeout)
+
+    def job(self, job_id: str):
+        return self.service.store.get_job(job_id)
+
+
+@contextlib.asynccontextmanager
+async def running_agentvine(fake: FakeGitHub, data_root: Path, **settings: Any) -> AsyncIterator[Harness]:
+    service = Service(make_settings(data_root, private_key=fake.private_key_pem, github_url=fake.url,
+                                    app_id=fake.app_id, **settings))
+    client = TestClient(TestServer(service.make_app()))
+    await client.start_server()
+    try:
+        yield Harness(fake, service, client)
+    finally:
+        await client.close()
