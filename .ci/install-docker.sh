@@ -45,7 +45,11 @@ if docker info >/dev/null 2>&1; then
     exit 0
 fi
 
-if pgrep -x dockerd >/dev/null 2>&1; then
+dockerd_running() {
+    [ -s /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null
+}
+
+if dockerd_running; then
     log "dockerd is running but does not answer yet; waiting"
 else
     log "starting dockerd (log: $DOCKERD_LOG)"

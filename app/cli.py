@@ -13,7 +13,9 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from app.observability import init_sentry
+    from app.runtime import tune_gc
     from app.service import Service
+    from app.worker_process import make_production_app
 
     settings = Settings()
     missing = settings.missing_for_serve()
@@ -22,8 +24,12 @@ def _serve(args: argparse.Namespace) -> int:
         print("See README.md, 'Settings'. To try AgentVine without a GitHub App, run: agentvine demo", file=sys.stderr)
         return 2
     init_sentry(settings)
-    service = Service(settings)
-    web.run_app(service.make_app(), host=args.host, port=args.port, access_log=None)
+    tune_gc()
+    if args.single_process:
+        app = Service(settings).make_app()
+    else:
+        app = make_production_app(settings, args.log_level.upper())
+    web.run_app(app, host=args.host, port=args.port, access_log=None)
     return 0
 
 
@@ -34,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the webhook service")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--single-process", action="store_true", help="run the worker in the web process")
     serve.set_defaults(func=_serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

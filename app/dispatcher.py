@@ -18,8 +18,6 @@ from app.store.base import JobStore
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL_S = 2.0  # a safety net: new work normally wakes the dispatcher at once
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -45,7 +43,11 @@ class Dispatcher:
         on_command: Callable[[JobCommand], Awaitable[str]] | None = None,
         on_error: Callable[[Job, BaseException], Awaitable[None]] | None = None,
         interrupted_states: dict[JobState, JobState] | None = None,
+        poll_interval: float = 2.0,
     ) -> None:
+        # In one process the web app wakes the dispatcher at once; in a worker process of its
+        # own, the poll interval is how soon new work is seen.
+        self._poll_interval = poll_interval
         self._store = store
         self._stages = stages
         self._on_command = on_command
@@ -95,12 +97,12 @@ class Dispatcher:
 
     def _runnable(self) -> bool:
         states = [stage.state for stage in self._stages]
-        return bool(self._store.list_jobs(states)) or bool(self._store.pending_commands())
+        return bool(self._store.list_jobs(states, limit=1)) or bool(self._store.pending_commands())
 
     async def _loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL_S)
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
@@ -126,7 +128,12 @@ class Dispatcher:
     def _start_ready(self) -> None:
         for stage in self._stages:
             running = [job for s, job, _ in self._active.values() if s is stage]
-            for job in self._store.list_jobs([stage.state]):
+            if len(running) >= stage.limits.total:
+                continue
+            # Look at a bounded window of the oldest jobs: a backlog must not make every pass
+            # (which shares the event loop with the webhook) cost more.
+            window = len(self._active) + stage.limits.total * 8
+            for job in self._store.list_jobs([stage.state], limit=window):
                 if job.id in self._active:
                     continue
                 if not self._fits(stage.limits, running, job):

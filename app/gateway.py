@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from pydantic import BaseModel
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class JobChannel:
 
     @property
     def socket_dir(self) -> Path:
-        """The per-job directory holding the socket: bind-mount this into the container."""
+        """The per-job directory holding the socket (removed by close_job)."""
         return self.socket_path.parent
 
     def claude_env(self, base_url: str) -> dict[str, str]:
@@ -365,9 +366,11 @@ class ModelGateway:
         return await self._forward(channel, request, body)
 
     async def _forward(self, channel: JobChannel, request: web.Request, body: bytes) -> web.StreamResponse:
-        url = self.upstream_url + request.rel_url.path
+        # request.path is one of the allow-listed constants; the query (`beta=true`) goes as sent.
+        raw = self.upstream_url + request.path
         if request.rel_url.raw_query_string:
-            url += "?" + request.rel_url.raw_query_string
+            raw += "?" + request.rel_url.raw_query_string
+        url = URL(raw, encoded=True)
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_REQUEST_HEADERS}
         headers["x-api-key"] = self._api_key
         headers["accept-encoding"] = "identity"  # pass SSE through as it comes, uncompressed

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = 4
     max_jobs_per_installation: int = 3
     max_jobs_per_repo: int = 1
+    worker_nice: int = 10  # CPU priority of the worker process below the web process (0 = same)
 
     sandbox_image: str = "agentvine-sandbox:latest"
     model_api_url: str = "https://api.anthropic.com"

@@ -3,13 +3,14 @@ no GitHub API call, only one small database transaction (GitHub gives up after 1
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
+import orjson
 from aiohttp import web
 from gidgethub import ValidationFailure, sansio
 
+from app.ingest import DeliveryWriter
 from app.intents import JobCommand, StartJob
 from app.jobs import Delivery, Job
 from app.routing import RouteContext, route
@@ -19,8 +20,12 @@ from app.store.base import JobStore
 log = logging.getLogger(__name__)
 
 
+def _json(status: int, data: dict) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return _json(status, {"error": message})
 
 
 def make_handler(
@@ -28,6 +33,7 @@ def make_handler(
 ) -> Callable[[web.Request], object]:
     if not secret:
         raise ValueError("a webhook secret is mandatory")
+    writer = DeliveryWriter(store)
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()  # aiohttp answers 413 past client_max_size
@@ -47,13 +53,13 @@ def make_handler(
         if request.content_type != "application/json":
             return _error(400, "expected Content-Type: application/json")
         try:
-            data = json.loads(body)
-        except ValueError as exc:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             return _error(400, f"malformed JSON: {exc}")
         if not isinstance(data, dict):
             return _error(400, "the payload must be a JSON object")
         if event_name == "ping":
-            return web.json_response({"status": "pong", "zen": data.get("zen")})
+            return _json(200, {"status": "pong", "zen": data.get("zen")})
 
         event = sansio.Event(data, event=event_name, delivery_id=delivery_id)
         ctx = RouteContext(command_prefix=command_prefix, label_prefix=label_prefix)
@@ -64,7 +70,7 @@ def make_handler(
             log.warning("delivery %s (%s): unexpected payload shape: %r", delivery_id, event_name, exc)
             return _error(400, f"unexpected payload shape: {exc!r}")
 
-        jobs = [Job(delivery_id=delivery_id, **intent.model_dump()) for intent in intents if isinstance(intent, StartJob)]
+        jobs = [Job(delivery_id=delivery_id, **dict(intent)) for intent in intents if isinstance(intent, StartJob)]
         commands = [intent for intent in intents if isinstance(intent, JobCommand)]
         repo = data.get("repository") if isinstance(data.get("repository"), dict) else {}
         outcome = "; ".join([*(f"job {j.id}" for j in jobs), *(f"command {c.name}" for c in commands), *ctx.notes])
@@ -76,13 +82,12 @@ def make_handler(
             repo=repo.get("full_name"),
             outcome=outcome or "ignored",
         )
-        if not store.record_delivery(delivery, jobs, commands):
-            return web.json_response({"status": "duplicate", "delivery": delivery_id}, status=200)
+        if not await writer.write((delivery, jobs, commands)):
+            return _json(200, {"status": "duplicate", "delivery": delivery_id})
         if jobs or commands:
             on_stored()
-        return web.json_response(
-            {"status": "accepted", "delivery": delivery_id, "jobs": [j.id for j in jobs], "outcome": delivery.outcome},
-            status=202,
+        return _json(
+            202, {"status": "accepted", "delivery": delivery_id, "jobs": [j.id for j in jobs], "outcome": delivery.outcome}
         )
 
     return handle

@@ -138,7 +138,14 @@ def _chunks(text: str, size: int) -> list[str]:
 
 
 class FakeModelAPI:
-    """The fake. `requests` holds every `/v1/messages` body received (main and side), in order."""
+    """The fake.
+
+    `requests`: every JSON body that reached `POST /v1/messages` with a valid key and an
+    `anthropic-version` (agent turns, side requests, and those answered with an injected error),
+    in order. `calls`: every request of any kind, with its `kind` and status. `main_requests`:
+    bodies of the main agent loop's turns. `tool_results()`: the `tool_result` blocks in the last
+    of those (the CLI resends the whole history each turn).
+    """
 
     def __init__(
         self,
@@ -164,8 +171,9 @@ class FakeModelAPI:
         """The next `times` `/v1/messages` requests (main or side) fail with `status`.
 
         `body` defaults to Anthropic's error shape for the status. 429 and 529 carry
-        `retry-after: 0` / `retry-after-ms: 1` unless `headers` says otherwise, so the CLI's
-        retries are quick in tests. Injected errors never consume the script.
+        `retry-after: 0` / `retry-after-ms: 1` unless `headers` says otherwise (Claude Code 2.1.330
+        backs off ~0.5 s, 1 s, 2 s, ... regardless; bound it with CLAUDE_CODE_MAX_RETRIES).
+        500 and 529 carry `x-should-retry: true`. Injected errors never consume the script.
         """
         if headers is None:
             headers = {"retry-after": "0", "retry-after-ms": "1"} if status in (429, 529) else {}

@@ -37,9 +37,11 @@ async def acknowledge(ctx: JobContext) -> None:
         await _report_config_error(ctx, admission)
         return
     state = JobState.WAITING_FOR_APPROVAL if level == "human-required" else JobState.ACKNOWLEDGED
-    ctx.job = ctx.job.moved_to(state)
-    await asyncio.gather(_tracking_comment(ctx), _check_run(ctx))
-    ctx.save(ctx.job, "acknowledged")
+    # People see the new state at once; the job moves to it only once both exist, so a crash in
+    # between repeats this stage (which edits, never duplicates).
+    shown = ctx.job.moved_to(state)
+    await asyncio.gather(_tracking_comment(ctx, shown), _check_run(ctx, shown))
+    ctx.save(ctx.job.moved_to(state), "acknowledged")
 
 
 async def _reject_unauthorized(ctx: JobContext, admission: Admission) -> None:
@@ -81,9 +83,9 @@ async def _resolve_head(ctx: JobContext) -> None:
     ctx.job = ctx.job.model_copy(update={"head_sha": ref["object"]["sha"]})
 
 
-async def _tracking_comment(ctx: JobContext) -> None:
+async def _tracking_comment(ctx: JobContext, shown: Job) -> None:
     job = ctx.job
-    body = render.tracking_comment(job, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
+    body = render.tracking_comment(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
     if job.tracking_comment_id is None:
         comment = await ctx.api.post(
             "/repos/{owner}/{repo}/issues/{issue_number}/comments",
@@ -100,14 +102,14 @@ async def _tracking_comment(ctx: JobContext) -> None:
         )
 
 
-async def _check_run(ctx: JobContext) -> None:
+async def _check_run(ctx: JobContext, shown: Job) -> None:
     job = ctx.job
     if job.check_run_id is not None:
         return
     run = await ctx.api.post(
         "/repos/{owner}/{repo}/check-runs",
         {"owner": job.owner, "repo": job.name},
-        data=render.check_run_create(job, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url),
+        data=render.check_run_create(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url),
     )
     ctx.job = ctx.job.model_copy(update={"check_run_id": run["id"]})
     ctx.save(ctx.job, "check_run", check_run_id=run["id"])

@@ -9,6 +9,10 @@ from app.intents import JobCommand
 from app.jobs import Delivery, Job, JobEvent, JobState
 
 
+# A delivery with the jobs and commands it asks for.
+DeliveryRecord = tuple[Delivery, list[Job], list[JobCommand]]
+
+
 class JobStore(Protocol):
     def record_delivery(
         self, delivery: Delivery, jobs: Iterable[Job] = (), commands: Iterable[JobCommand] = ()
@@ -17,9 +21,15 @@ class JobStore(Protocol):
 
         Returns False (and stores nothing) when the delivery id was seen before."""
 
+    def record_deliveries(self, batch: list[DeliveryRecord]) -> list[bool]:
+        """record_delivery for several deliveries in one transaction."""
+
     def get_job(self, job_id: str) -> Job | None: ...
 
-    def list_jobs(self, states: Iterable[JobState] | None = None, *, repo: str | None = None) -> list[Job]: ...
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, *, repo: str | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """Jobs oldest first."""
 
     def save_job(self, job: Job, event: str, **data: object) -> None:
         """Persist the job as it is now and append `event` to its log, atomically."""

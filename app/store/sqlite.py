@@ -14,6 +14,7 @@ from pathlib import Path
 
 from app.intents import JobCommand
 from app.jobs import Delivery, Job, JobEvent, JobState
+from app.store.base import DeliveryRecord
 
 # Each entry is one schema version; never edit a released one, append a new one.
 MIGRATIONS: list[str] = [
@@ -75,18 +76,19 @@ class SQLiteJobStore:
         self._migrate()
 
     def _migrate(self) -> None:
+        # The version is read under the write lock: the web and worker processes may start together.
         with self._lock:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     for statement in filter(str.strip, script.split(";")):
                         self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version={number}")
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     @property
     def schema_version(self) -> int:
@@ -95,36 +97,42 @@ class SQLiteJobStore:
     def record_delivery(
         self, delivery: Delivery, jobs: Iterable[Job] = (), commands: Iterable[JobCommand] = ()
     ) -> bool:
+        return self.record_deliveries([(delivery, list(jobs), list(commands))])[0]
+
+    def record_deliveries(self, batch: list[DeliveryRecord]) -> list[bool]:
+        """Several deliveries in one transaction (group commit); False for each one seen before."""
+        results = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?)",
-                    (
-                        delivery.id,
-                        delivery.event,
-                        delivery.action,
-                        delivery.installation_id,
-                        delivery.repo,
-                        delivery.received_at,
-                        delivery.outcome,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    self._db.execute("ROLLBACK")
-                    return False
-                for job in jobs:
-                    self._write_job(job)
-                    self._write_event(job.id, "created", {"delivery": delivery.id, "trigger": job.trigger.kind})
-                for command in commands:
-                    self._db.execute(
-                        "INSERT INTO commands (delivery_id, doc) VALUES (?,?)", (delivery.id, command.model_dump_json())
-                    )
+                for delivery, jobs, commands in batch:
+                    results.append(self._insert_delivery(delivery, jobs, commands))
                 self._db.execute("COMMIT")
-                return True
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        return results
+
+    def _insert_delivery(self, delivery: Delivery, jobs: list[Job], commands: list[JobCommand]) -> bool:
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?)",
+            (
+                delivery.id,
+                delivery.event,
+                delivery.action,
+                delivery.installation_id,
+                delivery.repo,
+                delivery.received_at,
+                delivery.outcome,
+            ),
+        )
+        if cur.rowcount == 0:
+            return False
+        for job in jobs:
+            self._write_job(job)  # the row, with created_at and delivery_id, records the creation
+        for command in commands:
+            self._db.execute("INSERT INTO commands (delivery_id, doc) VALUES (?,?)", (delivery.id, command.model_dump_json()))
+        return True
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = self._db.execute(
@@ -140,7 +148,9 @@ class SQLiteJobStore:
         row = self._db.execute("SELECT doc FROM jobs WHERE id=?", (job_id,)).fetchone()
         return Job.model_validate_json(row[0]) if row else None
 
-    def list_jobs(self, states: Iterable[JobState] | None = None, *, repo: str | None = None) -> list[Job]:
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, *, repo: str | None = None, limit: int | None = None
+    ) -> list[Job]:
         sql, args = "SELECT doc FROM jobs WHERE 1=1", []
         if states is not None:
             states = list(states)
@@ -150,6 +160,8 @@ class SQLiteJobStore:
             sql += " AND repo=?"
             args.append(repo)
         sql += " ORDER BY created_at, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         return [Job.model_validate_json(doc) for (doc,) in self._db.execute(sql, args)]
 
     def save_job(self, job: Job, event: str, **data: object) -> None:
@@ -168,8 +180,12 @@ class SQLiteJobStore:
             self._write_event(job_id, kind, data)
 
     def events(self, job_id: str) -> list[JobEvent]:
+        job = self.get_job(job_id)
+        if job is None:
+            return []
+        created = JobEvent(job_id=job_id, at=job.created_at, kind="created", data={"delivery": job.delivery_id})
         rows = self._db.execute("SELECT at, kind, data FROM job_events WHERE job_id=? ORDER BY seq", (job_id,))
-        return [JobEvent(job_id=job_id, at=at, kind=kind, data=json.loads(data)) for at, kind, data in rows]
+        return [created, *(JobEvent(job_id=job_id, at=at, kind=kind, data=json.loads(data)) for at, kind, data in rows)]
 
     def pending_commands(self) -> list[tuple[int, JobCommand]]:
         rows = self._db.execute("SELECT seq, doc FROM commands WHERE done_at IS NULL ORDER BY seq")

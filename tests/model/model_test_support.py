@@ -9,6 +9,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -165,6 +166,40 @@ async def tcp_to_unix(socket_path: Path) -> AsyncIterator[int]:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def socat_tcp_to_unix(socket_path: Path) -> AsyncIterator[int]:
+    """The same bridge made by socat, as the sandbox's forwarder does it. Yields the port."""
+    socat = shutil.which("socat")
+    if socat is None:
+        pytest.skip("socat is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", f"UNIX-CONNECT:{socket_path}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        for _ in range(100):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            break
+        else:
+            raise RuntimeError("socat did not start listening")
+        yield port
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+
+BRIDGES = {"asyncio": tcp_to_unix, "socat": socat_tcp_to_unix}
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from app.claude.events import (
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse
 from app.gateway import ModelGateway
 
-from model_test_support import UPSTREAM_KEY, CliRunner, tcp_to_unix
+from model_test_support import BRIDGES, UPSTREAM_KEY, CliRunner, tcp_to_unix
 
 pytestmark = pytest.mark.claude
 
@@ -45,8 +45,9 @@ def argv_for(runner: CliRunner, prompt: str, **kw) -> list[str]:
     )
 
 
+@pytest.mark.parametrize("bridge", sorted(BRIDGES))
 async def test_scripted_write_through_gateway(
-    cli_runner: CliRunner, gateway: ModelGateway, fake_upstream: tuple[FakeModelAPI, str]
+    cli_runner: CliRunner, gateway: ModelGateway, fake_upstream: tuple[FakeModelAPI, str], bridge: str
 ) -> None:
     fake, _ = fake_upstream
     fake.script = [
@@ -58,13 +59,13 @@ async def test_scripted_write_through_gateway(
     ]
     channel = await gateway.open_job("job-write-1")
     started = time.monotonic()
-    async with tcp_to_unix(channel.socket_path) as port:
+    async with BRIDGES[bridge](channel.socket_path) as port:
         run = await cli_runner.run(
             argv_for(cli_runner, "Add a greeting module", allowed_tools=["Write", "Read"]),
             env=channel.claude_env(f"http://127.0.0.1:{port}"),
         )
     elapsed = time.monotonic() - started
-    print(f"scripted CLI run, end to end: {elapsed:.2f}s (CLI process {run.elapsed:.2f}s)")
+    print(f"scripted CLI run via {bridge} bridge, end to end: {elapsed:.2f}s (CLI process {run.elapsed:.2f}s)")
     assert run.returncode == 0, run.stderr
 
     # The file was written in the working directory, by the non-root user.

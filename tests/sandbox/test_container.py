@@ -237,11 +237,11 @@ async def test_silence_longer_than_client_timeout(sandbox_image, job_id, job_dir
     """The output stream must not time out while the command is quiet."""
     import docker
 
-    client = docker.from_env(timeout=2)
+    client = docker.from_env(timeout=3)
     try:
         out = Collector()
         res = await run_sandbox(
-            spec_for(sandbox_image, job_id, job_dirs, ["sh", "-c", "sleep 4; echo late"]),
+            spec_for(sandbox_image, job_id, job_dirs, ["sh", "-c", "sleep 6; echo late"]),
             out, client=client)
     finally:
         client.close()
@@ -416,3 +416,18 @@ def test_image_metadata(sandbox_image, docker_client):
     assert lines[0] == "0"  # no setuid/setgid programs
     assert "agent:x:1000:1000::/home/agent:/bin/bash" in out
     assert "node" not in out and "curl" not in out and "wget" not in out
+
+
+async def test_concurrent_sandboxes_are_independent(sandbox_image, job_id, tmp_path):
+    async def one(i: int):
+        dirs = (tmp_path / f"ws{i}", tmp_path / f"home{i}")
+        out = Collector()
+        script = f"for n in 1 2 3; do echo job{i}-$n; sleep 0.2; done; exit {i}"
+        res = await run_sandbox(spec_for(sandbox_image, f"{job_id}-{i}", dirs,
+                                         ["sh", "-c", script]), out)
+        return res, out.lines
+
+    results = await asyncio.gather(*(one(i) for i in range(3)))
+    for i, (res, lines) in enumerate(results):
+        assert res.exit_code == i
+        assert lines == [f"job{i}-1", f"job{i}-2", f"job{i}-3"]

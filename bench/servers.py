@@ -1,0 +1,65 @@
+"""Servers the benchmarks start in their own processes: the GitHub fake, and a bare aiohttp
+handler that answers 202 (the ceiling the webhook endpoint is compared with)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+REPO = "octo-org/hello"
+INSTALLATION = 1001
+
+
+async def _bare(port: int) -> None:
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"status": "accepted"}, status=202)
+
+    app = web.Application(client_max_size=25 * 1024 * 1024)
+    app.router.add_post("/webhooks", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
+    await asyncio.Event().wait()
+
+
+async def _fake(port: int, key_file: Path) -> None:
+    from app.fakes.github.state import FakeGitHub
+
+    fake = FakeGitHub(data_dir=Path(tempfile.mkdtemp(prefix="bench-github-")))
+    fake.add_installation(INSTALLATION, "octo-org", account_type="Organization")
+    fake.add_repo(REPO, installation_id=INSTALLATION)
+    fake.add_user("alice")
+    fake.set_permission(REPO, "alice", "write")
+    issue = fake.add_issue(REPO, title="Parser rejects tabs", user="alice")
+    key_file.write_text(fake.private_key_pem)
+    runner = web.AppRunner(fake.make_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    fake.url = f"http://127.0.0.1:{port}"
+    print(json.dumps({"url": fake.url, "app_id": fake.app_id, "repository": fake.render_repository(fake.repo(REPO)),
+                      "issue": fake.issue(REPO, issue["number"])}), flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["bare", "fake"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key-file", type=Path)
+    args = parser.parse_args()
+    try:
+        asyncio.run(_bare(args.port) if args.kind == "bare" else _fake(args.port, args.key_file))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
