@@ -96,7 +96,7 @@ class Dispatcher:
         await asyncio.wait_for(idle(), timeout)
 
     def _runnable(self) -> bool:
-        states = [stage.state for stage in self._stages]
+        states = [stage.state for stage in self._stages if stage.limits.total > 0]
         return bool(self._store.list_jobs(states, limit=1)) or bool(self._store.pending_commands())
 
     async def _loop(self) -> None:

@@ -22,6 +22,7 @@ class StartJob(BaseModel):
     is_pull_request: bool
     issue_title: str
     requester: str
+    requester_id: int | None = None
     trigger: Trigger
     labels: list[str] = []
     head_sha: str | None = None  # the PR's head for jobs on a pull request

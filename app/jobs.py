@@ -51,6 +51,45 @@ class Trigger(BaseModel):
     comment_id: int | None = None
 
 
+Conclusion = Literal["success", "failure", "neutral", "timed_out", "cancelled"]
+
+
+class RunSettings(BaseModel):
+    """The worker settings in force when the job was admitted (the run uses exactly these)."""
+
+    prompt_template: str
+    max_turns: int
+    timeout_minutes: float
+    max_cost_usd: float
+    allowed_tools: list[str]
+    allowed_paths: list[str]
+    allow_workflow_changes: bool
+    trigger_permission: str
+    memory: str
+    cpus: float
+    pids: int
+
+
+class Figures(BaseModel):
+    turns: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    duration_s: float = 0.0
+    model_s: float | None = None  # time the CLI spent waiting on the model API
+
+
+class Outcome(BaseModel):
+    conclusion: Conclusion
+    title: str  # one line: what happened
+    detail: str = ""  # what happened, and what to do next
+    summary: str = ""  # the agent's own final text
+    files: list[str] = Field(default_factory=list)
+    figures: Figures = Field(default_factory=Figures)
+    pr_number: int | None = None
+    pr_url: str | None = None
+
+
 class Job(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex[:16])
     delivery_id: str
@@ -61,6 +100,7 @@ class Job(BaseModel):
     is_pull_request: bool = False
     issue_title: str = ""
     requester: str
+    requester_id: int | None = None
     trigger: Trigger
     labels: list[str] = Field(default_factory=list)  # the issue's labels when the job was asked for
 
@@ -78,6 +118,11 @@ class Job(BaseModel):
     tracking_comment_id: int | None = None
     check_run_id: int | None = None
     reacted: bool = False
+
+    run: RunSettings | None = None
+    branch: str | None = None
+    session_id: str | None = None  # Claude Code's session, to resume it
+    outcome: Outcome | None = None
 
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

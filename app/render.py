@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import texts
-from app.jobs import Job, JobState
+from app.jobs import Figures, Job, JobState, Outcome
 
 # GitHub's limit on a check run's output.summary and a comment's body is 65535 characters.
 MAX_TEXT = 65_000
@@ -33,9 +33,48 @@ def details_url(public_url: str, job: Job) -> str:
     return f"{public_url.rstrip('/')}/jobs/{job.id}"
 
 
+ACTIVITY_LINES = 8
+
+
+def _checklist(progress: Progress) -> str:
+    return "\n".join(f"- [{'x' if i < progress.done else ' '}] {step}" for i, step in enumerate(progress.steps))
+
+
+def _activity(progress: Progress) -> str:
+    if not progress.activity:
+        return ""
+    lines = "\n".join(f"- {line}" for line in progress.activity[-ACTIVITY_LINES:])
+    return f"\n**Latest activity**\n{lines}\n"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def figures_line(figures: Figures) -> str:
+    parts = [f"{figures.turns} turns" if figures.turns is not None else None,
+             f"{figures.input_tokens + figures.output_tokens:,} tokens",
+             f"${figures.cost_usd:.2f}" if figures.cost_usd is not None else None,
+             format_duration(figures.duration_s)]
+    return " · ".join(p for p in parts if p)
+
+
+def _outcome_block(outcome: Outcome) -> str:
+    lines = [f"**Result: {outcome.title}**"]
+    if outcome.pr_url:
+        lines.append(f"Pull request: {outcome.pr_url}")
+    if outcome.detail:
+        lines.append(outcome.detail)
+    lines.append(figures_line(outcome.figures))
+    return "\n\n".join(lines)
+
+
 def tracking_comment(job: Job, *, prefix: str, public_url: str, progress: Progress | None = None) -> str:
     progress = progress or Progress()
-    steps = "\n".join(f"- [{'x' if i < progress.done else ' '}] {step}" for i, step in enumerate(progress.steps))
+    steps = _checklist(progress) + _activity(progress)
+    if job.outcome is not None:
+        steps += "\n" + _outcome_block(job.outcome)
     return _clip(
         texts.TRACKING_COMMENT.format(
             marker=texts.TRACKING_MARKER.format(job_id=job.id),
@@ -86,3 +125,53 @@ def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any
 
 def config_problems(problems: list[str]) -> str:
     return "\n".join(f"- `{p.split(': ', 1)[0]}`: {p.split(': ', 1)[1]}" if ": " in p else f"- {p}" for p in problems)
+
+
+def check_run_progress(job: Job, progress: Progress) -> dict[str, Any]:
+    """PATCH body for a check run while the agent works."""
+    return {
+        "status": "in_progress",
+        "output": {
+            "title": texts.CHECK_RUN_PROGRESS_TITLE.format(worker=job.worker, issue_number=job.issue_number),
+            "summary": _clip(_checklist(progress) + "\n" + _activity(progress)),
+        },
+    }
+
+
+def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
+    outcome = job.outcome
+    assert outcome is not None
+    summary = _outcome_block(outcome) + "\n\n" + _checklist(progress) + "\n" + _activity(progress)
+    if outcome.summary:
+        summary += "\n**Claude Code's summary**\n\n" + outcome.summary
+    return {
+        "status": "completed",
+        "conclusion": outcome.conclusion,
+        "output": {"title": outcome.title, "summary": _clip(summary)},
+    }
+
+
+def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:
+    files = "\n".join(f"- `{path}`" for path in outcome.files[:100]) or "- (none)"
+    if len(outcome.files) > 100:
+        files += f"\n- … and {len(outcome.files) - 100} more"
+    f = outcome.figures
+    closes = f"Closes #{job.issue_number}" if not job.is_pull_request else f"For #{job.issue_number}"
+    return _clip(
+        texts.PR_BODY.format(
+            closes=closes,
+            summary=outcome.summary or "(Claude Code gave no summary.)",
+            files=files,
+            worker=job.worker,
+            level=job.level,
+            requester=job.requester,
+            model=job.model,
+            turns=f.turns if f.turns is not None else "–",
+            input_tokens=f"{f.input_tokens:,}",
+            output_tokens=f"{f.output_tokens:,}",
+            cost=f"${f.cost_usd:.2f}" if f.cost_usd is not None else "–",
+            duration=format_duration(f.duration_s),
+            draft_note=texts.PR_DRAFT_NOTE.format(level=job.level) if job.level != "autonomous" else "",
+            check_url=check_url,
+        )
+    )

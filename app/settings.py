@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     # Where links in check runs point (the job page of this service).
     public_url: str = "http://localhost:8080"
     bot_config: Path | None = None
+    app_slug: str = "agentvine"  # commits are authored by <slug>[bot]
+    app_bot_user_id: int | None = None  # the bot account's id, for its noreply e-mail address
 
     max_body_bytes: int = 25 * 1024 * 1024
     max_concurrent_jobs: int = 4
@@ -28,12 +30,15 @@ class Settings(BaseSettings):
     max_jobs_per_repo: int = 1
     worker_nice: int = 10  # CPU priority of the worker process below the web process (0 = same)
 
-    sandbox_image: str = "agentvine-sandbox:latest"
+    # Default: the tag `agentvine sandbox build` produces (Claude Code version + recipe hash).
+    sandbox_image: str = Field(default_factory=lambda: __import__("app.sandbox.image", fromlist=["x"]).DEFAULT_IMAGE)
     model_api_url: str = "https://api.anthropic.com"
     # The real model key stays on the host; it is read without the AGENTVINE_ prefix.
     anthropic_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "AGENTVINE_ANTHROPIC_API_KEY")
     )
+    model_max_retries: int = 2  # Claude Code's retries of a failed model call (its default, 10, takes minutes)
+    progress_interval: float = 3.0  # seconds between two progress edits of one job, at least
     sentry_dsn: str | None = None
 
     @property

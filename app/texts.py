@@ -59,3 +59,54 @@ Fix the file on the default branch, then add the label or send the command again
 
 DEFAULT_STEPS = ("Prepare the workspace", "Run Claude Code", "Open a pull request")
 REVIEW_STEPS = ("Prepare the workspace", "Run Claude Code (read-only)", "Publish the review")
+
+CHECK_RUN_PROGRESS_TITLE = "Working: {worker} for #{issue_number}"
+
+# How each run ends: the check run's title, and a line that says what to do next.
+OUTCOME = {
+    "pr_opened": "Opened #{pr_number}",
+    "pr_updated": "Updated #{pr_number}",
+    "no_changes": "Nothing to change",
+    "no_changes_next": "Claude Code finished without changing any file. Its answer is below; add detail to the issue and try again with `{prefix} retry` if a change was expected.",
+    "refused_paths": "Changes refused",
+    "refused_paths_next": "The agent changed files this job may not change, so nothing was pushed:\n\n{paths}\n\nAllow them in `.github/agentvine.yml` (`workers.{worker}.allowed_paths`, `allow_workflow_changes`) or narrow the request.",
+    "max_turns": "Stopped at the turn limit",
+    "max_turns_next": "Claude Code used all {max_turns} turns before finishing. Raise `workers.{worker}.max_turns` or split the task, then `{prefix} retry`.",
+    "budget": "Stopped at the spending limit",
+    "budget_next": "The job reached its limit of ${max_cost_usd:.2f}. Raise `workers.{worker}.max_cost_usd` or split the task.",
+    "model_error": "The model API failed",
+    "model_error_next": "Claude Code could not get answers from the model API ({detail}). This is usually temporary: `{prefix} retry`.",
+    "agent_error": "Claude Code failed",
+    "agent_error_next": "Claude Code ended with an error ({detail}). `{prefix} retry` starts again from the default branch.",
+    "timed_out": "Timed out",
+    "timed_out_next": "The job ran into its wall-clock limit of {minutes:g} minutes and was stopped. Raise `workers.{worker}.timeout_minutes` or split the task.",
+    "cancelled": "Cancelled",
+    "cancelled_next": "The job was cancelled; nothing was pushed.",
+    "oom": "Out of memory",
+    "oom_next": "The sandbox ran out of memory ({memory}). Raise `sandbox.memory` in `.github/agentvine.yml`.",
+    "no_model_key": "No model API key",
+    "no_model_key_next": "This AgentVine has no model API key configured (ANTHROPIC_API_KEY).",
+}
+
+PR_TITLE = "{issue_title}"
+PR_BODY = """{closes}
+
+{summary}
+
+### Files changed
+{files}
+
+### Job
+| | |
+|---|---|
+| Worker | {worker} ({level}) |
+| Requested by | @{requester} |
+| Model | `{model}` |
+| Turns | {turns} |
+| Tokens | {input_tokens} in / {output_tokens} out |
+| Cost | {cost} |
+| Duration | {duration} |
+
+{draft_note}[Check run]({check_url}) · opened by AgentVine on behalf of @{requester}
+"""
+PR_DRAFT_NOTE = "This pull request is a **draft** because the job was `{level}`: a person decides what happens next.\n\n"

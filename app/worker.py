@@ -3,6 +3,7 @@ one process (tests, demo) or in a process of its own (`agentvine serve`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from app.config import BotConfig
@@ -12,7 +13,10 @@ from app.intents import JobCommand
 from app.jobs import Job, JobState
 from app.pipeline.acknowledge import acknowledge
 from app.pipeline.context import JobContext
+from app.gateway import ModelGateway
 from app.pipeline.failure import fail_job
+from app.pipeline.run import RunDeps, run_job
+from app.sandbox import remove_orphans
 from app.settings import Settings
 from app.store.base import JobStore
 
@@ -27,12 +31,27 @@ class Worker:
         self.store = store
         self.config = config
         self.clients: GitHubClients | None = None
+        self.run_deps = RunDeps(gateway=None, progress_interval=settings.progress_interval)
         self.dispatcher = Dispatcher(
             store,
-            [Stage("acknowledge", JobState.QUEUED, self._acknowledge, Limits(total=ACK_CONCURRENCY))],
+            [
+                Stage("acknowledge", JobState.QUEUED, self._acknowledge, Limits(total=ACK_CONCURRENCY)),
+                Stage(
+                    "run",
+                    JobState.ACKNOWLEDGED,
+                    self._run,
+                    Limits(
+                        total=settings.max_concurrent_jobs,
+                        per_installation=settings.max_jobs_per_installation,
+                        per_repo=settings.max_jobs_per_repo,
+                    ),
+                ),
+            ],
             on_command=self._command,
             on_error=self._failed,
             poll_interval=poll_interval,
+            # A run that a restart interrupted starts again from the default branch.
+            interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
         )
 
     async def start(self) -> None:
@@ -40,12 +59,37 @@ class Worker:
         if pem is None or self.settings.app_id is None:
             raise ValueError("the worker needs AGENTVINE_APP_ID and a private key")
         self.clients = GitHubClients(app_id=self.settings.app_id, private_key_pem=pem, base_url=self.settings.github_api_url)
+        if self.settings.anthropic_api_key is not None:
+            self.run_deps.gateway = ModelGateway(
+                self.settings.model_api_url,
+                self.settings.anthropic_api_key.get_secret_value(),
+                socket_dir=self.settings.data_dir / "gateway",
+            )
+        await asyncio.to_thread(self._remove_orphan_containers)
         await self.dispatcher.start()
 
     async def stop(self) -> None:
         await self.dispatcher.stop()
+        if self.run_deps.gateway is not None:
+            await self.run_deps.gateway.close()
         if self.clients is not None:
             await self.clients.close()
+
+    def _remove_orphan_containers(self) -> None:
+        """Containers of this store's jobs that no process of ours is running any more."""
+        try:
+            import docker
+
+            client = docker.from_env()
+            labelled = client.containers.list(all=True, filters={"label": "agentvine.job"})
+        except Exception as exc:  # no Docker here: nothing can be orphaned either
+            log.info("orphan check skipped: %s", exc)
+            return
+        theirs = {c.labels.get("agentvine.job", "") for c in labelled}
+        keep = {job_id for job_id in theirs if self.store.get_job(job_id) is None}  # another instance's
+        removed = remove_orphans(client, keep=frozenset(keep))
+        if removed:
+            log.warning("removed containers left by a previous run: %s", ", ".join(removed))
 
     def context(self, job: Job) -> JobContext:
         assert self.clients is not None, "the worker is not started"
@@ -59,6 +103,9 @@ class Worker:
 
     async def _acknowledge(self, job: Job) -> None:
         await acknowledge(self.context(job))
+
+    async def _run(self, job: Job) -> None:
+        await run_job(self.context(job), self.run_deps)
 
     async def _failed(self, job: Job, exc: BaseException) -> None:
         await fail_job(self.context(job), exc)

@@ -22,7 +22,8 @@ async def github(tmp_path):
 
 @pytest.fixture
 async def bot(github, tmp_path):
-    async with running_agentvine(github, tmp_path) as harness:
+    # max_concurrent_jobs=0: acknowledge, run no agent (the run has its own tests).
+    async with running_agentvine(github, tmp_path, max_concurrent_jobs=0) as harness:
         yield harness
 
 
@@ -233,11 +234,11 @@ async def test_job_survives_a_restart_and_is_acknowledged_after_it(github, tmp_p
     issue = github.add_issue(REPO, title="x", user="alice")
     # GitHub is slow: the first service stops before it could acknowledge.
     github.inject_fault("GET", r"/contents/", status=None, delay=5)
-    async with running_agentvine(github, tmp_path) as first:
+    async with running_agentvine(github, tmp_path, max_concurrent_jobs=0) as first:
         answer = await first.label(issue["number"], "agentvine:bugfix")
     job_id = answer["jobs"][0]
     github.faults.clear()
-    async with running_agentvine(github, tmp_path) as second:
+    async with running_agentvine(github, tmp_path, max_concurrent_jobs=0) as second:
         assert second.job(job_id).state is JobState.QUEUED  # stored durably, picked up again
         await second.settle()
         assert second.job(job_id).state is JobState.ACKNOWLEDGED

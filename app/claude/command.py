@@ -39,6 +39,9 @@ def _tool_args(flag: str, tools: list[str] | None) -> list[str]:
     return [flag, *(t.strip() for t in tools)]
 
 
+_TOOL_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
 def build_command(
     prompt: str,
     *,
@@ -49,6 +52,8 @@ def build_command(
     disallowed_tools: list[str] | None = None,
     resume_session: str | None = None,
     executable: str = "claude",
+    tools: list[str] | None = None,
+    max_budget_usd: float | None = None,
 ) -> list[str]:
     """The argv for one Claude Code run (see the module docstring for the order and why)."""
     if not prompt or not prompt.strip():
@@ -72,6 +77,16 @@ def build_command(
         "--max-turns", str(max_turns),
         "--permission-mode", permission_mode,
     ]
+    if tools is not None:
+        # The exact set of built-in tools the session has ("" for none): unlike a deny-list,
+        # a tool added by a newer CLI is not silently available.
+        if any(not _TOOL_NAME_RE.match(t) for t in tools):
+            raise ValueError(f"bad tool name in {tools!r}")
+        argv += ["--tools", ",".join(tools)]
+    if max_budget_usd is not None:
+        if max_budget_usd <= 0:
+            raise ValueError("max_budget_usd must be positive")
+        argv += ["--max-budget-usd", f"{max_budget_usd:.2f}"]
     argv += _tool_args("--allowedTools", allowed_tools)
     argv += _tool_args("--disallowedTools", disallowed_tools)
     if resume_session is not None:

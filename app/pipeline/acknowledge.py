@@ -9,7 +9,9 @@ import asyncio
 import logging
 
 from app import render, texts
-from app.jobs import Job, JobState
+from app.config import BotConfig
+from app.jobs import Job, JobState, RunSettings
+from app.workspace import branch_name
 from app.pipeline.admit import Admission, admit, resolve_model, unauthorized_text
 from app.pipeline.context import JobContext
 
@@ -28,7 +30,15 @@ async def acknowledge(ctx: JobContext) -> None:
     worker, level = admission.rule.worker, admission.rule.level
     config = admission.config or ctx.service_config
     job = ctx.save(
-        job.model_copy(update={"worker": worker, "level": level, "model": resolve_model(job, config, worker)}),
+        job.model_copy(
+            update={
+                "worker": worker,
+                "level": level,
+                "model": resolve_model(job, config, worker),
+                "run": run_settings(config, worker),
+                "branch": branch_name(worker, job.issue_number, job.issue_title),
+            }
+        ),
         "admitted",
         permission=admission.permission,
     )
@@ -42,6 +52,23 @@ async def acknowledge(ctx: JobContext) -> None:
     shown = ctx.job.moved_to(state)
     await asyncio.gather(_tracking_comment(ctx, shown), _check_run(ctx, shown))
     ctx.save(ctx.job.moved_to(state), "acknowledged")
+
+
+def run_settings(config: BotConfig, worker: str) -> RunSettings:
+    w = config.workers[worker]  # type: ignore[index]
+    return RunSettings(
+        prompt_template=config.prompt_template(worker),
+        max_turns=w.max_turns,
+        timeout_minutes=w.timeout_minutes,
+        max_cost_usd=w.max_cost_usd,
+        allowed_tools=list(w.allowed_tools),
+        allowed_paths=list(w.allowed_paths),
+        allow_workflow_changes=config.allow_workflow_changes,
+        trigger_permission=config.permissions.trigger,
+        memory=config.sandbox.memory,
+        cpus=config.sandbox.cpus,
+        pids=config.sandbox.pids,
+    )
 
 
 async def _reject_unauthorized(ctx: JobContext, admission: Admission) -> None:

@@ -36,6 +36,7 @@ async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
                 is_pull_request="pull_request" in issue,
                 issue_title=issue.get("title") or "",
                 requester=sender,
+                requester_id=(event.data.get("sender") or {}).get("id"),
                 trigger=Trigger(kind="command", instruction=command.text, comment_id=comment["id"]),
                 labels=[lbl.get("name", "") for lbl in issue.get("labels") or []],
             )

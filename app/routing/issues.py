@@ -32,6 +32,7 @@ def _start_from_label(event: sansio.Event, ctx: RouteContext, item: dict, *, is_
             is_pull_request=is_pull,
             issue_title=item.get("title") or "",
             requester=sender_login(event.data),
+            requester_id=(event.data.get("sender") or {}).get("id"),
             trigger=Trigger(kind="label", label=label),
             labels=[lbl.get("name", "") for lbl in item.get("labels") or []],
             head_sha=head_sha,

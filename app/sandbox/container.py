@@ -96,6 +96,8 @@ class SandboxSpec:
     gateway_port: int = DEFAULT_GATEWAY_PORT
     #: size of the tmpfs /tmp (it counts against the memory limit)
     tmp_size: str = "512m"
+    #: workspace subpaths mounted read-only over the workspace (".git": see container_settings)
+    readonly_subpaths: tuple[str, ...] = (".git",)
 
 
 @dataclass
@@ -214,6 +216,12 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         docker.types.Mount(WORKSPACE, str(Path(spec.workspace).resolve()), type="bind"),
         docker.types.Mount(AGENT_HOME, str(Path(spec.home).resolve()), type="bind"),
     ]
+    for sub in spec.readonly_subpaths:
+        # E.g. `.git`: the agent may read history, but hooks and config it wrote there would run
+        # on the host, where AgentVine commits and pushes.
+        host = Path(spec.workspace).resolve() / sub
+        if host.exists() and not host.is_symlink():
+            mounts.append(docker.types.Mount(f"{WORKSPACE}/{sub}", str(host), type="bind", read_only=True))
     if spec.gateway_socket is not None:
         # The socket file itself, read-only: the container can connect but not replace it,
         # and sees nothing else of the host directory it lives in.

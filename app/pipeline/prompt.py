@@ -1,0 +1,72 @@
+"""The prompt for Claude Code: the worker's template filled with the issue and what authorized
+people said on it. Comments from people without the trigger permission, and from bots, are
+left out: anyone can comment on a public issue, and the agent acts on what it reads."""
+
+from __future__ import annotations
+
+import re
+
+from app.config import permission_at_least
+from app.pipeline.admit import sender_permission
+from app.pipeline.context import JobContext
+
+MAX_BODY_CHARS = 20_000
+MAX_COMMENTS = 30
+MAX_AUTHORS_CHECKED = 10  # permission look-ups per job, at most
+_PLACEHOLDER = re.compile(r"\{(issue_number|issue_title|issue_body|comments|instruction)\}")
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Replace the known placeholders only; a template cannot reach anything else (unlike str.format)."""
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n…(truncated)"
+
+
+async def authorized_comments(ctx: JobContext) -> list[dict]:
+    job = ctx.job
+    assert job.run is not None
+    allowed: dict[str, bool] = {job.requester: True}
+    kept: list[dict] = []
+    async for comment in ctx.api.getiter(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
+    ):
+        user = comment.get("user") or {}
+        login = user.get("login", "")
+        if user.get("type") == "Bot" or comment.get("id") == job.trigger.comment_id:
+            continue
+        if login not in allowed:
+            if len(allowed) > MAX_AUTHORS_CHECKED:
+                continue
+            role = await sender_permission(ctx.api, job, login)
+            allowed[login] = permission_at_least(role, job.run.trigger_permission)
+        if allowed[login]:
+            kept.append(comment)
+    return kept[-MAX_COMMENTS:]
+
+
+async def build_prompt(ctx: JobContext) -> str:
+    job = ctx.job
+    assert job.run is not None
+    issue = await ctx.api.getitem(
+        "/repos/{owner}/{repo}/issues/{issue_number}",
+        {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
+    )
+    comments = await authorized_comments(ctx)
+    rendered = "".join(
+        f"\nComment by @{c['user']['login']}:\n{_clip(c.get('body') or '', 5_000)}\n" for c in comments
+    )
+    instruction = job.trigger.instruction
+    return fill(
+        job.run.prompt_template,
+        {
+            "issue_number": str(job.issue_number),
+            "issue_title": issue.get("title") or job.issue_title,
+            "issue_body": _clip(issue.get("body") or "(no description)", MAX_BODY_CHARS),
+            "comments": rendered,
+            "instruction": f"\nInstruction from @{job.requester}:\n{instruction}\n" if instruction else "",
+        },
+    )
