@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
+from pathlib import Path
 
 from app.config import BotConfig
 from app.dispatcher import Dispatcher, Limits, Stage
@@ -63,7 +65,8 @@ class Worker:
             self.run_deps.gateway = ModelGateway(
                 self.settings.model_api_url,
                 self.settings.anthropic_api_key.get_secret_value(),
-                socket_dir=self.settings.data_dir / "gateway",
+                # Short: a Unix socket's path may have at most 107 bytes.
+                socket_dir=Path(tempfile.mkdtemp(prefix="agentvine-gw-")),
             )
         await asyncio.to_thread(self._remove_orphan_containers)
         await self.dispatcher.start()

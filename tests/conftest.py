@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -77,3 +79,53 @@ def make_settings(tmp_path: Path, *, private_key: str, github_url: str = "http:/
         data_dir=tmp_path / "agentvine",
         **extra,
     )
+
+
+from app.sandbox.image import DEFAULT_IMAGE, BuildError, build_image, image_exists  # noqa: E402
+
+# --- Docker and the sandbox image (shared by tests/sandbox and tests/e2e) ----------------------
+
+
+def unavailable(message: str):
+    """Skip locally; fail in CI (CI=true) where the sandbox must be tested for real."""
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: the Docker tests must run; see .ci/install-docker.sh)",
+                    pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        import docker
+    except ImportError:
+        unavailable("docker-py is not installed")
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        unavailable(f"no Docker engine answers: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client) -> str:
+    """The sandbox image, built once per session if it is missing (about a minute)."""
+    tag = os.environ.get("AGENTVINE_TEST_SANDBOX_IMAGE", DEFAULT_IMAGE)
+    if image_exists(tag, docker_client):
+        return tag
+    missing = [t for t in ("mmdebstrap", "npm") if shutil.which(t) is None]
+    if missing:
+        unavailable(f"the sandbox image {tag} is missing and {', '.join(missing)} "
+                    "is not installed to build it")
+    lines: list[str] = []
+    t0 = time.monotonic()
+    try:
+        build_image(tag, log=lines.append, client=docker_client)
+    except BuildError as exc:
+        pytest.fail(f"building the sandbox image failed: {exc}", pytrace=False)
+    print(f"\nbuilt {tag} in {time.monotonic() - t0:.0f}s")
+    return tag
+
+

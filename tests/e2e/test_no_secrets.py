@@ -1,0 +1,73 @@
+"""No secret enters the sandbox: neither the real model API key nor a GitHub token, in the
+environment, the mounts or any file. Checked from inside (the real agent runs the inspection in
+the container and its output comes back to the model) and from the host (docker inspect)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from app.sandbox.image import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, WORKSPACE
+from tests.e2e.conftest import REPO, ScriptedTurn, ToolUse, end_to_end, our_containers
+
+pytestmark = [pytest.mark.docker, pytest.mark.claude]
+
+INSPECT = (
+    "echo '== env'; env; echo '== mounts'; cat /proc/self/mounts; "
+    "echo '== grep'; grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -e \"$NEEDLES\" / 2>/dev/null; "
+    "echo '== done'"
+)
+
+
+async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client):
+    script = [
+        # The needles are the secrets themselves; the test fills them in below, once known.
+        ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "true"})]),
+        ScriptedTurn(text="Inspected.", delay_seconds=4),  # keeps the container up for docker inspect
+    ]
+    async with end_to_end(tmp_path, sandbox_image, script) as (bot, model):
+        # Tokens that exist before the run: a GitHub token is issued at the acknowledgement.
+        issue = bot.github.add_issue(REPO, title="Inspect", user="alice")
+        answer = await bot.label(issue["number"], "agentvine:bugfix")
+        job_id = answer["jobs"][0]
+
+        # The Bash command searches for the real model key and every GitHub token issued so far.
+        async def needles() -> str:
+            while not bot.github.tokens.tokens:
+                await asyncio.sleep(0.05)
+            return "\n".join([model.api_key, *bot.github.tokens.tokens])
+        secrets = (await needles()).split("\n")
+        script[0].tool_uses[0].input["command"] = f"NEEDLES={json.dumps(chr(10).join(secrets))}; {INSPECT}"
+
+        # From the host, while it runs: the container's configuration.
+        container = None
+        for _ in range(400):
+            found = our_containers(docker_client, job_id)
+            if found:
+                container = found[0]
+                break
+            await asyncio.sleep(0.05)
+        assert container is not None, "the job's container never appeared"
+        attrs = docker_client.api.inspect_container(container.id)
+        env = "\n".join(attrs["Config"]["Env"])
+        mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+        await bot.settle(timeout=180)
+
+    for secret in secrets:
+        assert secret not in env
+    assert "ANTHROPIC_API_KEY=agv-" in env  # the per-job token the gateway swaps, not the key
+    assert set(mounts) == {WORKSPACE, f"{WORKSPACE}/.git", AGENT_HOME, CONTAINER_GATEWAY_SOCKET}
+    assert mounts[f"{WORKSPACE}/.git"]["RW"] is False and mounts[CONTAINER_GATEWAY_SOCKET]["RW"] is False
+    assert attrs["HostConfig"]["NetworkMode"] == "none"
+
+    (result,) = model.tool_results()
+    output = json.dumps(result)
+    assert "== done" in output  # the inspection ran to the end…
+    grep_hits = output.split("== grep")[1].split("== done")[0].replace("\\n", "").strip()
+    assert grep_hits == ""  # …and found no secret in any file
+    for secret in secrets:
+        assert secret not in output
+    assert "agv-" in output  # it did see its own environment
+    assert our_containers(docker_client, job_id) == []
