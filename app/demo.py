@@ -1,0 +1,166 @@
+"""`agentvine demo`: the whole flow on one machine, with no GitHub App and no API key.
+
+It starts the embedded GitHub fake (REST + git) and a scripted model API, runs AgentVine
+against them with the real sandbox (Docker) and the real Claude Code CLI, labels a demo issue,
+and prints what a person would see on GitHub as it happens."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from app.fakes.github.testing import running_fake
+from app.fakes.github.webhooks import signed_delivery
+from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse, serve_fake_model_api
+from app.service import Service
+from app.settings import Settings
+
+REPO = "demo-org/wordcount"
+INSTALLATION = 1
+WORDCOUNT = '''"""Count the words of a text file."""
+import sys
+
+
+def count_words(line):
+    return len([w for w in line.split(" ") if w])
+
+
+if __name__ == "__main__":
+    print(sum(count_words(line) for line in open(sys.argv[1])))
+'''
+ISSUE_BODY = "`count_words('a\\tb')` returns 1: words separated by a tab are counted as one."
+SCRIPT = [
+    ScriptedTurn(text="Let me look at how lines are split.",
+                 tool_uses=[ToolUse(name="Read", input={"file_path": "/workspace/wordcount.py"})]),
+    ScriptedTurn(text="`split(\" \")` only splits on spaces; `split()` splits on any whitespace.",
+                 tool_uses=[ToolUse(name="Edit", input={"file_path": "/workspace/wordcount.py",
+                                                        "old_string": 'line.split(" ")', "new_string": "line.split()"})]),
+    ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "grep -n 'split' wordcount.py"})]),
+    ScriptedTurn(text="Fixed: `count_words` now splits on any whitespace (`str.split()` with no argument), "
+                      "so tabs separate words like spaces do. Verified with grep that no `split(\" \")` is left."),
+]
+
+
+class Narrator:
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.began:5.1f}s] {text}", flush=True)
+
+
+async def _watch(github, job_started: asyncio.Event, say, issue_number: int, done: asyncio.Event) -> None:
+    seen: set[str] = set()
+    activity_seen: set[str] = set()
+    while not done.is_set():
+        if github.reactions_on_issue(REPO, issue_number) and "eyes" not in seen:
+            seen.add("eyes")
+            say("👀  AgentVine reacted on the issue")
+        for comment in github.comments_on(REPO, issue_number):
+            if comment["user"]["type"] == "Bot" and "comment" not in seen:
+                seen.add("comment")
+                say(f"💬  tracking comment posted: {comment['html_url']}")
+            if comment["user"]["type"] == "Bot":
+                for line in comment["body"].splitlines():
+                    if line.startswith("- ") and not line.startswith("- [") and line not in activity_seen:
+                        activity_seen.add(line)
+                        say(f"    activity {line[2:]}")
+        for run in github.check_runs_for(REPO):
+            key = f"check:{run['status']}:{run.get('conclusion')}"
+            if key not in seen:
+                seen.add(key)
+                state = run["status"] + (f" → {run['conclusion']}" if run.get("conclusion") else "")
+                say(f"✅  check run “{run['name']}”: {state}")
+        await asyncio.sleep(0.2)
+
+
+async def run_demo(keep_running: bool) -> int:
+    narrator = Narrator()
+    say = narrator.say
+    work = Path(tempfile.mkdtemp(prefix="agentvine-demo-"))
+    secret = secrets.token_hex(16)
+    model = FakeModelAPI(SCRIPT)
+    say("starting the embedded GitHub (REST API + git over HTTP) and a scripted model API")
+    async with running_fake(work) as github, serve_fake_model_api(model) as model_server:
+        github.add_installation(INSTALLATION, "demo-org", account_type="Organization")
+        github.add_repo(REPO, installation_id=INSTALLATION, files={"wordcount.py": WORDCOUNT, "README.md": "# wordcount\n"})
+        github.add_user("maintainer")
+        github.set_permission(REPO, "maintainer", "write")
+        issue = github.add_issue(REPO, title="Words separated by tabs are counted as one", body=ISSUE_BODY, user="maintainer")
+
+        settings = Settings(
+            app_id=github.app_id, private_key=github.private_key_pem, webhook_secret=secret,
+            github_api_url=github.url, git_url=github.url, data_dir=work / "agentvine",
+            model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key, progress_interval=1.0,
+        )
+        service = Service(settings)
+        server = TestServer(service.make_app(), host="127.0.0.1")
+        await server.start_server()
+        service.settings.public_url = str(server.make_url("")).rstrip("/")
+        say(f"AgentVine is listening on {service.settings.public_url} (sandbox image {settings.sandbox_image})")
+
+        say(f"@maintainer adds the label agentvine:bugfix to {REPO}#{issue['number']}: “{issue['title']}”")
+        issue["labels"].append(github.ensure_label(github.repo(REPO), "agentvine:bugfix"))
+        payload = github.webhook("issues", "labeled", repo=REPO, sender="maintainer", issue=issue,
+                                 label=github.labels[REPO]["agentvine:bugfix"])
+        body, headers = signed_delivery(payload, "issues", secret)
+        done = asyncio.Event()
+        watcher = asyncio.create_task(_watch(github, asyncio.Event(), say, issue["number"], done))
+        async with ClientSession() as http:
+            async with http.post(f"{service.settings.public_url}/webhooks", data=body, headers=headers) as response:
+                answer = await response.json()
+                say(f"GitHub delivered the webhook: {response.status} {answer['status']}")
+        try:
+            await service.dispatcher.wait_idle(timeout=240)
+        finally:
+            await asyncio.sleep(0.5)
+            done.set()
+            await watcher
+
+        job = service.store.get_job(answer["jobs"][0])
+        print()
+        if job is None or job.outcome is None:
+            say(f"the job did not finish: {job.state if job else 'missing'} {job.reason if job else ''}")
+            await server.close()
+            return 1
+        outcome = job.outcome
+        say(f"job {job.id}: {job.state.value} ({outcome.conclusion}) — {outcome.title}")
+        if outcome.pr_number:
+            pull = github.pull(REPO, outcome.pr_number)
+            print(f"\n  Pull request #{pull['number']}: {pull['title']}  ({'draft' if pull['draft'] else 'ready'})")
+            print(f"  {pull['html_url']}\n")
+            print("  " + "\n  ".join(pull["body"].splitlines()[:14]))
+            diff = github.repo(REPO).git.git("diff", f"main...{job.branch}").decode()
+            print("\n  The change:\n  " + "\n  ".join(diff.splitlines()))
+        print(
+            "\nWhere to look next:\n"
+            f"  - the job's page: {service.settings.public_url}/jobs/{job.id}\n"
+            "  - docs/usage.md: labels, commands and what appears on GitHub\n"
+            "  - README.md, 'Running it for real': connect a GitHub App\n"
+        )
+        if keep_running:
+            say("still running (Ctrl-C to stop)")
+            await asyncio.Event().wait()
+        await server.close()
+        return 0 if outcome.conclusion == "success" else 1
+
+
+def main(keep_running: bool = False) -> int:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as exc:  # the demo runs the real sandbox
+        print(f"agentvine demo needs a running Docker engine ({exc}). `./dev demo` installs and starts one.", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run_demo(keep_running))
+    except KeyboardInterrupt:
+        return 0
