@@ -105,10 +105,14 @@ def wrk_rate(url: str, body: bytes, seconds: float, concurrency: int) -> float:
     return float(out.split("Requests/sec:")[1].split()[0])
 
 
+CLIENT = "wrk"
+
+
 async def closed_loop(sender: Sender, seconds: float, concurrency: int) -> float:
-    if shutil.which("wrk"):
+    if CLIENT == "wrk" and shutil.which("wrk"):
         return await asyncio.to_thread(wrk_rate, sender.url.removesuffix("/webhooks"), sender.body, seconds, concurrency)
-    print("wrk not found (apt-get install wrk): the Python client may be the bottleneck", file=sys.stderr)
+    if CLIENT == "wrk":
+        print("wrk not found (apt-get install wrk): the Python client may be the bottleneck", file=sys.stderr)
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -226,6 +230,7 @@ async def run(args: argparse.Namespace) -> dict:
         ms = [v * 1000 for v in latencies]
         bare_ms = [v * 1000 for v in bare_latencies]
         return {
+            "client": CLIENT if CLIENT == "python" or shutil.which("wrk") else "python",
             "label": args.label,
             "deliveries_per_s_bare_aiohttp": round(bare_rps),
             "ingest_per_s_worker_paused": round(ingest_rps),
@@ -261,7 +266,11 @@ def main() -> None:
     parser.add_argument("--acks", type=int, default=20)
     parser.add_argument("--label", default="agentvine:bugfix", help="'bug' measures ingestion alone (no job starts)")
     parser.add_argument("--quick", action="store_true", help="short run, for a smoke test")
+    parser.add_argument("--client", choices=["wrk", "python"], default="wrk",
+                        help="closed-loop load generator (python: aiohttp, which caps the bare ceiling)")
     args = parser.parse_args()
+    global CLIENT
+    CLIENT = args.client
     if args.quick:
         args.seconds, args.acks = 2, 5
     print(json.dumps(asyncio.run(run(args)), indent=2))

@@ -1,0 +1,82 @@
+"""Bot overhead per job, and GitHub API calls per job.
+
+Overhead = the job's wall time, from the delivery to its final report, minus the time Claude
+Code spent waiting on the model API (its own `duration_api_ms`): clone, container, the CLI's
+start, commit, push, pull request, and every report. Real Docker, the real Claude Code CLI,
+the GitHub fake (git over smart HTTP) and a scripted model API that answers at once.
+
+Usage: python bench/job_overhead.py [--jobs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.fakes.github.testing import running_fake  # noqa: E402
+from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse, serve_fake_model_api  # noqa: E402
+from tests.agentvine_harness import REPO, arrange_github, running_agentvine  # noqa: E402
+
+
+def script(i: int) -> list[ScriptedTurn]:
+    return [
+        ScriptedTurn(tool_uses=[ToolUse(name="Write", input={"file_path": f"/workspace/change_{i}.py", "content": f"X = {i}\n"})]),
+        ScriptedTurn(text=f"Added change_{i}.py."),
+    ]
+
+
+async def run(jobs: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    model = FakeModelAPI([turn for i in range(jobs + 1) for turn in script(i)])
+    rows = []
+    async with running_fake(work) as github, serve_fake_model_api(model) as model_server:
+        arrange_github(github)
+        async with running_agentvine(github, work, model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key) as bot:
+            for i in range(jobs + 1):  # the first one warms up caches (image layers, page cache)
+                issue = github.add_issue(REPO, title=f"Change {i}", user="alice")
+                calls_before = len(github.calls)
+                answer = await bot.label(issue["number"], "agentvine:feature")
+                await bot.settle(timeout=300)
+                job = bot.job(answer["jobs"][0])
+                assert job.outcome and job.outcome.conclusion == "success", (job.state, job.reason)
+                events = bot.service.store.events(job.id)
+                finished = next(e.at for e in events if e.kind == "finished")
+                total = finished - job.created_at
+                model_s = job.outcome.figures.model_s or 0.0
+                calls = github.calls[calls_before:]
+                rows.append({
+                    "total_s": total, "model_s": model_s, "overhead_s": total - model_s,
+                    "api_calls": len(calls),
+                    "by_operation": Counter(c.operation_id for c in calls),
+                })
+    measured = rows[1:]
+    overhead = [r["overhead_s"] for r in measured]
+    return {
+        "jobs": len(measured),
+        "overhead_median_s": round(statistics.median(overhead), 2),
+        "overhead_max_s": round(max(overhead), 2),
+        "total_median_s": round(statistics.median(r["total_s"] for r in measured), 2),
+        "model_median_s": round(statistics.median(r["model_s"] for r in measured), 2),
+        "api_calls_per_job": sorted({r["api_calls"] for r in measured}),
+        "calls_by_operation": dict(measured[-1]["by_operation"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=7)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.jobs)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
