@@ -61,6 +61,10 @@ class WorkerConfig(_Strict):
     allowed_paths: list[Annotated[str, Field(min_length=1, max_length=200)]]
 
 
+class Questions(_Strict):
+    expire_hours: Annotated[float, Field(gt=0, le=24 * 30)]
+
+
 class SandboxLimits(_Strict):
     memory: Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]$")]
     cpus: Annotated[float, Field(gt=0, le=16)]
@@ -77,6 +81,7 @@ class BotConfig(_Strict):
     seniority: dict[str, SeniorityRule]
     commands: CommandDefaults
     workers: dict[WorkerName, WorkerConfig]
+    questions: Questions
     sandbox: SandboxLimits
 
     @field_validator("labels", "seniority")

@@ -11,7 +11,9 @@ from pydantic import BaseModel
 
 from app.jobs import Trigger
 
-CommandName = Literal["approve", "cancel", "retry", "status", "help", "review", "answer", "remove_installation"]
+CommandName = Literal[
+    "approve", "cancel", "retry", "status", "help", "review", "answer", "review_comment", "remove_installation"
+]
 
 
 class StartJob(BaseModel):
@@ -39,6 +41,7 @@ class JobCommand(BaseModel):
     job_id: str | None = None  # known when the command comes from a check run (external_id)
     comment_id: int | None = None
     text: str | None = None
+    delivery_id: str | None = None  # set when stored
 
 
 Intent = StartJob | JobCommand

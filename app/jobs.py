@@ -34,7 +34,7 @@ _ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.RUNNING: frozenset(
         {JobState.WAITING_FOR_ANSWER, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.ACKNOWLEDGED}
     ),
-    JobState.WAITING_FOR_ANSWER: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+    JobState.WAITING_FOR_ANSWER: frozenset({JobState.ACKNOWLEDGED, JobState.CANCELLED, JobState.FAILED}),
 }
 
 
@@ -46,6 +46,7 @@ class Trigger(BaseModel):
     """What started the job: a label on an issue/PR, or a slash command in a comment."""
 
     kind: Literal["label", "command"]
+    worker: str | None = None  # a command that names its worker (`review`), else from config
     label: str | None = None
     instruction: str | None = None
     comment_id: int | None = None
@@ -65,6 +66,8 @@ class RunSettings(BaseModel):
     allowed_paths: list[str]
     allow_workflow_changes: bool
     trigger_permission: str
+    approve_permission: str = "maintain"
+    question_expiry_hours: float = 72.0
     memory: str
     cpus: float
     pids: int
@@ -121,7 +124,12 @@ class Job(BaseModel):
 
     run: RunSettings | None = None
     branch: str | None = None
+    base_branch: str | None = None  # what the work starts from: the default branch, or the PR's own branch
+    remote_sha: str | None = None  # the job branch's remote tip when the work started (push lease)
     session_id: str | None = None  # Claude Code's session, to resume it
+    question: str | None = None  # what the agent asked, while waiting for an answer
+    answer: str | None = None  # the answer to pass on when the session resumes
+    answered_by: str | None = None
     outcome: Outcome | None = None
 
     created_at: float = Field(default_factory=time.time)

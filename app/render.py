@@ -93,6 +93,17 @@ def tracking_comment(job: Job, *, prefix: str, public_url: str, progress: Progre
     )
 
 
+def buttons(job: Job) -> list[dict[str, str]]:
+    """The check run's requested actions for the job's state."""
+    if job.state is JobState.WAITING_FOR_APPROVAL:
+        names = ["approve", "cancel"]
+    elif job.terminal:
+        names = ["retry"] if job.conclusion != "success" else []
+    else:
+        names = ["cancel"]
+    return [texts.BUTTONS[name] for name in names]
+
+
 def check_run_name(job: Job) -> str:
     return texts.CHECK_RUN_NAME.format(worker=job.worker or "job")
 
@@ -107,6 +118,7 @@ def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any
         "external_id": texts.CHECK_RUN_EXTERNAL_ID.format(job_id=job.id),
         "details_url": details_url(public_url, job),
         "status": "queued",
+        "actions": buttons(job),
         "output": {
             "title": texts.CHECK_RUN_TITLE[state].format(**fields),
             "summary": _clip(
@@ -131,6 +143,7 @@ def check_run_progress(job: Job, progress: Progress) -> dict[str, Any]:
     """PATCH body for a check run while the agent works."""
     return {
         "status": "in_progress",
+        "actions": buttons(job),
         "output": {
             "title": texts.CHECK_RUN_PROGRESS_TITLE.format(worker=job.worker, issue_number=job.issue_number),
             "summary": _clip(_checklist(progress) + "\n" + _activity(progress)),
@@ -147,8 +160,41 @@ def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
     return {
         "status": "completed",
         "conclusion": outcome.conclusion,
+        "actions": buttons(job),
         "output": {"title": outcome.title, "summary": _clip(summary)},
     }
+
+
+def check_run_waiting(job: Job, progress: Progress) -> dict[str, Any]:
+    """The check run while the job waits: for approval (queued) or for an answer (action_required)."""
+    if job.state is JobState.WAITING_FOR_ANSWER:
+        return {
+            "status": "completed",
+            "conclusion": "action_required",
+            "actions": buttons(job),
+            "output": {
+                "title": texts.QUESTION_TITLE,
+                "summary": _clip(f"**Question**\n\n{quote(job.question or '')}\n\n" + _checklist(progress) + _activity(progress)),
+            },
+        }
+    return {
+        "status": "queued",
+        "actions": buttons(job),
+        "output": {
+            "title": texts.CHECK_RUN_TITLE["queued"].format(worker=job.worker, issue_number=job.issue_number),
+            "summary": _clip((job.reason or "") + "\n\n" + _checklist(progress)),
+        },
+    }
+
+
+def quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.strip().splitlines()) or "> (empty)"
+
+
+def help_text(config: Any) -> str:
+    labels = ", ".join(f"`{label}` ({rule.worker}, {rule.level})" for label, rule in config.labels.items())
+    return texts.HELP.format(prefix=config.command_prefix, approve=config.permissions.approve,
+                             trigger=config.permissions.trigger, labels=labels)
 
 
 def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:

@@ -12,6 +12,7 @@ import logging
 import time
 
 from app import render
+from app.jobs import JobState
 from app.pipeline.context import JobContext
 from app.render import Progress
 
@@ -55,7 +56,12 @@ class ProgressReporter:
         """Edit the comment and the check run now, if what they would show changed."""
         job = self._ctx.job
         comment = render.tracking_comment(job, prefix=self._prefix, public_url=self._ctx.settings.public_url, progress=self.progress)
-        check = render.check_run_final(job, self.progress) if job.outcome else render.check_run_progress(job, self.progress)
+        if job.outcome is not None:
+            check = render.check_run_final(job, self.progress)
+        elif job.state in (JobState.WAITING_FOR_ANSWER, JobState.WAITING_FOR_APPROVAL, JobState.ACKNOWLEDGED):
+            check = render.check_run_waiting(job, self.progress)
+        else:
+            check = render.check_run_progress(job, self.progress)
         key = (comment, repr(check))
         if key == self._last_body:
             return

@@ -66,6 +66,7 @@ CHECK_RUN_PROGRESS_TITLE = "Working: {worker} for #{issue_number}"
 OUTCOME = {
     "pr_opened": "Opened #{pr_number}",
     "pr_updated": "Updated #{pr_number}",
+    "pushed": "Pushed to #{pr_number}",
     "no_changes": "Nothing to change",
     "no_changes_next": "Claude Code finished without changing any file. Its answer is below; add detail to the issue and try again with `{prefix} retry` if a change was expected.",
     "refused_paths": "Changes refused",
@@ -110,3 +111,51 @@ PR_BODY = """{closes}
 {draft_note}[Check run]({check_url}) · opened by AgentVine on behalf of @{requester}
 """
 PR_DRAFT_NOTE = "This pull request is a **draft** because the job was `{level}`: a person decides what happens next.\n\n"
+
+# Check-run buttons (requested actions): label ≤ 20, description ≤ 40, identifier ≤ 20 characters.
+BUTTONS = {
+    "approve": {"label": "Approve", "description": "Start the agent on this job", "identifier": "approve"},
+    "cancel": {"label": "Cancel", "description": "Stop this job", "identifier": "cancel"},
+    "retry": {"label": "Retry", "description": "Run this job again from the start", "identifier": "retry"},
+}
+
+HELP = """AgentVine commands, in a comment on an issue or pull request:
+
+| Command | What it does |
+|---|---|
+| `{prefix} <instruction>` | On an issue: start a job that does what you ask. On a pull request of this repository: work on its branch and push commits to it. |
+| `{prefix} review` | On a pull request: review it (inline comments and check annotations; nothing is pushed). |
+| `{prefix} approve` | Start a job that waits for approval (`human-required`); needs **{approve}** access. |
+| `{prefix} cancel` | Stop the job on this issue or pull request. |
+| `{prefix} retry` | Run the last job here again, from the start. |
+| `{prefix} status` | Where the job here stands. |
+| `{prefix} help` | This list. |
+
+Labels: {labels}. Commands in quotes or code blocks are ignored. Only people with **{trigger}** access or more can use them.
+"""
+STATUS = "Job `{job_id}` ({worker}, {level}): **{headline}**.{reason} [Details]({details_url})"
+NO_JOB = "@{sender} there is no AgentVine job here{what}."
+NOT_WAITING_FOR_APPROVAL = "@{sender} no job here waits for approval."
+APPROVE_NEEDS = "@{sender} approving needs **{required}** access or more; yours is **{actual}**."
+STILL_ACTIVE = "@{sender} job `{job_id}` is still {state}; `{prefix} cancel` it first to start again."
+APPROVED = "Approved by @{sender}: the job starts when a worker is free."
+CANCELLED_BY = "Cancelled by @{sender}."
+REVIEW_NEEDS_PULL = "@{sender} `{prefix} review` works on pull requests."
+FORK_REFUSED = (
+    "AgentVine works only on branches of this repository, and this pull request comes from {head}. "
+    "Open an issue here instead."
+)
+
+QUESTION_CONVENTION = """
+
+If you cannot go on without a decision from a person, stop and make your final message start with
+`QUESTION:` followed by one clear question. You will get the answer in this same session."""
+QUESTION_TITLE = "Waiting for an answer"
+QUESTION_COMMENT = """@{requester} AgentVine needs an answer to go on:
+
+{quoted}
+
+Reply in a comment: the next one from someone with **{permission}** access is taken as the answer, and the work resumes where it stopped. `{prefix} cancel` stops the job; without an answer it ends after {hours:g} hours.
+"""
+ANSWER_RESUME = "@{answered_by} answered your question:\n\n{answer}\n\nGo on with the task."
+QUESTION_EXPIRED = "No answer came within {hours:g} hours, so the job ended. `{prefix} retry` starts it again."

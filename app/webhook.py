@@ -71,7 +71,7 @@ def make_handler(
             return _error(400, f"unexpected payload shape: {exc!r}")
 
         jobs = [Job(delivery_id=delivery_id, **dict(intent)) for intent in intents if isinstance(intent, StartJob)]
-        commands = [intent for intent in intents if isinstance(intent, JobCommand)]
+        commands = [intent.model_copy(update={"delivery_id": delivery_id}) for intent in intents if isinstance(intent, JobCommand)]
         repo = data.get("repository") if isinstance(data.get("repository"), dict) else {}
         outcome = "; ".join([*(f"job {j.id}" for j in jobs), *(f"command {c.name}" for c in commands), *ctx.notes])
         delivery = Delivery(

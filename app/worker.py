@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 from app.config import BotConfig
@@ -16,7 +17,9 @@ from app.jobs import Job, JobState
 from app.pipeline.acknowledge import acknowledge
 from app.pipeline.context import JobContext
 from app.gateway import ModelGateway
+from app.pipeline.commands import CommandHandler, question_expired
 from app.pipeline.failure import fail_job
+from app.pipeline.questions import expire_question
 from app.pipeline.run import RunDeps, run_job
 from app.sandbox import remove_orphans
 from app.settings import Settings
@@ -34,6 +37,8 @@ class Worker:
         self.config = config
         self.clients: GitHubClients | None = None
         self.run_deps = RunDeps(gateway=None, progress_interval=settings.progress_interval)
+        self.commands = CommandHandler(self.context, store, config, self.run_deps.cancels)
+        self._expiry: asyncio.Task[None] | None = None
         self.dispatcher = Dispatcher(
             store,
             [
@@ -70,8 +75,11 @@ class Worker:
             )
         await asyncio.to_thread(self._remove_orphan_containers)
         await self.dispatcher.start()
+        self._expiry = asyncio.create_task(self._expire_questions())
 
     async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         await self.dispatcher.stop()
         if self.run_deps.gateway is not None:
             await self.run_deps.gateway.close()
@@ -114,11 +122,16 @@ class Worker:
         await fail_job(self.context(job), exc)
 
     async def _command(self, command: JobCommand) -> str:
-        if command.name == "remove_installation":
-            cancelled = 0
-            for job in self.store.list_jobs([JobState.QUEUED, JobState.WAITING_FOR_APPROVAL], repo=command.repo):
-                reason = "AgentVine was removed from the repository"
-                self.store.save_job(job.moved_to(JobState.CANCELLED, reason), "cancelled")
-                cancelled += 1
-            return f"cancelled {cancelled} job(s)"
-        return f"{command.name}: not handled by this version"
+        return await self.commands.handle(command)
+
+    async def _expire_questions(self) -> None:
+        """Ends jobs whose question went unanswered for too long (checked every minute)."""
+        while True:
+            await asyncio.sleep(self.settings.expiry_check_interval)
+            now = time.time()
+            for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER]):
+                if question_expired(job, now):
+                    try:
+                        await expire_question(self.context(job), self.config)
+                    except Exception:
+                        log.exception("could not expire the question of job %s", job.id)

@@ -119,7 +119,8 @@ async def prepare(root: Path, clone_url: str, base_branch: str, branch: str, tok
         "clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", "--branch", base_branch, "--",
         clone_url, str(ws.path), token=token,
     )
-    await ws.git("checkout", "--quiet", "-b", branch)
+    if branch != base_branch:  # a follow-up on a pull request works on the PR's own branch
+        await ws.git("checkout", "--quiet", "-b", branch)
     remote = await ws.git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", token=token)
     return ws, (remote.split()[0] if remote.strip() else None)
 

@@ -42,6 +42,8 @@ async def acknowledge(ctx: JobContext) -> None:
         "admitted",
         permission=admission.permission,
     )
+    if job.is_pull_request and not await _pull_request_branch(ctx):
+        return
     await asyncio.gather(_react(ctx), _resolve_head(ctx))
     if admission.config_error is not None:
         await _report_config_error(ctx, admission)
@@ -65,6 +67,8 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         allowed_paths=list(w.allowed_paths),
         allow_workflow_changes=config.allow_workflow_changes,
         trigger_permission=config.permissions.trigger,
+        approve_permission=config.permissions.approve,
+        question_expiry_hours=config.questions.expire_hours,
         memory=config.sandbox.memory,
         cpus=config.sandbox.cpus,
         pids=config.sandbox.pids,
@@ -82,6 +86,31 @@ async def _reject_unauthorized(ctx: JobContext, admission: Admission) -> None:
             data={"body": unauthorized_text(job, admission)},
         )
     ctx.save(job.moved_to(JobState.REJECTED, reason), "rejected", permission=admission.permission)
+
+
+async def _pull_request_branch(ctx: JobContext) -> bool:
+    """Work on a pull request happens on its own branch, and only on a branch of this repository."""
+    job = ctx.job
+    pull = await ctx.api.getitem(
+        "/repos/{owner}/{repo}/pulls/{pull_number}", {"owner": job.owner, "repo": job.name, "pull_number": job.issue_number}
+    )
+    head = pull["head"]
+    head_repo = (head.get("repo") or {}).get("full_name")
+    if head_repo != job.repo:
+        body = texts.FORK_REFUSED.format(head=f"`{head.get('label') or head_repo}`")
+        await ctx.api.post(
+            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+            {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
+            data={"body": f"@{job.requester} {body}"},
+        )
+        ctx.save(job.moved_to(JobState.REJECTED, f"pull request from a fork ({head_repo})"), "rejected")
+        return False
+    ctx.job = ctx.save(
+        job.model_copy(update={"branch": head["ref"], "base_branch": head["ref"], "head_sha": head["sha"],
+                               "issue_title": pull.get("title") or job.issue_title}),
+        "pull_request", head=head["ref"],
+    )
+    return True
 
 
 async def _react(ctx: JobContext) -> None:

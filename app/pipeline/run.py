@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from app import texts, workspace
+from app import render, texts, workspace
 from app.claude.command import build_command
 from app.claude.events import Result, SystemInit, describe_activity, parse_line
 from app.gateway import ModelGateway, Usage
@@ -20,6 +20,7 @@ from app.jobs import Figures, JobState, Outcome
 from app.pipeline.context import JobContext
 from app.pipeline.prompt import build_prompt
 from app.pipeline.publish import commit_and_push, open_or_update_pull
+from app.pipeline.questions import ask, parse_question
 from app.render import Progress
 from app.reporter import ProgressReporter
 from app.sandbox import SandboxResult, SandboxSpec, run_sandbox
@@ -110,55 +111,91 @@ class RunDeps:
     docker_client: object | None = None
 
 
+async def _workspace(ctx: JobContext) -> workspace.Workspace:
+    """A fresh clone for a new run; the kept one when a session resumes after an answer."""
+    job = ctx.job
+    assert job.branch is not None
+    root = ctx.settings.data_dir / "jobs" / job.id
+    if job.answer is not None:
+        ws = workspace.Workspace(root, job.branch)
+        if not (ws.path / ".git").is_dir():
+            raise RuntimeError("the workspace kept for the answer is gone; `retry` starts again")
+        return ws
+    token = await ctx.api.token()
+    clone_url = f"{ctx.settings.git_url.rstrip('/')}/{job.repo}.git"
+    ws, remote_sha = await workspace.prepare(root, clone_url, job.base_branch or job.default_branch, job.branch, token)
+    ctx.save(ctx.job.model_copy(update={"remote_sha": remote_sha}), "workspace", branch=job.branch)
+    return ws
+
+
+async def _prompt(ctx: JobContext) -> str:
+    job = ctx.job
+    if job.answer is not None:
+        return texts.ANSWER_RESUME.format(answered_by=job.answered_by, answer=job.answer)
+    return await build_prompt(ctx) + texts.QUESTION_CONVENTION
+
+
+async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, prompt: str, transcript: Transcript,
+                     cancel: asyncio.Event) -> tuple[SandboxResult, Usage]:
+    job = ctx.job
+    assert job.run is not None and deps.gateway is not None
+    channel = await deps.gateway.open_job(job.id)
+    try:
+        command = build_command(
+            prompt,
+            model=job.model or "sonnet",
+            max_turns=job.run.max_turns,
+            permission_mode="bypassPermissions",  # the container is the boundary
+            allowed_tools=None,
+            tools=[t for t in job.run.allowed_tools if t in KNOWN_TOOLS],
+            max_budget_usd=job.run.max_cost_usd or None,
+            resume_session=job.session_id if job.answer is not None else None,
+        )
+        spec = SandboxSpec(
+            job_id=job.id, image=ctx.settings.sandbox_image, command=command, workspace=ws.path, home=ws.home,
+            gateway_socket=channel.socket_path,
+            env={"ANTHROPIC_API_KEY": channel.token, "CLAUDE_CODE_MAX_RETRIES": str(ctx.settings.model_max_retries)},
+            memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids, timeout_s=job.run.timeout_minutes * 60,
+        )
+        sandbox = await run_sandbox(spec, transcript.on_line, cancel=cancel, client=deps.docker_client)
+    finally:
+        usage = await deps.gateway.close_job(job.id)
+    return sandbox, usage
+
+
+async def _resumed_check_run(ctx: JobContext) -> None:
+    """The question concluded the job's check run (action_required); the resumed work gets a new one."""
+    job = ctx.job
+    body = render.check_run_create(job, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
+    run = await ctx.api.post("/repos/{owner}/{repo}/check-runs", {"owner": job.owner, "repo": job.name}, data=body)
+    ctx.save(ctx.job.model_copy(update={"check_run_id": run["id"]}), "check_run", check_run_id=run["id"])
+
+
 async def run_job(ctx: JobContext, deps: RunDeps) -> None:
     job = ctx.job
     assert job.run is not None and job.branch is not None
     started = time.time()
-    ctx.save(job.moved_to(JobState.RUNNING), "started")
+    ctx.save(job.moved_to(JobState.RUNNING), "started", resumed=job.answer is not None)
     reporter = ProgressReporter(
         ctx, Progress(), prefix=ctx.service_config.command_prefix, interval=deps.progress_interval
     )
     cancel = deps.cancels.setdefault(job.id, asyncio.Event())
-    root = ctx.settings.data_dir / "jobs" / job.id
     ws: workspace.Workspace | None = None
     try:
+        if job.answer is not None:
+            await _resumed_check_run(ctx)
         await reporter.send()
         if deps.gateway is None:
             await _finish(ctx, reporter, Outcome(conclusion="failure", title=texts.OUTCOME["no_model_key"],
                                                 detail=_next("no_model_key_next", ctx)))
             return
-        token = await ctx.api.token()
-        clone_url = f"{ctx.settings.git_url.rstrip('/')}/{job.repo}.git"
-        ws, remote_sha = await workspace.prepare(root, clone_url, job.default_branch, job.branch, token)
+        ws = await _workspace(ctx)
         reporter.step_done(STEP_WORKSPACE)
-        prompt = await build_prompt(ctx)
-
+        prompt = await _prompt(ctx)
         transcript = Transcript(reporter)
-        channel = await deps.gateway.open_job(job.id)
-        usage: Usage | None = None
-        try:
-            command = build_command(
-                prompt,
-                model=job.model or "sonnet",
-                max_turns=job.run.max_turns,
-                permission_mode="bypassPermissions",  # the container is the boundary
-                allowed_tools=None,
-                tools=[t for t in job.run.allowed_tools if t in KNOWN_TOOLS],
-                max_budget_usd=job.run.max_cost_usd or None,
-            )
-            spec = SandboxSpec(
-                job_id=job.id, image=ctx.settings.sandbox_image, command=command, workspace=ws.path, home=ws.home,
-                gateway_socket=channel.socket_path,
-                env={"ANTHROPIC_API_KEY": channel.token, "CLAUDE_CODE_MAX_RETRIES": str(ctx.settings.model_max_retries)},
-                memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids, timeout_s=job.run.timeout_minutes * 60,
-            )
-            sandbox = await run_sandbox(spec, transcript.on_line, cancel=cancel, client=deps.docker_client)
-        finally:
-            usage = await deps.gateway.close_job(job.id)
-        if transcript.session_id:
-            ctx.save(ctx.job.model_copy(update={"session_id": transcript.session_id}), "agent_finished",
-                     exit_code=sandbox.exit_code, lines=transcript.lines)
-        reporter.step_done(STEP_AGENT)
+        sandbox, usage = await _run_agent(ctx, deps, ws, prompt, transcript, cancel)
+        ctx.save(ctx.job.model_copy(update={"session_id": transcript.session_id or ctx.job.session_id, "answer": None}),
+                 "agent_finished", exit_code=sandbox.exit_code, lines=transcript.lines)
         stats = figures(transcript.result, usage, started)
 
         failed = classify(ctx, sandbox, transcript.result)
@@ -166,33 +203,48 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
             await _finish(ctx, reporter, failed.model_copy(update={"figures": stats}))
             return
         summary = (transcript.result.result if transcript.result else "") or ""
-        changed = await workspace.changes(ws)
-        paths = sorted({c.path for c in changed})
-        if not paths:
-            await _finish(ctx, reporter, Outcome(conclusion="neutral", title=texts.OUTCOME["no_changes"],
-                                                detail=_next("no_changes_next", ctx), summary=summary, figures=stats))
+        question = parse_question(summary)
+        if question is not None:
+            await ask(ctx, reporter, question)  # the workspace and the session stay for the answer
             return
-        refused = workspace.refused_paths(paths, job.run.allowed_paths, allow_workflows=job.run.allow_workflow_changes)
-        if refused:
-            listed = "\n".join(f"- `{path}`: {why}" for path, why in refused)
-            await _finish(ctx, reporter, Outcome(conclusion="failure", title=texts.OUTCOME["refused_paths"],
-                                                detail=_next("refused_paths_next", ctx, paths=listed), summary=summary,
-                                                files=paths, figures=stats))
-            return
-        outcome = Outcome(conclusion="success", title="", summary=summary, files=paths, figures=stats)
-        await commit_and_push(ctx, ws, outcome, remote_sha)
-        pull, created = await open_or_update_pull(ctx, outcome)
-        reporter.step_done(STEP_PUBLISH)
-        key = "pr_opened" if created else "pr_updated"
-        outcome = outcome.model_copy(update={
-            "title": texts.OUTCOME[key].format(pr_number=pull["number"]), "pr_number": pull["number"],
-            "pr_url": pull["html_url"], "figures": figures(transcript.result, usage, started),
-        })
-        await _finish(ctx, reporter, outcome)
+        reporter.step_done(STEP_AGENT)
+        await _publish_changes(ctx, reporter, ws, summary, stats, transcript, usage, started)
     finally:
         deps.cancels.pop(job.id, None)
         if ws is not None and ctx.job.terminal:
             shutil.rmtree(ws.path, ignore_errors=True)  # the home (Claude's session) is kept
+
+
+async def _publish_changes(ctx: JobContext, reporter: ProgressReporter, ws: workspace.Workspace, summary: str,
+                           stats: Figures, transcript: Transcript, usage: Usage, started: float) -> None:
+    job = ctx.job
+    assert job.run is not None
+    paths = sorted({c.path for c in await workspace.changes(ws)})
+    if not paths:
+        await _finish(ctx, reporter, Outcome(conclusion="neutral", title=texts.OUTCOME["no_changes"],
+                                            detail=_next("no_changes_next", ctx), summary=summary, figures=stats))
+        return
+    refused = workspace.refused_paths(paths, job.run.allowed_paths, allow_workflows=job.run.allow_workflow_changes)
+    if refused:
+        listed = "\n".join(f"- `{path}`: {why}" for path, why in refused)
+        await _finish(ctx, reporter, Outcome(conclusion="failure", title=texts.OUTCOME["refused_paths"],
+                                            detail=_next("refused_paths_next", ctx, paths=listed), summary=summary,
+                                            files=paths, figures=stats))
+        return
+    outcome = Outcome(conclusion="success", title="", summary=summary, files=paths, figures=stats)
+    await commit_and_push(ctx, ws, outcome, job.remote_sha)
+    if job.is_pull_request:
+        # A follow-up on a pull request: its own branch got the commits; the PR is already there.
+        number, url, key = job.issue_number, f"https://github.com/{job.repo}/pull/{job.issue_number}", "pushed"
+    else:
+        pull, created = await open_or_update_pull(ctx, outcome)
+        number, url, key = pull["number"], pull["html_url"], "pr_opened" if created else "pr_updated"
+    reporter.step_done(STEP_PUBLISH)
+    outcome = outcome.model_copy(update={
+        "title": texts.OUTCOME[key].format(pr_number=number), "pr_number": number, "pr_url": url,
+        "figures": figures(transcript.result, usage, started),
+    })
+    await _finish(ctx, reporter, outcome)
 
 
 async def _finish(ctx: JobContext, reporter: ProgressReporter, outcome: Outcome) -> None:

@@ -21,9 +21,15 @@ async def intents_for(event: str, payload: dict) -> list:
 
 @pytest.mark.parametrize(("event", "path"), all_example_payloads(), ids=lambda v: getattr(v, "name", v))
 async def test_every_example_payload_routes_without_error(event, path):
-    intents = await intents_for(event, json.loads(path.read_text()))
+    payload = json.loads(path.read_text())
+    intents = await intents_for(event, payload)
     if (event, path.name) in {("installation", "deleted.payload.json"), ("installation_repositories", "removed.payload.json")}:
         assert intents and {i.name for i in intents} == {"remove_installation"}
+    elif payload.get("installation") and (event, payload.get("action")) == ("issue_comment", "created"):
+        # A plain comment may answer a question: the worker decides (no job waits on these).
+        assert [i.name for i in intents] == ["answer"]
+    elif payload.get("installation") and (event, payload.get("action")) == ("pull_request_review_comment", "created"):
+        assert [i.name for i in intents] == ["review_comment"]
     else:
         # None of GitHub's examples carries one of our labels or commands: nothing to do.
         assert intents == []
@@ -92,3 +98,15 @@ async def test_check_run_buttons_only_for_our_check_runs():
 async def test_removed_repositories_cancel_their_work():
     intents = await intents_for("installation_repositories", payloads.load("installation_repositories", "removed.payload.json"))
     assert intents and all(i.name == "remove_installation" for i in intents)
+
+
+async def test_review_command_on_a_pull_request_starts_a_review_job():
+    payload = payloads.issue_comment(body="/agentvine review", installation_id=7)
+    payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+    (intent,) = await intents_for("issue_comment", payload)
+    assert isinstance(intent, StartJob) and intent.is_pull_request and intent.trigger.worker == "review"
+
+
+async def test_plain_comment_may_be_an_answer():
+    (intent,) = await intents_for("issue_comment", payloads.issue_comment(body="Use tabs, please.", installation_id=7))
+    assert intent.name == "answer" and intent.text == "Use tabs, please."
