@@ -91,6 +91,7 @@ class Outcome(BaseModel):
     figures: Figures = Field(default_factory=Figures)
     pr_number: int | None = None
     pr_url: str | None = None
+    annotations: list[dict] = Field(default_factory=list)  # check-run annotations (review findings)
 
 
 class Job(BaseModel):

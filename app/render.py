@@ -161,8 +161,16 @@ def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
         "status": "completed",
         "conclusion": outcome.conclusion,
         "actions": buttons(job),
-        "output": {"title": outcome.title, "summary": _clip(summary)},
+        "output": {"title": outcome.title, "summary": _clip(summary), **annotations_batch(outcome, 0)},
     }
+
+
+ANNOTATIONS_PER_REQUEST = 50  # GitHub's limit for one check-run request
+
+
+def annotations_batch(outcome: Outcome, batch: int) -> dict[str, Any]:
+    chunk = outcome.annotations[batch * ANNOTATIONS_PER_REQUEST : (batch + 1) * ANNOTATIONS_PER_REQUEST]
+    return {"annotations": chunk} if chunk else {}
 
 
 def check_run_waiting(job: Job, progress: Progress) -> dict[str, Any]:

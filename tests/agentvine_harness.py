@@ -61,6 +61,15 @@ class Harness:
         assert response.status == 202, await response.text()
         return comment, await response.json()
 
+    async def press(self, job_id: str, identifier: str | None, *, sender: str = "alice") -> None:
+        """Click a button on the job's check run (None: Re-run in the Checks tab)."""
+        job = self.job(job_id)
+        event, payload = payloads.check_run_button(
+            external_id=f"agentvine:{job.id}", check_run_id=job.check_run_id, identifier=identifier,
+            repo=self.repo, installation_id=INSTALLATION, sender=sender)
+        response = await self.deliver(event, payload)
+        assert response.status == 202, await response.text()
+
     async def settle(self, timeout: float = 30) -> None:
         await self.service.dispatcher.wait_idle(timeout)
 

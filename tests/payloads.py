@@ -43,5 +43,15 @@ def issue_comment(*, body: str, issue: dict | None = None, action: str = "create
     if target.get("sender"):
         payload["comment"]["user"] = payload["sender"]
     if issue is not None:
-        payload["issue"] = {**payload["issue"], **{k: issue[k] for k in ("id", "number", "title", "body", "labels") if k in issue}}
+        payload["issue"] = {**payload["issue"], **{k: issue[k] for k in ("id", "number", "title", "body", "labels", "pull_request") if k in issue}}
     return payload
+
+
+def check_run_button(*, external_id: str, check_run_id: int, identifier: str | None, **target: Any) -> tuple[str, dict[str, Any]]:
+    """A click on a check run: a requested action (identifier), or Re-run (identifier None)."""
+    name = "requested_action.payload.json" if identifier else "rerequested.payload.json"
+    payload = retarget(load("check_run", name), **target)
+    payload["check_run"] = {**payload["check_run"], "id": check_run_id, "external_id": external_id}
+    if identifier:
+        payload["requested_action"] = {"identifier": identifier}
+    return "check_run", payload

@@ -18,6 +18,7 @@ from app.claude.events import Result, SystemInit, describe_activity, parse_line
 from app.gateway import ModelGateway, Usage
 from app.jobs import Figures, JobState, Outcome
 from app.pipeline.context import JobContext
+from app.pipeline import review
 from app.pipeline.prompt import build_prompt
 from app.pipeline.publish import commit_and_push, open_or_update_pull
 from app.pipeline.questions import ask, parse_question
@@ -128,10 +129,13 @@ async def _workspace(ctx: JobContext) -> workspace.Workspace:
     return ws
 
 
-async def _prompt(ctx: JobContext) -> str:
+async def _prompt(ctx: JobContext, pull_files: list[dict] | None) -> str:
     job = ctx.job
     if job.answer is not None:
         return texts.ANSWER_RESUME.format(answered_by=job.answered_by, answer=job.answer)
+    if pull_files is not None:  # a review: the diff, and how to report findings
+        diff = review.render_diff_for_prompt(pull_files)
+        return await build_prompt(ctx) + "\n\n## The pull request's changes\n\n" + diff + "\n\n" + review.REVIEW_INSTRUCTIONS
     return await build_prompt(ctx) + texts.QUESTION_CONVENTION
 
 
@@ -176,8 +180,9 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
     assert job.run is not None and job.branch is not None
     started = time.time()
     ctx.save(job.moved_to(JobState.RUNNING), "started", resumed=job.answer is not None)
+    steps = texts.REVIEW_STEPS if job.worker == "review" else texts.DEFAULT_STEPS
     reporter = ProgressReporter(
-        ctx, Progress(), prefix=ctx.service_config.command_prefix, interval=deps.progress_interval
+        ctx, Progress(steps=steps), prefix=ctx.service_config.command_prefix, interval=deps.progress_interval
     )
     cancel = deps.cancels.setdefault(job.id, asyncio.Event())
     ws: workspace.Workspace | None = None
@@ -191,7 +196,9 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
             return
         ws = await _workspace(ctx)
         reporter.step_done(STEP_WORKSPACE)
-        prompt = await _prompt(ctx)
+        is_review = job.worker == "review"
+        pull_files = await review.fetch_pull_files(ctx.api, job.owner, job.name, job.issue_number) if is_review else None
+        prompt = await _prompt(ctx, pull_files)
         transcript = Transcript(reporter)
         sandbox, usage = await _run_agent(ctx, deps, ws, prompt, transcript, cancel)
         ctx.save(ctx.job.model_copy(update={"session_id": transcript.session_id or ctx.job.session_id, "answer": None}),
@@ -203,6 +210,9 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
             await _finish(ctx, reporter, failed.model_copy(update={"figures": stats}))
             return
         summary = (transcript.result.result if transcript.result else "") or ""
+        if pull_files is not None:
+            await _publish_review(ctx, reporter, summary, pull_files, stats)
+            return
         question = parse_question(summary)
         if question is not None:
             await ask(ctx, reporter, question)  # the workspace and the session stay for the answer
@@ -213,6 +223,35 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
         deps.cancels.pop(job.id, None)
         if ws is not None and ctx.job.terminal:
             shutil.rmtree(ws.path, ignore_errors=True)  # the home (Claude's session) is kept
+
+
+async def _publish_review(ctx: JobContext, reporter: ProgressReporter, text: str, files: list[dict], stats: Figures) -> None:
+    """A review changes nothing: its findings become a PR review and check-run annotations."""
+    job = ctx.job
+    report, error = review.parse_report(text)
+    if report is None:
+        await _finish(ctx, reporter, Outcome(conclusion="failure", title=texts.OUTCOME["review_unreadable"],
+                                            detail=_next("review_unreadable_next", ctx, error=error), figures=stats))
+        return
+    assert job.head_sha is not None
+    published = await review.publish_review(ctx.api, owner=job.owner, repo=job.name, pull_number=job.issue_number,
+                                            commit_sha=job.head_sha, report=report, files=files)
+    reporter.step_done(STEP_PUBLISH)
+    count = len(report.findings)
+    findings = "no findings" if not count else f"{count} finding{'s' if count != 1 else ''}"
+    outcome = Outcome(
+        conclusion=review.review_conclusion(report), title=texts.OUTCOME["reviewed"].format(pr_number=job.issue_number, findings=findings),
+        summary=report.summary, files=sorted({f.path for f in report.findings}), figures=stats,
+        pr_number=job.issue_number, pr_url=published.html_url, annotations=review.check_annotations(report),
+    )
+    await _finish(ctx, reporter, outcome)
+    for batch in range(1, -(-len(outcome.annotations) // render.ANNOTATIONS_PER_REQUEST)):
+        await ctx.api.patch(  # annotations add up across updates of the check run
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+            {"owner": job.owner, "repo": job.name, "check_run_id": ctx.job.check_run_id},
+            data={"output": {"title": outcome.title, "summary": outcome.summary or outcome.title,
+                             **render.annotations_batch(outcome, batch)}},
+        )
 
 
 async def _publish_changes(ctx: JobContext, reporter: ProgressReporter, ws: workspace.Workspace, summary: str,

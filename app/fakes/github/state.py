@@ -317,6 +317,13 @@ class FakeGitHub:
         return [run for _, (repo, run) in self._check_index.items()
                 if repo == full_name.lower() and (head_sha is None or run["head_sha"] == head_sha)]
 
+    def check_run_actions(self, check_run_id: int) -> list[dict[str, Any]]:
+        """The buttons (requested actions) a check run shows now; GitHub's responses do not carry them."""
+        return list(self._check_actions.get(check_run_id, []))
+
+    def check_run_annotations(self, check_run_id: int) -> list[dict[str, Any]]:
+        return list(self._check_annotations.get(check_run_id, []))
+
     def permission_of(self, repo: Repo, login: str) -> str | None:
         """GitHub's answer for collaborator permission: a role, or None when the user does not exist.
 

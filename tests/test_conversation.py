@@ -1,0 +1,176 @@
+"""Slash commands, approvals and check-run buttons, checked in the GitHub fake's state (no agent
+runs here: max_concurrent_jobs=0; tests/e2e/test_conversation.py runs them for real)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from app import texts
+from app.fakes.github.testing import running_fake
+from app.jobs import JobState
+from tests.agentvine_harness import REPO, arrange_github, running_agentvine
+
+
+@pytest.fixture
+async def github(tmp_path):
+    async with running_fake(tmp_path) as fake:
+        arrange_github(fake)
+        yield fake
+        fake.assert_no_violations()
+
+
+@pytest.fixture
+async def bot(github, tmp_path):
+    async with running_agentvine(github, tmp_path, max_concurrent_jobs=0) as harness:
+        yield harness
+
+
+def bot_comments(github, number):
+    return [c["body"] for c in github.comments_on(REPO, number) if c["user"]["type"] == "Bot"]
+
+
+def writes(github):
+    return [c for c in github.calls if c.method != "GET" and "access_tokens" not in c.path]
+
+
+async def waiting_job(bot, github):
+    issue = github.add_issue(REPO, title="Restructure the parser", user="alice")
+    answer = await bot.label(issue["number"], "agentvine:refactor")  # human-required
+    await bot.settle()
+    job = bot.job(answer["jobs"][0])
+    assert job.state is JobState.WAITING_FOR_APPROVAL
+    return issue, job
+
+
+def check_run(github, job):
+    return next(r for r in github.check_runs if r["id"] == job.check_run_id)
+
+
+def buttons(github, job):
+    return [a["identifier"] for a in github.check_run_actions(job.check_run_id)]
+
+
+async def test_help_is_acknowledged_and_answered(bot, github):
+    issue = github.add_issue(REPO, title="x", user="alice")
+    comment, _ = await bot.comment(issue["number"], "/agentvine help")
+    await bot.settle()
+    assert [r["content"] for r in github.reactions_on_comment(comment["id"])] == ["eyes"]
+    (reply,) = bot_comments(github, issue["number"])
+    assert "`/agentvine review`" in reply and "`agentvine:bugfix` (bugfix, supervised)" in reply
+
+
+async def test_unknown_subcommand_words_become_an_instruction_and_prefix_alone_is_help(bot, github):
+    issue = github.add_issue(REPO, title="x", user="alice")
+    await bot.comment(issue["number"], "/agentvine")
+    await bot.settle()
+    assert "AgentVine commands" in bot_comments(github, issue["number"])[0]
+
+
+async def test_status_reports_the_job(bot, github):
+    issue, job = await waiting_job(bot, github)
+    await bot.comment(issue["number"], "/agentvine status")
+    await bot.settle()
+    reply = bot_comments(github, issue["number"])[-1]
+    assert f"Job `{job.id}` (refactor, human-required): **Waiting for approval**" in reply
+
+
+async def test_approval_needs_maintain_then_the_job_goes_on(bot, github):
+    issue, job = await waiting_job(bot, github)
+    assert buttons(github, job) == ["approve", "cancel"]
+    assert "approve" in bot_comments(github, issue["number"])[0]
+
+    await bot.comment(issue["number"], "/agentvine approve", sender="alice")  # write only
+    await bot.settle()
+    assert bot.job(job.id).state is JobState.WAITING_FOR_APPROVAL
+    assert bot_comments(github, issue["number"])[-1] == texts.APPROVE_NEEDS.format(sender="alice", required="maintain", actual="write")
+
+    comment, _ = await bot.comment(issue["number"], "/agentvine approve", sender="mona")
+    await bot.settle()
+    approved = bot.job(job.id)
+    assert approved.state is JobState.ACKNOWLEDGED and "Approved by @mona" in approved.reason
+    assert [r["content"] for r in github.reactions_on_comment(comment["id"])] == ["eyes"]
+    assert buttons(github, job) == ["cancel"]
+
+
+async def test_approve_button_checks_who_clicks(bot, github):
+    _, job = await waiting_job(bot, github)
+    await bot.press(job.id, "approve", sender="bob")  # read access
+    await bot.settle()
+    assert bot.job(job.id).state is JobState.WAITING_FOR_APPROVAL
+    await bot.press(job.id, "approve", sender="mona")
+    await bot.settle()
+    assert bot.job(job.id).state is JobState.ACKNOWLEDGED
+
+
+async def test_cancel_then_retry_from_the_checks_tab(bot, github):
+    issue, job = await waiting_job(bot, github)
+    await bot.comment(issue["number"], "/agentvine cancel")
+    await bot.settle()
+    cancelled = bot.job(job.id)
+    assert (cancelled.state, cancelled.conclusion) == (JobState.CANCELLED, "cancelled")
+    run = check_run(github, job)
+    assert (run["status"], run["conclusion"]) == ("completed", "cancelled")
+    assert buttons(github, job) == ["retry"]
+
+    await bot.press(job.id, None, sender="alice")  # Re-run in the Checks tab
+    await bot.settle()
+    jobs = bot.service.store.list_jobs()
+    assert len(jobs) == 2 and jobs[-1].state is JobState.WAITING_FOR_APPROVAL  # a fresh attempt, same rules
+    assert len(github.check_runs_for(REPO)) == 2
+
+
+async def test_commands_from_people_without_permission_do_nothing(bot, github):
+    _, job = await waiting_job(bot, github)
+    before = len(writes(github))
+    issue_number = job.issue_number
+    for command in ("/agentvine cancel", "/agentvine approve", "/agentvine help", "/agentvine status", "/agentvine retry"):
+        await bot.comment(issue_number, command, sender="bob")
+    await bot.press(job.id, "cancel", sender="bob")
+    await bot.settle()
+    assert len(writes(github)) == before  # not a reaction, not a reply, not an edit
+    assert bot.job(job.id).state is JobState.WAITING_FOR_APPROVAL
+
+
+async def test_commands_in_quotes_and_code_blocks_are_ignored(bot, github):
+    _, job = await waiting_job(bot, github)
+    before = len(writes(github))
+    await bot.comment(job.issue_number, "> /agentvine cancel\n\n```\n/agentvine cancel\n```\n    /agentvine cancel")
+    await bot.settle()
+    assert len(writes(github)) == before
+    assert bot.job(job.id).state is JobState.WAITING_FOR_APPROVAL
+    assert len(bot.service.store.list_jobs()) == 1
+
+
+async def test_edited_comment_triggers_nothing(bot, github):
+    from tests import payloads
+    issue = github.add_issue(REPO, title="x", user="alice")
+    payload = payloads.issue_comment(body="/agentvine do it", action="edited", issue=issue, repo=bot.repo,
+                                     installation_id=1001, sender="alice")
+    assert (await bot.deliver("issue_comment", payload)).status == 202
+    await bot.settle()
+    assert bot.service.store.list_jobs() == [] and writes(github) == []
+
+
+async def test_review_on_an_issue_is_explained(bot, github):
+    issue = github.add_issue(REPO, title="x", user="alice")
+    await bot.comment(issue["number"], "/agentvine review")
+    await bot.settle()
+    assert bot_comments(github, issue["number"]) == [texts.REVIEW_NEEDS_PULL.format(sender="alice", prefix="/agentvine")]
+
+
+async def test_instruction_on_a_pull_request_from_a_fork_is_refused(bot, github):
+    github.push_files(REPO, "feature", {"x.py": "x = 1\n"})
+    pull = github.add_pull(REPO, head="feature", base="main", title="Feature", user="alice")
+    forked = copy.deepcopy(github.pull(REPO, pull["number"]))
+    forked["head"]["repo"] = {**forked["head"]["repo"], "full_name": "stranger/hello", "name": "hello"}
+    forked["head"]["label"] = "stranger:feature"
+    github.inject_fault("GET", rf"/pulls/{pull['number']}$", status=200, body=forked)
+    issue = github.issue(REPO, pull["number"])
+    _, answer = await bot.comment(issue["number"], "/agentvine add tests")
+    await bot.settle()
+    job = bot.job(answer["jobs"][0])
+    assert job.state is JobState.REJECTED and "fork" in job.reason
+    (reply,) = bot_comments(github, pull["number"])
+    assert "`stranger:feature`" in reply and "only on branches of this repository" in reply
