@@ -48,6 +48,9 @@ def resolve_rule(job: Job, config: BotConfig) -> LabelRule | None:
     """Worker type and level the trigger asks for; None for a label the config does not map."""
     if job.trigger.kind == "label":
         return config.labels.get(job.trigger.label or "")
+    if job.trigger.worker:  # e.g. `review`: the level its label has, else the commands' level
+        level = next((r.level for r in config.labels.values() if r.worker == job.trigger.worker), config.commands.level)
+        return LabelRule(worker=job.trigger.worker, level=level)
     return LabelRule(worker=config.commands.worker, level=config.commands.level)
 
 

@@ -244,7 +244,7 @@ async def _publish_review(ctx: JobContext, reporter: ProgressReporter, text: str
         summary=report.summary, files=sorted({f.path for f in report.findings}), figures=stats,
         pr_number=job.issue_number, pr_url=published.html_url, annotations=review.check_annotations(report),
     )
-    await _finish(ctx, reporter, outcome)
+    await _finish(ctx, reporter, outcome, published=True)
     for batch in range(1, -(-len(outcome.annotations) // render.ANNOTATIONS_PER_REQUEST)):
         await ctx.api.patch(  # annotations add up across updates of the check run
             "/repos/{owner}/{repo}/check-runs/{check_run_id}",
@@ -286,9 +286,10 @@ async def _publish_changes(ctx: JobContext, reporter: ProgressReporter, ws: work
     await _finish(ctx, reporter, outcome)
 
 
-async def _finish(ctx: JobContext, reporter: ProgressReporter, outcome: Outcome) -> None:
+async def _finish(ctx: JobContext, reporter: ProgressReporter, outcome: Outcome, *, published: bool = False) -> None:
+    """`published`: the job did its work even if the check run concludes `failure` (a review's findings)."""
     state = {"success": JobState.SUCCEEDED, "neutral": JobState.SUCCEEDED, "cancelled": JobState.CANCELLED}.get(
-        outcome.conclusion, JobState.FAILED
+        outcome.conclusion, JobState.SUCCEEDED if published else JobState.FAILED
     )
     if state is JobState.SUCCEEDED:
         reporter.step_done(len(reporter.progress.steps))
