@@ -174,3 +174,44 @@ async def test_instruction_on_a_pull_request_from_a_fork_is_refused(bot, github)
     assert job.state is JobState.REJECTED and "fork" in job.reason
     (reply,) = bot_comments(github, pull["number"])
     assert "`stranger:feature`" in reply and "only on branches of this repository" in reply
+
+
+async def finished_job_with_pull(bot, github, level: str):
+    """A job that ended with a pull request (stored as the run stage leaves it)."""
+    from app.jobs import Outcome
+
+    github.push_files(REPO, "agentvine/feature-1-x", {"x.py": "x = 1\n"})
+    pull = github.add_pull(REPO, head="agentvine/feature-1-x", base="main", title="X", user="agentvine[bot]")
+    issue = github.add_issue(REPO, title="x", user="alice")
+    answer = await bot.label(issue["number"], "agentvine:feature")
+    await bot.settle()
+    job = bot.job(answer["jobs"][0])
+    done = job.model_copy(update={"level": level, "outcome": Outcome(conclusion="success", title="Opened", pr_number=pull["number"])})
+    bot.service.store.save_job(done.moved_to(JobState.RUNNING).moved_to(JobState.SUCCEEDED, conclusion="success"), "finished")
+    return pull
+
+
+async def review_comment(bot, pull, body: str, sender: str):
+    from tests import payloads
+
+    payload = payloads.retarget(payloads.load("pull_request_review_comment", "created.payload.json"),
+                                repo=bot.repo, installation_id=1001, sender=sender)
+    payload["pull_request"] = {**payload["pull_request"], "number": pull["number"]}
+    payload["comment"] = {**payload["comment"], "body": body, "path": "x.py", "line": 1}
+    assert (await bot.deliver("pull_request_review_comment", payload)).status == 202
+    await bot.settle()
+
+
+@pytest.mark.parametrize(("level", "sender", "follows_up"), [
+    ("autonomous", "alice", True), ("supervised", "alice", False), ("autonomous", "bob", False)])
+async def test_review_comment_on_agentvines_pull_request(bot, github, level, sender, follows_up):
+    pull = await finished_job_with_pull(bot, github, level)
+    await review_comment(bot, pull, "Please rename x to count.", sender)
+    follow_ups = [j for j in bot.service.store.list_jobs() if j.is_pull_request]
+    if not follows_up:
+        assert follow_ups == []
+        return
+    (job,) = follow_ups
+    assert job.issue_number == pull["number"] and job.branch == "agentvine/feature-1-x"
+    assert "On `x.py` line 1:" in job.trigger.instruction and "rename x to count" in job.trigger.instruction
+    assert job.state is JobState.ACKNOWLEDGED  # acknowledged on the PR, ready to push to its branch

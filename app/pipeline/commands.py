@@ -36,7 +36,9 @@ class CommandHandler:
         if command.job_id:
             job = self._store.get_job(command.job_id)
             return job if job is not None and job.repo == command.repo else None
-        jobs = [j for j in self._store.list_jobs(repo=command.repo) if j.issue_number == command.issue_number]
+        # On AgentVine's own pull request, the job that opened it counts as a job there too.
+        jobs = [j for j in self._store.list_jobs(repo=command.repo)
+                if command.issue_number in (j.issue_number, j.outcome.pr_number if j.outcome else None)]
         active = [j for j in jobs if j.state in ACTIVE]
         return (active or jobs or [None])[-1]
 
