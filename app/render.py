@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +45,7 @@ def _activity(progress: Progress) -> str:
     if not progress.activity:
         return ""
     lines = "\n".join(f"- {line}" for line in progress.activity[-ACTIVITY_LINES:])
-    return f"\n**Latest activity**\n{lines}\n"
+    return f"\n\n**Latest activity**\n\n{lines}\n"
 
 
 def format_duration(seconds: float) -> str:
@@ -75,6 +76,13 @@ def tracking_comment(job: Job, *, prefix: str, public_url: str, progress: Progre
     steps = _checklist(progress) + _activity(progress)
     if job.outcome is not None:
         steps += "\n" + _outcome_block(job.outcome)
+    return _BLANK_RUNS.sub("\n\n", _tracking_comment(job, prefix, public_url, steps))
+
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def _tracking_comment(job: Job, prefix: str, public_url: str, steps: str) -> str:
     return _clip(
         texts.TRACKING_COMMENT.format(
             marker=texts.TRACKING_MARKER.format(job_id=job.id),
@@ -83,9 +91,10 @@ def tracking_comment(job: Job, *, prefix: str, public_url: str, progress: Progre
             requester=job.requester,
             level=job.level,
             model=job.model,
-            reason=f"\n{job.reason}\n" if job.reason else "",
+            reason=f"\n{job.reason}\n" if job.reason and job.outcome is None else "",
             steps=steps,
-            promise=_promise(job, prefix),
+            promise="" if job.terminal else _promise(job, prefix),
+            next_step=texts.FOOTER_DONE.format(prefix=prefix) if job.terminal else texts.FOOTER_ACTIVE.format(prefix=prefix),
             job_id=job.id,
             details_url=details_url(public_url, job),
             prefix=prefix,

@@ -31,8 +31,10 @@ TRACKING_COMMENT = """{marker}
 
 {promise}
 
-<sub>Job `{job_id}` · [details]({details_url}) · `{prefix} cancel` stops it · `{prefix} help` lists commands</sub>
+<sub>Job `{job_id}` · [details]({details_url}) · {next_step} · `{prefix} help` lists commands</sub>
 """
+FOOTER_ACTIVE = "`{prefix} cancel` stops it"
+FOOTER_DONE = "`{prefix} retry` runs it again"
 
 CHECK_RUN_TITLE = {
     "queued": "Queued: {worker} for #{issue_number}",
