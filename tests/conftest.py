@@ -129,3 +129,26 @@ def sandbox_image(docker_client) -> str:
     return tag
 
 
+
+
+# --- the GitHub fake with one repository, and AgentVine acknowledging without running agents ---
+
+
+@pytest.fixture
+async def github(tmp_path):
+    from app.fakes.github.testing import running_fake
+    from tests.agentvine_harness import arrange_github
+
+    async with running_fake(tmp_path) as fake:
+        arrange_github(fake)
+        yield fake
+        fake.assert_no_violations()
+
+
+@pytest.fixture
+async def bot(github, tmp_path):
+    from tests.agentvine_harness import running_agentvine
+
+    # max_concurrent_jobs=0: acknowledge, run no agent (tests/e2e runs them).
+    async with running_agentvine(github, tmp_path, max_concurrent_jobs=0) as harness:
+        yield harness

@@ -4,27 +4,10 @@ request and response against GitHub's OpenAPI description."""
 
 from __future__ import annotations
 
-import pytest
 
 from app import texts
-from app.fakes.github.testing import running_fake
 from app.jobs import JobState
-from tests.agentvine_harness import REPO, arrange_github, running_agentvine
-
-
-@pytest.fixture
-async def github(tmp_path):
-    async with running_fake(tmp_path) as fake:
-        arrange_github(fake)
-        yield fake
-        fake.assert_no_violations()
-
-
-@pytest.fixture
-async def bot(github, tmp_path):
-    # max_concurrent_jobs=0: acknowledge, run no agent (the run has its own tests).
-    async with running_agentvine(github, tmp_path, max_concurrent_jobs=0) as harness:
-        yield harness
+from tests.agentvine_harness import REPO, running_agentvine
 
 
 def writes(github) -> list:

@@ -8,23 +8,8 @@ import copy
 import pytest
 
 from app import texts
-from app.fakes.github.testing import running_fake
 from app.jobs import JobState
-from tests.agentvine_harness import REPO, arrange_github, running_agentvine
-
-
-@pytest.fixture
-async def github(tmp_path):
-    async with running_fake(tmp_path) as fake:
-        arrange_github(fake)
-        yield fake
-        fake.assert_no_violations()
-
-
-@pytest.fixture
-async def bot(github, tmp_path):
-    async with running_agentvine(github, tmp_path, max_concurrent_jobs=0) as harness:
-        yield harness
+from tests.agentvine_harness import REPO
 
 
 def bot_comments(github, number):

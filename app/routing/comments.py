@@ -5,10 +5,10 @@ from __future__ import annotations
 from gidgethub import routing, sansio
 
 from app.commands import parse_command
-from app.intents import JobCommand, StartJob
+from app.intents import JobCommand
 from app.jobs import Trigger
 from app.routing.context import RouteContext
-from app.routing.payload import installation_id, repo_fields, sender_login
+from app.routing.payload import installation_id, repo_fields, sender_login, start_job
 
 router = routing.Router()
 
@@ -21,7 +21,7 @@ async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
     if inst is None:
         ctx.note("ignored: no installation in payload")
         return
-    repo, default_branch = repo_fields(event.data)
+    repo, _ = repo_fields(event.data)
     sender = sender_login(event.data)
     is_pull = "pull_request" in issue
     if command is None:
@@ -30,25 +30,13 @@ async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
                            issue_number=issue["number"], comment_id=comment["id"], text=comment.get("body") or ""))
         return
     if command.name == "instruction" or (command.name == "review" and is_pull):
-        ctx.add(
-            StartJob(
-                installation_id=inst,
-                repo=repo,
-                default_branch=default_branch,
-                issue_number=issue["number"],
-                is_pull_request=is_pull,
-                issue_title=issue.get("title") or "",
-                requester=sender,
-                requester_id=(event.data.get("sender") or {}).get("id"),
-                trigger=Trigger(
-                    kind="command",
-                    worker="review" if command.name == "review" else None,
-                    instruction=command.text or None,
-                    comment_id=comment["id"],
-                ),
-                labels=[lbl.get("name", "") for lbl in issue.get("labels") or []],
-            )
+        trigger = Trigger(
+            kind="command",
+            worker="review" if command.name == "review" else None,
+            instruction=command.text or None,
+            comment_id=comment["id"],
         )
+        ctx.add(start_job(event.data, issue, installation=inst, trigger=trigger, is_pull=is_pull))
     else:
         ctx.add(
             JobCommand(

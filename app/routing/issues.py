@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from gidgethub import routing, sansio
 
-from app.intents import StartJob
 from app.jobs import Trigger
 from app.routing.context import RouteContext
-from app.routing.payload import installation_id, repo_fields, sender_login
+from app.routing.payload import installation_id, start_job
 
 router = routing.Router()
 
@@ -21,23 +20,9 @@ def _start_from_label(event: sansio.Event, ctx: RouteContext, item: dict, *, is_
     if inst is None:
         ctx.note("ignored: no installation in payload")
         return
-    repo, default_branch = repo_fields(event.data)
     head_sha = (item.get("head") or {}).get("sha") if is_pull else None
-    ctx.add(
-        StartJob(
-            installation_id=inst,
-            repo=repo,
-            default_branch=default_branch,
-            issue_number=item["number"],
-            is_pull_request=is_pull,
-            issue_title=item.get("title") or "",
-            requester=sender_login(event.data),
-            requester_id=(event.data.get("sender") or {}).get("id"),
-            trigger=Trigger(kind="label", label=label),
-            labels=[lbl.get("name", "") for lbl in item.get("labels") or []],
-            head_sha=head_sha,
-        )
-    )
+    trigger = Trigger(kind="label", label=label)
+    ctx.add(start_job(event.data, item, installation=inst, trigger=trigger, is_pull=is_pull, head_sha=head_sha))
 
 
 @router.register("issues", action="labeled")

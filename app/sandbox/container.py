@@ -27,7 +27,6 @@ import os
 import re
 import stat
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable

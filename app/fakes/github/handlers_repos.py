@@ -37,7 +37,7 @@ async def create_installation_token(fake: "FakeGitHub", req: ApiRequest) -> ApiR
     for perm, level in permissions.items():
         granted = inst["permissions"].get(perm)
         if granted is None or (level == "write" and granted == "read"):
-            return unprocessable(message=f"The permissions requested are not granted to this installation.")
+            return unprocessable(message="The permissions requested are not granted to this installation.")
     token = fake.tokens.issue(iid, permissions, wanted)
     out = {
         "token": token.token,
