@@ -38,6 +38,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "AGENTVINE_ANTHROPIC_API_KEY")
     )
     model_max_retries: int = 2  # Claude Code's retries of a failed model call (its default, 10, takes minutes)
+    retention_days: float = 30.0  # deliveries that started nothing, and carried-out commands
     expiry_check_interval: float = 60.0  # seconds between two looks for unanswered questions
     progress_interval: float = 3.0  # seconds between two progress edits of one job, at least
     sentry_dsn: str | None = None

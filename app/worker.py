@@ -125,10 +125,12 @@ class Worker:
         return await self.commands.handle(command)
 
     async def _expire_questions(self) -> None:
-        """Ends jobs whose question went unanswered for too long (checked every minute)."""
+        """Ends jobs whose question went unanswered for too long (checked every minute), and
+        forgets old deliveries and carried-out commands."""
         while True:
             await asyncio.sleep(self.settings.expiry_check_interval)
             now = time.time()
+            self.store.prune(now - self.settings.retention_days * 86400)
             for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER]):
                 if question_expired(job, now):
                     try:

@@ -200,3 +200,17 @@ async def test_review_comment_on_agentvines_pull_request(bot, github, level, sen
     assert job.issue_number == pull["number"] and job.branch == "agentvine/feature-1-x"
     assert "On `x.py` line 1:" in job.trigger.instruction and "rename x to count" in job.trigger.instruction
     assert job.state is JobState.ACKNOWLEDGED  # acknowledged on the PR, ready to push to its branch
+
+
+async def test_commands_follow_the_repositorys_permission_rule(bot, github):
+    github.push_files(REPO, "main", {".github/agentvine.yml": "permissions: {trigger: maintain}\n"})
+    issue = github.add_issue(REPO, title="Restructure", user="mona")
+    answer = await bot.label(issue["number"], "agentvine:refactor", sender="mona")
+    await bot.settle()
+    job_id = answer["jobs"][0]
+    await bot.comment(issue["number"], "/agentvine cancel", sender="alice")  # write < maintain here
+    await bot.settle()
+    assert bot.job(job_id).state is JobState.WAITING_FOR_APPROVAL
+    await bot.comment(issue["number"], "/agentvine cancel", sender="mona")
+    await bot.settle()
+    assert bot.job(job_id).state is JobState.CANCELLED

@@ -47,14 +47,20 @@ class CommandHandler:
     async def handle(self, command: JobCommand) -> str:
         if command.name == "remove_installation":
             return self._remove_installation(command)
-        job = self._job_for(command)
         if command.name == "answer":
-            if job is None or job.state is not JobState.WAITING_FOR_ANSWER:
-                return "ignored: no question waits here"  # the common case: costs no API call
+            # Every comment comes here: one indexed query, and no API call unless a question waits.
+            waiting = [j for j in self._store.list_jobs([JobState.WAITING_FOR_ANSWER], repo=command.repo)
+                       if j.issue_number == command.issue_number]
+            if not waiting:
+                return "ignored: no question waits here"
+            job: Job | None = waiting[-1]
+        else:
+            job = self._job_for(command)
         if command.name == "review_comment" and (job is None or job.outcome is None or job.outcome.pr_number != command.issue_number):
             return "ignored: not a pull request of AgentVine's"
         ctx = self._context(job) if job is not None else self._bare_context(command)
-        required = self._config.permissions.trigger
+        # The repository's own rule, as the job was admitted under it.
+        required = job.run.trigger_permission if job is not None and job.run else self._config.permissions.trigger
         role = await sender_permission(ctx.api, ctx.job, command.sender)
         if not permission_at_least(role, required):
             return f"ignored: @{command.sender} has {role}, {required} is needed"

@@ -45,6 +45,9 @@ class JobStore(Protocol):
 
     def finish_command(self, seq: int, outcome: str) -> None: ...
 
+    def prune(self, older_than: float) -> tuple[int, int]:
+        """Drop carried-out commands and job-less deliveries older than `older_than` (epoch s)."""
+
     def healthy(self) -> bool: ...
 
     def close(self) -> None: ...

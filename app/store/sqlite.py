@@ -195,6 +195,27 @@ class SQLiteJobStore:
         with self._lock:
             self._db.execute("UPDATE commands SET done_at=?, outcome=? WHERE seq=?", (time.time(), outcome, seq))
 
+    def prune(self, older_than: float) -> tuple[int, int]:
+        """Forget carried-out commands and job-less deliveries received before `older_than`.
+
+        Jobs and their events are kept: they are the record of what AgentVine did."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                commands = self._db.execute(
+                    "DELETE FROM commands WHERE done_at IS NOT NULL AND done_at < ?", (older_than,)
+                ).rowcount
+                deliveries = self._db.execute(
+                    "DELETE FROM deliveries WHERE received_at < ? AND id NOT IN (SELECT delivery_id FROM jobs)"
+                    " AND id NOT IN (SELECT delivery_id FROM commands)",
+                    (older_than,),
+                ).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return commands, deliveries
+
     def healthy(self) -> bool:
         try:
             return self._db.execute("SELECT 1").fetchone() == (1,)

@@ -44,3 +44,25 @@ def test_state_machine_refuses_impossible_moves():
     assert rejected.terminal and rejected.reason == "nope"
     with pytest.raises(InvalidTransition):
         rejected.moved_to(JobState.RUNNING)
+
+
+def test_prune_forgets_old_idle_deliveries_and_done_commands_but_keeps_jobs(tmp_path):
+    store = SQLiteJobStore(tmp_path / "db.sqlite")
+    old, new = 1_000.0, 10_000.0
+    job = _job("with-job")
+    store.record_delivery(Delivery(id="with-job", event="issues", received_at=old), [job])
+    store.record_delivery(Delivery(id="idle-old", event="issues", received_at=old))
+    store.record_delivery(Delivery(id="idle-new", event="issues", received_at=new))
+    store.record_delivery(Delivery(id="cmd", event="issue_comment", received_at=old), [],
+                          [JobCommand(name="answer", installation_id=1, repo="o/r", sender="bob")])
+    assert store.prune(5_000.0) == (0, 1)  # the pending command keeps its delivery
+    (seq, _), = store.pending_commands()
+    store.finish_command(seq, "ignored")
+    assert store.prune(time_after_now()) == (1, 2)
+    assert store.get_job(job.id) is not None and store.get_delivery("with-job") is not None
+
+
+def time_after_now() -> float:
+    import time
+
+    return time.time() + 1
