@@ -42,8 +42,8 @@ def claude_bin() -> str:
     found = find_claude_bin()
     if found is None:
         message = (
-            "the Claude Code CLI was not found: set AGENTVINE_CLAUDE_BIN, put `claude` on PATH, or run "
-            "`npm install --prefix /tmp/claude-cli @anthropic-ai/claude-code@2.1.330`"
+            "the Claude Code CLI was not found: run the tests with `./dev test` (it installs it), "
+            "set AGENTVINE_CLAUDE_BIN, or put `claude` on PATH"
         )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
@@ -173,6 +173,8 @@ async def socat_tcp_to_unix(socket_path: Path) -> AsyncIterator[int]:
     """The same bridge made by socat, as the sandbox's forwarder does it. Yields the port."""
     socat = shutil.which("socat")
     if socat is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("socat is not installed (CI=true: .ci/install-docker.sh installs it)")
         pytest.skip("socat is not installed")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
