@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 import gidgethub
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.untrusted import defuse_mentions
+
 MAX_REPORT_CHARS = 200_000  # what parse_report reads of the agent's final message (its tail)
 MAX_FINDINGS = 100
 MAX_PATH_CHARS = 400
@@ -289,16 +291,7 @@ async def fetch_pull_files(api: Any, owner: str, repo: str, pull_number: int) ->
 
 # ----------------------------------------------------------------------------- rendering
 
-_MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9])")
-
-
-def _defuse(text: str) -> str:
-    """Keep @mentions and team mentions in the agent's text from notifying anyone.
-
-    The agent read untrusted code and text; what it writes must not ping people or teams.
-    A zero-width space after "@" keeps the text readable and the mention inert.
-    """
-    return _MENTION.sub("@\u200b", text)
+_defuse = defuse_mentions  # the agent read untrusted code: what it writes must not ping anyone
 
 
 def _list_item(finding: Finding) -> str:

@@ -25,6 +25,7 @@ from app.pipeline.questions import ask, parse_question
 from app.render import Progress
 from app.reporter import ProgressReporter
 from app.sandbox import SandboxResult, SandboxSpec, run_sandbox
+from app.untrusted import defuse_mentions
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Transcript:
             return
         activity = describe_activity(event, cwd="/workspace")
         if activity:
-            self.reporter.activity(activity)
+            self.reporter.activity(defuse_mentions(activity))
 
 
 def _next(key: str, ctx: JobContext, **fields: object) -> str:
@@ -81,7 +82,7 @@ def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None) -> 
     if result.ok:
         return None
     subtype = result.subtype or ""
-    summary = result.result or ""
+    summary = defuse_mentions(result.result or "")
     if subtype == "error_max_turns":
         return Outcome(conclusion="failure", title=texts.OUTCOME["max_turns"], detail=_next("max_turns_next", ctx), summary=summary)
     if "budget" in subtype:
@@ -209,10 +210,11 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
         if failed is not None:
             await _finish(ctx, reporter, failed.model_copy(update={"figures": stats}))
             return
-        summary = (transcript.result.result if transcript.result else "") or ""
+        text = (transcript.result.result if transcript.result else "") or ""
         if pull_files is not None:
-            await _publish_review(ctx, reporter, summary, pull_files, stats)
+            await _publish_review(ctx, reporter, text, pull_files, stats)  # parses it, defuses what it publishes
             return
+        summary = defuse_mentions(text)  # goes into the PR, the commit, the check run, a question
         question = parse_question(summary)
         if question is not None:
             await ask(ctx, reporter, question)  # the workspace and the session stay for the answer
@@ -241,7 +243,7 @@ async def _publish_review(ctx: JobContext, reporter: ProgressReporter, text: str
     findings = "no findings" if not count else f"{count} finding{'s' if count != 1 else ''}"
     outcome = Outcome(
         conclusion=review.review_conclusion(report), title=texts.OUTCOME["reviewed"].format(pr_number=job.issue_number, findings=findings),
-        summary=report.summary, files=sorted({f.path for f in report.findings}), figures=stats,
+        summary=defuse_mentions(report.summary), files=sorted({f.path for f in report.findings}), figures=stats,
         pr_number=job.issue_number, pr_url=published.html_url, annotations=review.check_annotations(report),
     )
     await _finish(ctx, reporter, outcome, published=True)

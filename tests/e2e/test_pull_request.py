@@ -15,7 +15,7 @@ NEW_FILE = "def split_fields(line):\n    return line.split()  # any whitespace, 
 SCRIPT = [
     ScriptedTurn(text="I'll add a helper that splits on any whitespace.",
                  tool_uses=[ToolUse(name="Write", input={"file_path": "/workspace/fields.py", "content": NEW_FILE})]),
-    ScriptedTurn(text="Added `fields.py` with `split_fields`, which splits on tabs and spaces alike."),
+    ScriptedTurn(text="Added `fields.py` with `split_fields`, which splits on tabs and spaces alike. cc @mona"),
 ]
 
 
@@ -34,6 +34,7 @@ async def test_labelled_issue_becomes_a_pull_request(tmp_path, sandbox_image, do
         assert pull["base"]["ref"] == "main" and pull["draft"] is True
         assert f"Closes #{issue['number']}" in pull["body"]
         assert "`fields.py`" in pull["body"] and "splits on tabs" in pull["body"]
+        assert "cc @\u200bmona" in pull["body"] and "@mona" not in pull["body"]  # the agent's text pings no one
         assert job.outcome.pr_number == pull["number"] and job.outcome.files == ["fields.py"]
         # The file the model wrote, pushed for real.
         assert github.read_file(REPO, job.branch, "fields.py") == NEW_FILE
