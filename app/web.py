@@ -3,7 +3,9 @@ store; the worker (in this process or another) does everything that talks to Git
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from aiohttp import web
 
@@ -11,6 +13,29 @@ from app.config import BotConfig
 from app.settings import Settings
 from app.store.base import JobStore
 from app.webhook import make_handler
+
+
+def job_page_html(job: dict, events: list[dict]) -> str:
+    """The page a check run's *Details* link opens in a browser. Everything is escaped."""
+    def esc(value: object) -> str:
+        return html.escape("" if value is None else str(value))
+
+    def when(at: float) -> str:
+        return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    rows = "".join(f"<tr><td>{when(e['at'])}</td><td>{esc(e['kind'])}</td></tr>" for e in events)
+    fields = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(job.get(k))}</td></tr>"
+        for k in ("state", "conclusion", "reason", "worker", "level", "model")
+        if job.get(k) is not None
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>AgentVine job "
+        f"{esc(job['id'])}</title><style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto}}"
+        "th,td{text-align:left;padding:.2rem .8rem .2rem 0;vertical-align:top}</style></head><body>"
+        f"<h1>🌱 AgentVine job <code>{esc(job['id'])}</code></h1><table>{fields}</table>"
+        f"<h2>What happened</h2><table>{rows}</table></body></html>"
+    )
 
 
 def make_web_app(
@@ -54,6 +79,8 @@ def make_web_app(
             include={"id", "state", "reason", "conclusion", "worker", "level", "model", "created_at", "updated_at"},
         )
         events = [{"at": e.at, "kind": e.kind} for e in store.events(job.id)]
+        if "text/html" in request.headers.get("Accept", ""):
+            return web.Response(text=job_page_html(public, events), content_type="text/html")
         return web.json_response({"job": public, "events": events})
 
     app.router.add_get("/health", health)

@@ -121,3 +121,16 @@ def test_a_webhook_secret_is_mandatory(tmp_path, app_private_key):
     settings.webhook_secret = None
     with pytest.raises(ValueError, match="AGENTVINE_WEBHOOK_SECRET"):
         Service(settings)
+
+
+async def test_job_page_shows_progress_not_the_issue(service):
+    payload = payloads.labeled_issue(label="agentvine:bugfix", installation_id=1)
+    payload["issue"]["title"] = "<script>secret plans</script>"
+    body = as_bytes(payload)
+    response = await service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET))
+    job_id = (await response.json())["jobs"][0]
+    data = await (await service.client.get(f"/jobs/{job_id}")).json()
+    assert data["job"]["state"] in ("queued", "failed") and "issue_title" not in data["job"]
+    page = await (await service.client.get(f"/jobs/{job_id}", headers={"Accept": "text/html"})).text()
+    assert f"AgentVine job <code>{job_id}</code>" in page and "secret plans" not in page
+    assert (await service.client.get("/jobs/nope")).status == 404
