@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import stat
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -43,6 +45,21 @@ async def post(socket_path: Path, token: str | None, body: dict | None = None, *
 
 def sse_events(raw: bytes) -> list[dict]:
     return [json.loads(line[5:]) for line in raw.decode().splitlines() if line.startswith("data:")]
+
+
+@contextlib.asynccontextmanager
+async def upstream(handler) -> AsyncIterator[str]:
+    """A stand-in model API with one POST /v1/messages handler; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/v1/messages", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
 
 
 async def test_forwards_with_real_key_and_streams_back(gateway: ModelGateway, fake_upstream) -> None:
@@ -251,32 +268,25 @@ async def test_sse_is_streamed_without_buffering(socket_dir: Path) -> None:
         await resp.write(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/messages", slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    gw = ModelGateway(f"http://127.0.0.1:{port}", UPSTREAM_KEY, socket_dir=socket_dir)
-    try:
-        channel = await gw.open_job("job-slow")
-        async with unix_session(channel.socket_path) as s:
-            h = dict(HEADERS, **{"x-api-key": channel.token})
-            async with s.post("http://gateway/v1/messages", json=BODY, headers=h) as r:
-                started = time.monotonic()
-                first = await asyncio.wait_for(r.content.readuntil(b"\n\n"), 5)
-                assert b"message_start" in first and time.monotonic() - started < 2
-                # Usage is counted live, before the stream ends.
-                assert channel.usage.input_tokens == 7 and channel.usage.output_tokens == 1
-                release.set()
-                rest = await r.read()
-        assert b"message_stop" in rest
-        assert channel.usage.output_tokens == 42 and channel.usage.input_tokens == 7
-    finally:
-        release.set()
-        await gw.close()
-        await runner.cleanup()
+    async with upstream(slow) as url:
+        gw = ModelGateway(url, UPSTREAM_KEY, socket_dir=socket_dir)
+        try:
+            channel = await gw.open_job("job-slow")
+            async with unix_session(channel.socket_path) as s:
+                h = dict(HEADERS, **{"x-api-key": channel.token})
+                async with s.post("http://gateway/v1/messages", json=BODY, headers=h) as r:
+                    started = time.monotonic()
+                    first = await asyncio.wait_for(r.content.readuntil(b"\n\n"), 5)
+                    assert b"message_start" in first and time.monotonic() - started < 2
+                    # Usage is counted live, before the stream ends.
+                    assert channel.usage.input_tokens == 7 and channel.usage.output_tokens == 1
+                    release.set()
+                    rest = await r.read()
+            assert b"message_stop" in rest
+            assert channel.usage.output_tokens == 42 and channel.usage.input_tokens == 7
+        finally:
+            release.set()
+            await gw.close()
 
 
 async def test_real_key_echoed_by_upstream_never_reaches_the_client(socket_dir: Path) -> None:
@@ -290,23 +300,16 @@ async def test_real_key_echoed_by_upstream_never_reaches_the_client(socket_dir: 
         await resp.write(f"{key[5:]}\", \"again\": \"{key}\"}}\n\n".encode())
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/messages", leaky)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    gw = ModelGateway(f"http://127.0.0.1:{port}", UPSTREAM_KEY, socket_dir=socket_dir)
-    try:
-        channel = await gw.open_job("job-leak")
-        status, headers, raw = await post(channel.socket_path, channel.token)
-        assert status == 200
-        assert UPSTREAM_KEY.encode() not in raw and raw.count(b"[REDACTED]") == 2
-        assert UPSTREAM_KEY not in str(list(headers.items())) and "request-id" not in {k.lower() for k in headers}
-    finally:
-        await gw.close()
-        await runner.cleanup()
+    async with upstream(leaky) as url:
+        gw = ModelGateway(url, UPSTREAM_KEY, socket_dir=socket_dir)
+        try:
+            channel = await gw.open_job("job-leak")
+            status, headers, raw = await post(channel.socket_path, channel.token)
+            assert status == 200
+            assert UPSTREAM_KEY.encode() not in raw and raw.count(b"[REDACTED]") == 2
+            assert UPSTREAM_KEY not in str(list(headers.items())) and "request-id" not in {k.lower() for k in headers}
+        finally:
+            await gw.close()
 
 
 def test_redactor_holds_back_only_a_possible_prefix() -> None:
