@@ -82,6 +82,11 @@ class ProgressReporter:
             ),
         )
 
+    def close(self) -> None:
+        """No edit after this: a stage that failed must not have its failure overwritten by progress."""
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+
     async def final(self) -> None:
         """The last edit: waits for nothing, and its failure is the caller's to handle."""
         if self._pending is not None and not self._pending.done():

@@ -222,6 +222,7 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
         reporter.step_done(STEP_AGENT)
         await _publish_changes(ctx, reporter, ws, summary, stats, transcript, usage, started)
     finally:
+        reporter.close()
         deps.cancels.pop(job.id, None)
         if ws is not None and ctx.job.terminal:
             shutil.rmtree(ws.path, ignore_errors=True)  # the home (Claude's session) is kept

@@ -28,3 +28,29 @@ def test_activity_lines_are_defused_as_they_arrive():
     transcript.on_line(json.dumps(line))
     (activity,) = reporter.progress.activity
     assert "@\u200beveryone-team" in activity and "@everyone" not in activity
+
+
+async def test_a_closed_reporter_sends_no_late_progress_edit():
+    import asyncio
+    import time
+
+    from app.reporter import ProgressReporter
+
+    class Ctx:  # only what ProgressReporter touches before it sends
+        job = None
+
+    reporter = ProgressReporter(Ctx(), Progress(), prefix="/agentvine", interval=0.05)  # type: ignore[arg-type]
+    sent = []
+
+    async def send() -> None:
+        sent.append(1)
+
+    reporter.send = send  # type: ignore[method-assign]
+    reporter._last_sent = time.monotonic()  # an edit just went out: the next one waits
+    reporter.activity("Edited `x.py`")
+    reporter.close()
+    await asyncio.sleep(0.15)
+    assert sent == []
+    reporter.activity("Ran `pytest`")  # and without close() it would have gone out
+    await asyncio.sleep(0.15)
+    assert sent == [1]
