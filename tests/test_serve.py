@@ -1,0 +1,83 @@
+"""`agentvine serve` as it runs in production: the web process and a worker process of its own,
+sharing nothing but the store. Started as a real subprocess against the GitHub fake."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from app.fakes.github.testing import free_port, running_fake
+from tests import payloads
+from tests.agentvine_harness import INSTALLATION, REPO, arrange_github
+from tests.conftest import ROOT, SECRET, as_bytes, delivery_headers
+
+
+async def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+async def test_serve_runs_web_and_worker_processes_and_stops_cleanly(tmp_path):
+    async with running_fake(tmp_path) as github:
+        arrange_github(github)
+        key = tmp_path / "app.pem"
+        key.write_text(github.private_key_pem)
+        port = free_port()
+        env = {**os.environ, "AGENTVINE_APP_ID": str(github.app_id), "AGENTVINE_PRIVATE_KEY_PATH": str(key),
+               "AGENTVINE_WEBHOOK_SECRET": SECRET, "AGENTVINE_GITHUB_API_URL": github.url,
+               "AGENTVINE_DATA_DIR": str(tmp_path / "data"), "AGENTVINE_MAX_CONCURRENT_JOBS": "0"}
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "--log-level", "WARNING", "serve", "--host", "127.0.0.1", "--port", str(port),
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                health: dict = {}
+
+                async def healthy() -> bool:
+                    nonlocal health
+                    try:
+                        async with http.get(url + "/health") as response:
+                            health = await response.json()
+                            return response.status == 200
+                    except aiohttp.ClientError:
+                        return False
+
+                await wait_for(healthy)
+                worker_pid = health["worker_pid"]
+                assert worker_pid and worker_pid != serve.pid and process_exists(worker_pid)
+
+                issue = github.add_issue(REPO, title="Parser rejects tabs", user="alice")
+                body = as_bytes(payloads.labeled_issue(
+                    label="agentvine:bugfix", issue=github.issue(REPO, issue["number"]),
+                    repo=github.render_repository(github.repo(REPO)), installation_id=INSTALLATION, sender="alice"))
+                async with http.post(url + "/webhooks", data=body, headers=delivery_headers("issues", body, SECRET)) as response:
+                    assert response.status == 202
+
+                async def acknowledged() -> bool:  # by the worker process, through the store
+                    return bool(github.check_runs_for(REPO)) and bool(github.reactions_on_issue(REPO, issue["number"]))
+
+                await wait_for(acknowledged)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(serve.wait(), 30)
+            stderr = (await serve.stderr.read()).decode()
+        assert code == 0, stderr
+        await wait_for(lambda: asyncio.sleep(0, not process_exists(worker_pid)), timeout=10)
+        github.assert_no_violations()
