@@ -156,9 +156,16 @@ def main(keep_running: bool = False) -> int:
     try:
         import docker
 
-        docker.from_env().ping()
+        client = docker.from_env()
+        client.ping()
     except Exception as exc:  # the demo runs the real sandbox
         print(f"agentvine demo needs a running Docker engine ({exc}). `./dev demo` installs and starts one.", file=sys.stderr)
+        return 2
+    from app.sandbox.image import image_exists
+
+    image = Settings().sandbox_image
+    if not image_exists(image, client):
+        print(f"the sandbox image {image} is not built: run `agentvine sandbox build` (or `./dev demo`).", file=sys.stderr)
         return 2
     try:
         return asyncio.run(run_demo(keep_running))
