@@ -183,3 +183,22 @@ async def test_follow_up_on_agentvines_own_pull_request_pushes_to_its_branch(tmp
         assert len(github.pulls) == 1  # the same pull request, one more commit on its branch
         assert github.read_file(REPO, branch, "test_fields.py") and github.read_file(REPO, branch, "fields.py") == FIELDS
         assert github.repo(REPO).git.is_ancestor(tip, github.branches(REPO)[branch])
+
+
+async def test_cancel_while_waiting_for_an_answer_ends_the_job_and_drops_its_workspace(tmp_path, sandbox_image):
+    async with end_to_end(tmp_path, sandbox_image, [ScriptedTurn(text=f"QUESTION: {QUESTION}")]) as (bot, _):
+        issue = bot.github.add_issue(REPO, title="Parser rejects tabs", user="alice")
+        answer = await bot.label(issue["number"], "agentvine:bugfix")
+        await bot.settle(timeout=180)
+        job_id = answer["jobs"][0]
+        workspace = bot.service.settings.data_dir / "jobs" / job_id / "workspace"
+        assert bot.job(job_id).state is JobState.WAITING_FOR_ANSWER and (workspace / ".git").is_dir()
+        await bot.comment(issue["number"], "/agentvine cancel")
+        await bot.settle(timeout=30)
+        job = bot.job(job_id)
+        assert (job.state, job.conclusion) == (JobState.CANCELLED, "cancelled")
+        assert not workspace.exists()
+        # A later comment is no answer any more: nothing resumes.
+        await bot.comment(issue["number"], "One separator.", sender="mona")
+        await bot.settle(timeout=30)
+        assert bot.job(job_id).state is JobState.CANCELLED
