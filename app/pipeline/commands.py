@@ -198,12 +198,18 @@ class CommandHandler:
         return f"follow-up {follow_up.id}"
 
     def _remove_installation(self, command: JobCommand) -> str:
+        """AgentVine lost access: waiting work is cancelled, running work is stopped."""
+        stopped = 0
+        for job in self._store.list_jobs([JobState.RUNNING], repo=command.repo):
+            if job.id in self._cancels:
+                self._cancels[job.id].set()
+                stopped += 1
         cancelled = 0
         for job in self._store.list_jobs([JobState.QUEUED, JobState.WAITING_FOR_APPROVAL, JobState.WAITING_FOR_ANSWER],
                                          repo=command.repo):
             self._store.save_job(job.moved_to(JobState.CANCELLED, "AgentVine was removed from the repository"), "cancelled")
             cancelled += 1
-        return f"cancelled {cancelled} job(s)"
+        return f"cancelled {cancelled} job(s), stopping {stopped}"
 
 
 def question_expired(job: Job, now: float) -> bool:
