@@ -56,7 +56,7 @@ class Narrator:
         print(f"[{time.monotonic() - self.began:5.1f}s] {text}", flush=True)
 
 
-async def _watch(github, job_started: asyncio.Event, say, issue_number: int, done: asyncio.Event) -> None:
+async def _watch(github, say, issue_number: int, done: asyncio.Event) -> None:
     seen: set[str] = set()
     activity_seen: set[str] = set()
     while not done.is_set():
@@ -112,7 +112,7 @@ async def run_demo(keep_running: bool) -> int:
                                  label=github.labels[REPO]["agentvine:bugfix"])
         body, headers = signed_delivery(payload, "issues", secret)
         done = asyncio.Event()
-        watcher = asyncio.create_task(_watch(github, asyncio.Event(), say, issue["number"], done))
+        watcher = asyncio.create_task(_watch(github, say, issue["number"], done))
         async with ClientSession() as http:
             async with http.post(f"{service.settings.public_url}/webhooks", data=body, headers=headers) as response:
                 answer = await response.json()

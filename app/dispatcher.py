@@ -80,10 +80,6 @@ class Dispatcher:
                 self._store.save_job(job.moved_to(back_to, job.reason), "recovered", interrupted_in=state.value)
                 log.warning("job %s was %s when the service stopped; it goes on from %s", job.id, state, back_to)
 
-    @property
-    def active_jobs(self) -> list[str]:
-        return list(self._active)
-
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """For tests and the demo: until no stage has work it could start."""
         async def idle() -> None:

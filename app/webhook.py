@@ -78,7 +78,7 @@ def make_handler(
             id=delivery_id,
             event=event_name,
             action=data.get("action") if isinstance(data.get("action"), str) else None,
-            installation_id=installation_id(data) if isinstance(data.get("installation"), dict) else None,
+            installation_id=installation_id(data),
             repo=repo.get("full_name"),
             outcome=outcome or "ignored",
         )

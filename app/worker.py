@@ -38,7 +38,7 @@ class Worker:
         self.clients: GitHubClients | None = None
         self.run_deps = RunDeps(gateway=None, progress_interval=settings.progress_interval)
         self.commands = CommandHandler(self.context, store, config, self.run_deps.cancels)
-        self._expiry: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
         self.dispatcher = Dispatcher(
             store,
             [
@@ -75,27 +75,31 @@ class Worker:
             )
         await asyncio.to_thread(self._remove_orphan_containers)
         await self.dispatcher.start()
-        self._expiry = asyncio.create_task(self._expire_questions())
+        self._housekeeper = asyncio.create_task(self._housekeeping())
 
     async def stop(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
         await self.dispatcher.stop()
         if self.run_deps.gateway is not None:
             await self.run_deps.gateway.close()
+        if self.run_deps.docker_client is not None:
+            await asyncio.to_thread(self.run_deps.docker_client.close)
         if self.clients is not None:
             await self.clients.close()
 
     def _remove_orphan_containers(self) -> None:
-        """Containers of this store's jobs that no process of ours is running any more."""
+        """Containers of this store's jobs that no process of ours is running any more. The
+        Docker client made here serves every job after (one client, not one per run)."""
         try:
             import docker
 
-            client = docker.from_env()
+            client = docker.from_env(timeout=120)
             labelled = client.containers.list(all=True, filters={"label": "agentvine.job"})
-        except Exception as exc:  # no Docker here: nothing can be orphaned either
+        except Exception as exc:  # no Docker here: nothing can be orphaned; runs will say so
             log.info("orphan check skipped: %s", exc)
             return
+        self.run_deps.docker_client = client
         theirs = {c.labels.get("agentvine.job", "") for c in labelled}
         keep = {job_id for job_id in theirs if self.store.get_job(job_id) is None}  # another instance's
         removed = remove_orphans(client, keep=frozenset(keep))
@@ -124,9 +128,9 @@ class Worker:
     async def _command(self, command: JobCommand) -> str:
         return await self.commands.handle(command)
 
-    async def _expire_questions(self) -> None:
-        """Ends jobs whose question went unanswered for too long (checked every minute), and
-        forgets old deliveries and carried-out commands."""
+    async def _housekeeping(self) -> None:
+        """Every minute: ends jobs whose question went unanswered too long, and forgets old
+        deliveries and carried-out commands."""
         while True:
             await asyncio.sleep(self.settings.expiry_check_interval)
             now = time.time()

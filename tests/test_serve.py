@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from app.fakes.github.testing import free_port, running_fake
 from tests import payloads
