@@ -124,7 +124,8 @@ async def run_demo(keep_running: bool) -> int:
             done.set()
             await watcher
 
-        job = service.store.get_job(answer["jobs"][0])
+        job_ids = service.store.delivery_jobs(answer["delivery"])
+        job = service.store.get_job(job_ids[0]) if job_ids else None
         print()
         if job is None or job.outcome is None:
             say(f"the job did not finish: {job.state if job else 'missing'} {job.reason if job else ''}")

@@ -44,6 +44,7 @@ class Dispatcher:
         on_error: Callable[[Job, BaseException], Awaitable[None]] | None = None,
         interrupted_states: dict[JobState, JobState] | None = None,
         poll_interval: float = 2.0,
+        intake: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         # In one process the web app wakes the dispatcher at once; in a worker process of its
         # own, the poll interval is how soon new work is seen.
@@ -52,6 +53,7 @@ class Dispatcher:
         self._stages = stages
         self._on_command = on_command
         self._on_error = on_error
+        self._intake = intake  # brings new work in (the inbox); returns how much
         # What a job left in a state by a crash goes back to (e.g. running → acknowledged).
         self._interrupted = interrupted_states or {}
         self._wake = asyncio.Event()
@@ -103,6 +105,8 @@ class Dispatcher:
                 pass
             self._wake.clear()
             try:
+                if self._intake is not None and await self._intake():
+                    self.wake()  # there may be more behind what one pass takes in
                 await self._drain_commands()
                 self._start_ready()
             except Exception:  # the loop must survive anything one pass runs into

@@ -1,49 +1,115 @@
-"""Group commit for webhook deliveries.
+"""From the inbox into the store: each delivery is parsed, routed, and recorded with the jobs
+and commands it asks for. Runs in the worker, so the webhook's 202 never waits for it.
 
-Every delivery must be stored before its 202. One transaction per delivery makes the commit
-the largest cost of the webhook path; deliveries that arrive in the same event-loop iteration
-therefore share one transaction, and each request waits for the commit that holds its rows.
-Alone, a delivery is committed on the next loop iteration: no added latency."""
+Records are imported in batches, one transaction each, which also moves the inbox position:
+a crash between two batches imports nothing twice, and the deliveries table's primary key
+makes a redelivery by GitHub (same X-GitHub-Delivery) start nothing a second time."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 
+import orjson
+from gidgethub import sansio
+
+from app.inbox import InboxCorrupt, InboxRecord, read_records, segments
+from app.intents import JobCommand, StartJob
+from app.jobs import Delivery, Job
+from app.routing import RouteContext, route
+from app.routing.payload import installation_id
 from app.store.base import DeliveryRecord, JobStore
 
-MAX_BATCH = 256
+log = logging.getLogger(__name__)
+
+BATCH = 256  # deliveries per transaction
+OUTCOME_BAD_SHAPE = "rejected: unexpected payload shape: {error}"
+OUTCOME_FAILED = "failed: {error} (the body is kept in the inbox's rejected/ folder)"
+OUTCOME_IGNORED = "ignored"
 
 
-class DeliveryWriter:
-    def __init__(self, store: JobStore) -> None:
+class RejectedDelivery(ValueError):
+    pass
+
+
+async def interpret(record: InboxRecord, ctx: RouteContext) -> DeliveryRecord:
+    """The delivery, and the jobs and commands it asks for. Raises RejectedDelivery for a payload
+    the web process let through (signed, a JSON object) that is not shaped as GitHub documents."""
+    delivery = Delivery(id=record.delivery_id, event=record.event, received_at=record.received_at, outcome=OUTCOME_IGNORED)
+    try:
+        data = orjson.loads(record.body)
+        intents = await route(sansio.Event(data, event=record.event, delivery_id=record.delivery_id), ctx)
+        repo = data.get("repository") if isinstance(data.get("repository"), dict) else {}
+        delivery.action = data.get("action") if isinstance(data.get("action"), str) else None
+        delivery.installation_id = installation_id(data)
+        delivery.repo = repo.get("full_name") if isinstance(repo.get("full_name"), str) else None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # orjson's JSONDecodeError is a ValueError
+        raise RejectedDelivery(OUTCOME_BAD_SHAPE.format(error=repr(exc))) from exc
+    jobs = [Job(delivery_id=record.delivery_id, **dict(i)) for i in intents if isinstance(i, StartJob)]
+    commands = [i.model_copy(update={"delivery_id": record.delivery_id}) for i in intents if isinstance(i, JobCommand)]
+    outcome = "; ".join([*(f"job {j.id}" for j in jobs), *(f"command {c.name}" for c in commands), *ctx.notes])
+    delivery.outcome = outcome or OUTCOME_IGNORED
+    return delivery, jobs, commands
+
+
+class InboxImporter:
+    def __init__(self, directory: Path, store: JobStore, *, command_prefix: str, label_prefix: str) -> None:
+        self._directory = directory
         self._store = store
-        self._pending: list[tuple[DeliveryRecord, asyncio.Future[bool]]] = []
-        self._scheduled = False
+        self._prefixes = {"command_prefix": command_prefix, "label_prefix": label_prefix}
+        self._lock = asyncio.Lock()
 
-    async def write(self, record: DeliveryRecord) -> bool:
-        """True once stored; False when the delivery id was seen before."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._pending.append((record, future))
-        if len(self._pending) >= MAX_BATCH:
-            self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+    async def import_new(self, limit: int = 4 * BATCH) -> int:
+        """Import up to `limit` new deliveries; how many were stored (duplicates not counted)."""
+        async with self._lock:  # the dispatcher's pass and a test may both ask
+            stored = 0
+            found = segments(self._directory) if self._directory.exists() else []
+            for index, path in enumerate(found):
+                complete = index < len(found) - 1  # the writer only ever appends to the newest
+                try:
+                    stored += await self._import_segment(path, complete, limit - stored)
+                except InboxCorrupt as exc:
+                    log.error("inbox segment set aside for inspection: %s", exc)
+                    path.rename(path.with_suffix(".corrupt"))
+                    self._store.forget_inbox_segment(path.name)
+                if stored >= limit:
+                    break
+            return stored
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
+    async def _import_segment(self, path: Path, complete: bool, limit: int) -> int:
+        offset = self._store.inbox_offset(path.name)
+        stored = 0
+        batch: list[DeliveryRecord] = []
+        end = offset
+        for record in read_records(path, offset, complete=complete):
+            batch.append(await self._interpret(record))
+            end = record.end
+            if len(batch) >= BATCH:
+                stored += sum(self._store.record_deliveries(batch, inbox_position=(path.name, end)))
+                batch = []
+                if stored >= limit:
+                    return stored
+        if batch:
+            stored += sum(self._store.record_deliveries(batch, inbox_position=(path.name, end)))
+        if complete:  # everything in it is in the store now
+            path.unlink()
+            self._store.forget_inbox_segment(path.name)
+        return stored
+
+    async def _interpret(self, record: InboxRecord) -> DeliveryRecord:
         try:
-            results = self._store.record_deliveries([record for record, _ in batch])
-        except Exception as exc:  # every waiting request learns of it and answers 5xx
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), stored in zip(batch, results):
-            if not future.done():
-                future.set_result(stored)
+            return await interpret(record, RouteContext(**self._prefixes))
+        except Exception as exc:  # one bad delivery must not hold up the ones behind it
+            outcome = str(exc) if isinstance(exc, RejectedDelivery) else OUTCOME_FAILED.format(error=repr(exc))
+            log.warning("delivery %s (%s) %s", record.delivery_id, record.event, outcome, exc_info=not isinstance(exc, RejectedDelivery))
+            self._keep_rejected(record)
+            delivery = Delivery(id=record.delivery_id, event=record.event, received_at=record.received_at, outcome=outcome)
+            return delivery, [], []
+
+    def _keep_rejected(self, record: InboxRecord) -> None:
+        """Nothing is lost: the body stays, to be looked at or replayed once the cause is fixed."""
+        folder = self._directory / "rejected"
+        folder.mkdir(exist_ok=True)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in record.delivery_id)
+        (folder / f"{name}.{record.event}.json").write_bytes(record.body)

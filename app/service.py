@@ -32,7 +32,7 @@ class Service:
         return self.worker.clients
 
     def make_app(self) -> web.Application:
-        app = make_web_app(self.settings, self.store, self.config, on_stored=self.worker.dispatcher.wake)
+        app = make_web_app(self.settings, self.store, on_stored=self.worker.dispatcher.wake)
         app.on_startup.append(lambda _app: self.worker.start())
         app.on_cleanup.append(self._cleanup)
         return app

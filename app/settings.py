@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         return self.data_dir / "agentvine.db"
 
+    @property
+    def inbox_path(self) -> Path:
+        return self.data_dir / "inbox"
+
     def private_key_pem(self) -> str | None:
         if self.private_key is not None:
             return self.private_key.get_secret_value()

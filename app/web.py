@@ -1,16 +1,17 @@
-"""The HTTP side: POST /webhooks, GET /health, GET /jobs/{id}. It only reads and writes the
-store; the worker (in this process or another) does everything that talks to GitHub."""
+"""The HTTP side: POST /webhooks, GET /health, GET /deliveries/{id}, GET /jobs/{id}. It appends
+to the inbox and reads the store; the worker (in this process or another) does everything that talks to GitHub."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 from aiohttp import web
 
-from app.config import BotConfig
 from app.settings import Settings
+from app.inbox import InboxWriter
 from app.store.base import JobStore
 from app.webhook import make_handler
 
@@ -41,7 +42,6 @@ def job_page_html(job: dict, events: list[dict]) -> str:
 def make_web_app(
     settings: Settings,
     store: JobStore,
-    config: BotConfig,
     *,
     on_stored: Callable[[], None] = lambda: None,
     worker_alive: Callable[[], bool] = lambda: True,
@@ -50,15 +50,10 @@ def make_web_app(
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise ValueError("missing settings: AGENTVINE_WEBHOOK_SECRET")
     app = web.Application(client_max_size=settings.max_body_bytes)
+    inbox = InboxWriter(settings.inbox_path)
+    app.on_cleanup.append(lambda _app: asyncio.sleep(0, inbox.close()))
     app.router.add_post(
-        "/webhooks",
-        make_handler(
-            secret=settings.webhook_secret.get_secret_value(),
-            store=store,
-            command_prefix=config.command_prefix,
-            label_prefix=config.label_prefix,
-            on_stored=on_stored,
-        ),
+        "/webhooks", make_handler(secret=settings.webhook_secret.get_secret_value(), inbox=inbox, on_stored=on_stored)
     )
 
     async def health(_request: web.Request) -> web.Response:
@@ -67,6 +62,13 @@ def make_web_app(
         if not worker_alive():
             return web.json_response({"status": "worker not running"}, status=503)
         return web.json_response({"status": "ok", "worker_pid": worker_pid()})
+
+    async def delivery_page(request: web.Request) -> web.Response:
+        """What became of a delivery: 404 until the worker has taken it from the inbox."""
+        delivery = store.get_delivery(request.match_info["delivery_id"])
+        if delivery is None:
+            raise web.HTTPNotFound(text="no such delivery in the store (yet)")
+        return web.json_response({"delivery": delivery.model_dump(mode="json"), "jobs": store.delivery_jobs(delivery.id)})
 
     async def job_page(request: web.Request) -> web.Response:
         # Linked from check runs, so anyone who can see the check run may follow it: it shows
@@ -84,5 +86,6 @@ def make_web_app(
         return web.json_response({"job": public, "events": events})
 
     app.router.add_get("/health", health)
+    app.router.add_get("/deliveries/{delivery_id}", delivery_page)
     app.router.add_get("/jobs/{job_id}", job_page)
     return app

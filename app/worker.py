@@ -12,6 +12,7 @@ from pathlib import Path
 from app.config import BotConfig
 from app.dispatcher import Dispatcher, Limits, Stage
 from app.github.client import GitHubClients
+from app.ingest import InboxImporter
 from app.intents import JobCommand
 from app.jobs import Job, JobState
 from app.pipeline.acknowledge import acknowledge
@@ -39,6 +40,8 @@ class Worker:
         self.run_deps = RunDeps(gateway=None, progress_interval=settings.progress_interval)
         self.commands = CommandHandler(self.context, store, config, self.run_deps.cancels)
         self._housekeeper: asyncio.Task[None] | None = None
+        self.importer = InboxImporter(settings.inbox_path, store, command_prefix=config.command_prefix,
+                                      label_prefix=config.label_prefix)
         self.dispatcher = Dispatcher(
             store,
             [
@@ -59,6 +62,7 @@ class Worker:
             poll_interval=poll_interval,
             # A run that a restart interrupted starts again from the default branch.
             interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
+            intake=self.importer.import_new,
         )
 
     async def start(self) -> None:

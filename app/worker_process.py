@@ -1,6 +1,6 @@
 """`agentvine serve` in production: the web app in this process, the worker in a child process.
 
-The two share nothing but the store, so a slow pipeline (GitHub calls, containers, parsing the
+The two share nothing but the inbox and the store, so a slow pipeline (GitHub calls, containers, parsing the
 agent's output) never delays the webhook's 202. The web process restarts a worker that died."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from app.store import SQLiteJobStore
 
 log = logging.getLogger(__name__)
 
-WORKER_POLL_S = 0.1  # how soon the worker sees a delivery the web process stored
+WORKER_POLL_S = 0.1  # how soon the worker sees a delivery the web process put in the inbox
 SUPERVISE_EVERY_S = 5.0
 
 
@@ -98,7 +98,7 @@ def make_production_app(settings: Settings, log_level: str) -> web.Application:
 
     store = SQLiteJobStore(settings.database_path)  # migrates before the worker opens it
     supervisor = WorkerSupervisor(log_level, settings.worker_nice)
-    app = make_web_app(settings, store, load_default(settings.bot_config), worker_alive=supervisor.alive, worker_pid=supervisor.pid)
+    app = make_web_app(settings, store, worker_alive=supervisor.alive, worker_pid=supervisor.pid)
     app.on_startup.append(supervisor.on_startup)
     app.on_cleanup.append(supervisor.on_cleanup)
     app.on_cleanup.append(lambda _app: asyncio.sleep(0, store.close()))

@@ -5,11 +5,12 @@ one of them stores a job that the dispatcher then acknowledges against the GitHu
 the load goes on). Measured in one run on one machine:
 
 1. throughput, closed loop (N concurrent senders), of AgentVine and of a bare aiohttp handler
-   that only answers 202: the ceiling;
+   that only answers 202 (the ceiling), in alternating rounds; medians;
 2. latency of the 202 (p50/p99) at a fixed arrival rate (open loop, 200 deliveries/s): each
    latency counts from the moment the delivery was due, so a stall is not hidden;
 3. acknowledgement latency: delivery → 👀 + tracking comment + check run on GitHub (from the
-   job's event log), for deliveries sent one at a time.
+   job's event log), for deliveries sent one at a time;
+4. how long the worker takes to import the backlog (1) left in the inbox.
 
 Each server runs in its own process. Usage: python bench/webhook_ingest.py [--quick]
 """
@@ -148,29 +149,38 @@ async def open_loop(sender: Sender, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-async def wait_drained(url: str, sender: Sender, timeout: float = 600) -> None:
-    """Until the last job sent has left the queue (jobs are taken oldest first)."""
+async def imported_jobs(session: aiohttp.ClientSession, url: str, delivery_id: str, timeout: float = 600) -> list[str]:
+    """The jobs a delivery started, once the worker has taken it from the inbox."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with session.get(f"{url}/deliveries/{delivery_id}") as response:
+            if response.status == 200:
+                return (await response.json())["jobs"]
+        await asyncio.sleep(0.005)
+    raise TimeoutError(f"delivery {delivery_id} was not imported")
+
+
+async def wait_imported(url: str, sender: Sender, timeout: float = 600) -> None:
+    """Until a delivery sent now is in the store: the inbox is imported in order."""
     async with aiohttp.ClientSession() as session:
         headers = delivery_headers("issues", sender.body, SECRET, delivery_id=str(uuid.uuid4()))
         async with session.post(sender.url, data=sender.body, headers=headers) as response:
-            last = (await response.json())["jobs"]
-        deadline = time.monotonic() + timeout
-        while last and time.monotonic() < deadline:
-            async with session.get(f"{url}/jobs/{last[0]}") as response:
-                if (await response.json())["job"]["state"] != "queued":
-                    return
-            await asyncio.sleep(0.2)
+            delivery_id = (await response.json())["delivery"]
+        await imported_jobs(session, url, delivery_id, timeout)
 
 
 async def ack_latencies(url: str, payload: dict, count: int) -> list[float]:
+    """From the 202 to the acknowledgement: the worker imports the delivery from the inbox,
+    routes it, stores the job, then reacts, comments and creates the check run."""
     sender = Sender(url, payload)
     results = []
     async with aiohttp.ClientSession() as session:
         for _ in range(count):
             headers = delivery_headers("issues", sender.body, SECRET, delivery_id=str(uuid.uuid4()))
             async with session.post(sender.url, data=sender.body, headers=headers) as response:
-                job_id = (await response.json())["jobs"][0]
+                delivery_id = (await response.json())["delivery"]
             received = time.time()
+            (job_id,) = await imported_jobs(session, url, delivery_id)
             while True:
                 async with session.get(f"{url}/jobs/{job_id}") as response:
                     page = await response.json()
@@ -214,19 +224,24 @@ async def run(args: argparse.Namespace) -> dict:
                 worker_pid = (await response.json())["worker_pid"]
         bare_sender, bot_sender = Sender(bare_url, payload), Sender(bot_url, payload)
         await closed_loop(bare_sender, 1, args.concurrency)  # warm-up
-        bare_rps = await closed_loop(bare_sender, args.seconds, args.concurrency)
         # (a) ingestion capacity: the worker is busy elsewhere (stopped), deliveries only pile up.
+        # Rounds alternate between the two servers, so a drift of the machine hits both alike.
+        bare_rounds, ingest_rounds = [], []
         os.kill(worker_pid, signal.SIGSTOP)
         try:
-            ingest_rps = await closed_loop(bot_sender, args.seconds, args.concurrency)
+            for _ in range(args.rounds):
+                bare_rounds.append(await closed_loop(bare_sender, args.seconds / args.rounds, args.concurrency))
+                ingest_rounds.append(await closed_loop(bot_sender, args.seconds / args.rounds, args.concurrency))
         finally:
             os.kill(worker_pid, signal.SIGCONT)
-        backlog_drain_began = time.monotonic()
-        await wait_drained(bot_url, bot_sender)
-        drain_s = time.monotonic() - backlog_drain_began
-        # (b) the same while the worker acknowledges every job against the fake, on the same 2 cores.
-        bot_rps = await closed_loop(bot_sender, args.seconds, args.concurrency)
-        await wait_drained(bot_url, bot_sender)
+        bare_rps, ingest_rps = statistics.median(bare_rounds), statistics.median(ingest_rounds)
+        backlog = sum(ingest_rounds) * args.seconds / args.rounds
+        import_began = time.monotonic()
+        await wait_imported(bot_url, bot_sender)
+        import_s = time.monotonic() - import_began
+        # (b) the same while the worker acknowledges the backlog's jobs against the fake, on the
+        # same 2 cores; then the 202's latency, still with the worker at work.
+        bot_rps = await closed_loop(bot_sender, args.seconds / args.rounds, args.concurrency)
         latencies = await open_loop(bot_sender, args.rate, args.seconds)
         bare_latencies = await open_loop(bare_sender, args.rate, args.seconds)
         ms = [v * 1000 for v in latencies]
@@ -237,7 +252,10 @@ async def run(args: argparse.Namespace) -> dict:
             "deliveries_per_s_bare_aiohttp": round(bare_rps),
             "ingest_per_s_worker_paused": round(ingest_rps),
             "ingest_ratio": round(ingest_rps / bare_rps, 2),
-            "backlog_acknowledged_in_s": round(drain_s, 1),
+            "rounds_bare": [round(v) for v in bare_rounds],
+            "rounds_ingest": [round(v) for v in ingest_rounds],
+            "backlog_deliveries": round(backlog),
+            "backlog_imported_in_s": round(import_s, 1),
             "ingest_per_s_worker_acknowledging": round(bot_rps),
             "ratio_worker_acknowledging": round(bot_rps / bare_rps, 2),
             "open_loop_rate": args.rate,
@@ -263,7 +281,8 @@ async def run(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=15, help="closed-loop time per server, split into rounds")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--acks", type=int, default=20)
@@ -275,7 +294,7 @@ def main() -> None:
     global CLIENT
     CLIENT = args.client
     if args.quick:
-        args.seconds, args.acks = 2, 5
+        args.seconds, args.rounds, args.acks = 2, 1, 5
     print(json.dumps(asyncio.run(run(args)), indent=2))
 
 

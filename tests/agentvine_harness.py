@@ -50,7 +50,7 @@ class Harness:
                                          sender=sender, sender_type=sender_type)
         response = await self.deliver("issues", payload, delivery_id)
         assert response.status in (200, 202), await response.text()
-        return await response.json()
+        return await self.outcome(response)
 
     async def comment(self, number: int, body: str, *, sender: str = "alice") -> tuple[dict[str, Any], dict[str, Any]]:
         comment = self.github.add_comment(REPO, number, body=body, user=sender)
@@ -59,7 +59,15 @@ class Harness:
         payload["comment"] = {**payload["comment"], "id": comment["id"]}
         response = await self.deliver("issue_comment", payload)
         assert response.status == 202, await response.text()
-        return comment, await response.json()
+        return comment, await self.outcome(response)
+
+    async def outcome(self, response: web.Response) -> dict[str, Any]:
+        """The 202's answer, with what the worker made of the delivery once it took it from the
+        inbox: its outcome and the ids of the jobs it started."""
+        answer = await response.json()
+        await self.service.worker.importer.import_new()
+        delivery = self.service.store.get_delivery(answer["delivery"])
+        return {**answer, "outcome": delivery.outcome, "jobs": self.service.store.delivery_jobs(delivery.id)}
 
     async def press(self, job_id: str, identifier: str | None, *, sender: str = "alice") -> None:
         """Click a button on the job's check run (None: Re-run in the Checks tab)."""

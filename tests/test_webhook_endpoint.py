@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from app.inbox import read_records, segments
+from app.ingest import OUTCOME_BAD_SHAPE
 from app.service import Service
 from tests import payloads
 from tests.conftest import SECRET, all_example_payloads, as_bytes, delivery_headers, make_settings
@@ -14,6 +16,12 @@ async def service(tmp_path, app_private_key, aiohttp_client):
     service = Service(make_settings(tmp_path, private_key=app_private_key))
     service.client = await aiohttp_client(service.make_app())
     return service
+
+
+async def imported(service, delivery_id):
+    """What the worker makes of a delivery it takes from the inbox: (delivery, job ids)."""
+    await service.worker.importer.import_new()
+    return service.store.get_delivery(delivery_id), service.store.delivery_jobs(delivery_id)
 
 
 async def post(service, event, body, **headers):
@@ -28,19 +36,29 @@ async def test_every_example_payload_is_accepted(service, testdata):
         response = await service.client.post("/webhooks", data=body, headers=headers)
         assert response.status < 500, (path, await response.text())
         assert response.status == (200 if event == "ping" else 202), path
+    await service.worker.importer.import_new(limit=1000)
+    for event, path in all_example_payloads():
         if event != "ping":
-            assert service.store.get_delivery(f"{event}/{path.name}").event == event
+            delivery = service.store.get_delivery(f"{event}/{path.name}")
+            assert delivery.event == event and not delivery.outcome.startswith(("rejected", "failed")), path
 
 
-async def test_accepted_delivery_is_persisted_before_the_answer(service):
+async def test_accepted_delivery_is_in_the_inbox_before_the_answer(service):
     body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
     headers = delivery_headers("issues", body, SECRET, delivery_id="abc-1")
     response = await service.client.post("/webhooks", data=body, headers=headers)
     assert response.status == 202
-    answer = await response.json()
-    (job_id,) = answer["jobs"]
-    assert service.store.get_delivery("abc-1").outcome == f"job {job_id}"
+    assert await response.json() == {"status": "accepted", "delivery": "abc-1"}
+    (segment,) = segments(service.settings.inbox_path)
+    (record,) = read_records(segment, 0, complete=False)
+    assert (record.delivery_id, record.event, record.body) == ("abc-1", "issues", body)
+
+    delivery, (job_id,) = await imported(service, "abc-1")
+    assert delivery.outcome == f"job {job_id}" and delivery.action == "labeled"
     assert service.store.get_job(job_id).trigger.label == "agentvine:bugfix"
+    page = await (await service.client.get("/deliveries/abc-1")).json()
+    assert page["jobs"] == [job_id] and page["delivery"]["outcome"] == f"job {job_id}"
+    assert (await service.client.get("/deliveries/nope")).status == 404
 
 
 async def test_the_same_delivery_twice_makes_one_job(service):
@@ -50,7 +68,20 @@ async def test_the_same_delivery_twice_makes_one_job(service):
     second = await service.client.post("/webhooks", data=body, headers=headers)
     assert (first.status, second.status) == (202, 200)
     assert (await second.json())["status"] == "duplicate"
+    await imported(service, "dup-1")
     assert len(service.store.list_jobs()) == 1
+
+
+async def test_a_redelivery_after_a_restart_makes_no_second_job(tmp_path, app_private_key, aiohttp_client):
+    body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
+    headers = delivery_headers("issues", body, SECRET, delivery_id="dup-2")
+    for _ in range(2):  # a new process each time: its memory of recent deliveries is empty
+        service = Service(make_settings(tmp_path, private_key=app_private_key))
+        client = await aiohttp_client(service.make_app())
+        assert (await client.post("/webhooks", data=body, headers=headers)).status == 202
+        await service.worker.importer.import_new()
+        assert len(service.store.list_jobs()) == 1
+        await client.close()
 
 
 @pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "sha1=abc", "garbage"])
@@ -63,7 +94,8 @@ async def test_bad_or_missing_signature_is_401_and_stores_nothing(service, signa
         headers["X-Hub-Signature-256"] = signature
     response = await service.client.post("/webhooks", data=body, headers=headers)
     assert response.status == 401
-    assert service.store.get_delivery("bad-sig") is None and service.store.list_jobs() == []
+    assert await imported(service, "bad-sig") == (None, [])
+    assert [p.stat().st_size for p in segments(service.settings.inbox_path)] == [0]
 
 
 async def test_signature_made_with_another_secret_is_refused(service):
@@ -82,18 +114,28 @@ async def test_missing_headers_are_400(service, missing):
     assert service.store.list_jobs() == []
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe"])
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe", b'{"a": 1} x', b'{"s": "\\ud800"}', b"[" * 5000])
 async def test_malformed_json_is_400(service, body):
     response = await post(service, "issues", body)
     assert response.status == 400
     assert "error" in await response.json()
+    assert [p.stat().st_size for p in segments(service.settings.inbox_path)] == [0]
 
 
-async def test_payload_missing_documented_fields_is_400_not_500(service):
+async def test_valid_json_that_simdjson_cannot_hold_is_accepted(service):
+    body = b'{"action": "opened", "huge": 123456789012345678901234567890}'
+    assert (await post(service, "issues", body)).status == 202
+
+
+async def test_payload_missing_documented_fields_is_kept_and_explained(service):
     payload = payloads.labeled_issue(label="agentvine:bugfix", installation_id=1)
     del payload["issue"]
-    response = await post(service, "issues", as_bytes(payload))
-    assert response.status == 400
+    body = as_bytes(payload)
+    response = await post(service, "issues", body, **{"X-GitHub-Delivery": "shapeless"})
+    assert response.status == 202
+    delivery, jobs = await imported(service, "shapeless")
+    assert delivery.outcome == OUTCOME_BAD_SHAPE.format(error="KeyError('issue')") and jobs == []
+    assert (service.settings.inbox_path / "rejected" / "shapeless.issues.json").read_bytes() == body
 
 
 async def test_body_over_25_mib_is_413(service):
@@ -128,7 +170,7 @@ async def test_job_page_shows_progress_not_the_issue(service):
     payload["issue"]["title"] = "<script>secret plans</script>"
     body = as_bytes(payload)
     response = await service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET))
-    job_id = (await response.json())["jobs"][0]
+    _, (job_id,) = await imported(service, (await response.json())["delivery"])
     data = await (await service.client.get(f"/jobs/{job_id}")).json()
     assert data["job"]["state"] in ("queued", "failed") and "issue_title" not in data["job"]
     page = await (await service.client.get(f"/jobs/{job_id}", headers={"Accept": "text/html"})).text()

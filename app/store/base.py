@@ -21,8 +21,17 @@ class JobStore(Protocol):
 
         Returns False (and stores nothing) when the delivery id was seen before."""
 
-    def record_deliveries(self, batch: list[DeliveryRecord]) -> list[bool]:
-        """record_delivery for several deliveries in one transaction."""
+    def record_deliveries(self, batch: list[DeliveryRecord], inbox_position: tuple[str, int] | None = None) -> list[bool]:
+        """record_delivery for several deliveries in one transaction, which also moves the
+        inbox position (segment, offset) past them when given."""
+
+    def inbox_offset(self, segment: str) -> int:
+        """How far the inbox segment has been read into the store (0 if not at all)."""
+
+    def forget_inbox_segment(self, segment: str) -> None: ...
+
+    def delivery_jobs(self, delivery_id: str) -> list[str]:
+        """Ids of the jobs a delivery started, oldest first."""
 
     def get_job(self, job_id: str) -> Job | None: ...
 

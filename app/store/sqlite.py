@@ -58,6 +58,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX commands_pending ON commands(done_at, seq);
     """,
+    """
+    CREATE TABLE inbox_progress (
+        segment TEXT PRIMARY KEY,
+        read_to INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_delivery ON jobs(delivery_id);
+    """,
 ]
 
 
@@ -99,14 +106,18 @@ class SQLiteJobStore:
     ) -> bool:
         return self.record_deliveries([(delivery, list(jobs), list(commands))])[0]
 
-    def record_deliveries(self, batch: list[DeliveryRecord]) -> list[bool]:
-        """Several deliveries in one transaction (group commit); False for each one seen before."""
+    def record_deliveries(self, batch: list[DeliveryRecord], inbox_position: tuple[str, int] | None = None) -> list[bool]:
+        """Several deliveries in one transaction (group commit); False for each one seen before.
+        `inbox_position` (segment, offset) moves forward in the same transaction."""
         results = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for delivery, jobs, commands in batch:
                     results.append(self._insert_delivery(delivery, jobs, commands))
+                if inbox_position is not None:
+                    self._db.execute("INSERT INTO inbox_progress VALUES (?,?) ON CONFLICT(segment) DO UPDATE "
+                                     "SET read_to=excluded.read_to", inbox_position)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -133,6 +144,20 @@ class SQLiteJobStore:
         for command in commands:
             self._db.execute("INSERT INTO commands (delivery_id, doc) VALUES (?,?)", (delivery.id, command.model_dump_json()))
         return True
+
+    def inbox_offset(self, segment: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT read_to FROM inbox_progress WHERE segment=?", (segment,)).fetchone()
+        return row[0] if row else 0
+
+    def forget_inbox_segment(self, segment: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM inbox_progress WHERE segment=?", (segment,))
+
+    def delivery_jobs(self, delivery_id: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM jobs WHERE delivery_id=? ORDER BY created_at", (delivery_id,)).fetchall()
+        return [row[0] for row in rows]
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = self._db.execute(

@@ -1,6 +1,7 @@
 from app.intents import JobCommand
 from app.jobs import Delivery, InvalidTransition, Job, JobState, Trigger
 from app.store import SQLiteJobStore
+from app.store.sqlite import MIGRATIONS
 
 import pytest
 
@@ -27,7 +28,7 @@ def test_jobs_events_and_commands_survive_reopening(tmp_path):
     store.save_job(job.moved_to(JobState.ACKNOWLEDGED), "acknowledged")
     store.close()
     again = SQLiteJobStore(path)
-    assert again.schema_version == 1
+    assert again.schema_version == len(MIGRATIONS)
     assert again.get_job(job.id).state is JobState.ACKNOWLEDGED
     assert [e.kind for e in again.events(job.id)] == ["created", "acknowledged"]
     (seq, command), = again.pending_commands()
