@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from app.settings import Settings
 from app.inbox import InboxWriter
+from app.settings import Settings
 from app.store.base import JobStore
 from app.webhook import make_handler
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 from app.config import BotConfig
 from app.dispatcher import Dispatcher, Limits, Stage
+from app.gateway import ModelGateway
 from app.github.client import GitHubClients
 from app.ingest import InboxImporter
 from app.intents import JobCommand
 from app.jobs import Job, JobState
 from app.pipeline.acknowledge import acknowledge
-from app.pipeline.context import JobContext
-from app.gateway import ModelGateway
 from app.pipeline.commands import CommandHandler, question_expired
+from app.pipeline.context import JobContext
 from app.pipeline.failure import fail_job
 from app.pipeline.questions import expire_question
 from app.pipeline.run import RunDeps, run_job

@@ -277,11 +277,12 @@ async def run(args: argparse.Namespace) -> dict:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=15, help="closed-loop time per server, split into rounds")
+    parser.add_argument("--seconds", type=float, default=10, help="closed-loop time per server, split into rounds")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--concurrency", type=int, default=32)

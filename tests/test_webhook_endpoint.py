@@ -8,7 +8,13 @@ from app.inbox import read_records, segments
 from app.ingest import OUTCOME_BAD_SHAPE
 from app.service import Service
 from tests import payloads
-from tests.conftest import SECRET, all_example_payloads, as_bytes, delivery_headers, make_settings
+from tests.conftest import (
+    SECRET,
+    all_example_payloads,
+    as_bytes,
+    delivery_headers,
+    make_settings,
+)
 
 
 @pytest.fixture
