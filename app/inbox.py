@@ -28,6 +28,7 @@ MAGIC = b"AVD1"
 HEADER = struct.Struct("<4sIHHd")  # magic, body length, id length, event length, received_at
 SEGMENT_BYTES = 64 * 1024 * 1024
 SUFFIX = ".log"
+MAX_BATCH = 256  # records per writev: 4 buffers each, and IOV_MAX is 1024
 
 
 class InboxCorrupt(ValueError):
@@ -65,12 +66,18 @@ class InboxWriter:
         self._size = 0
 
     def append(self, delivery_id: str, event: str, body: bytes, received_at: float) -> None:
-        """Raises OSError (disk full, ...) with the segment left as it was."""
-        ident, name = delivery_id.encode(), event.encode()
-        header = HEADER.pack(MAGIC, len(body), len(ident), len(name), received_at)
-        expected = HEADER.size + len(ident) + len(name) + len(body)
+        self.append_many([(delivery_id, event, body, received_at)])
+
+    def append_many(self, records: list[tuple[str, str, bytes, float]]) -> None:
+        """All of them in one `writev` (at most MAX_BATCH). Raises OSError (disk full, ...) with
+        the segment left as it was: none of them is stored."""
+        buffers: list[bytes] = []
+        for delivery_id, event, body, received_at in records:
+            ident, name = delivery_id.encode(), event.encode()
+            buffers += [HEADER.pack(MAGIC, len(body), len(ident), len(name), received_at), ident, name, body]
+        expected = sum(map(len, buffers))
         try:
-            written = os.writev(self._fd, [header, ident, name, body])
+            written = os.writev(self._fd, buffers)
             if written != expected:
                 raise OSError(f"short write to the inbox: {written} of {expected} bytes")
         except OSError:

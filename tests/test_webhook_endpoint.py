@@ -182,3 +182,35 @@ async def test_job_page_shows_progress_not_the_issue(service):
     page = await (await service.client.get(f"/jobs/{job_id}", headers={"Accept": "text/html"})).text()
     assert f"AgentVine job <code>{job_id}</code>" in page and "secret plans" not in page
     assert (await service.client.get("/jobs/nope")).status == 404
+
+
+async def test_deliveries_arriving_together_share_one_write_and_all_land(service, monkeypatch):
+    import asyncio
+
+    from app import inbox as inbox_module
+
+    writes = []
+    real_writev = inbox_module.os.writev
+    monkeypatch.setattr(inbox_module.os, "writev", lambda fd, buffers: writes.append(len(buffers)) or real_writev(fd, buffers))
+    bodies = [as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1)) for _ in range(8)]
+    responses = await asyncio.gather(*(
+        service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, delivery_id=f"g{n}"))
+        for n, body in enumerate(bodies)))
+    assert [r.status for r in responses] == [202] * 8
+    assert len(writes) < 8 and sum(writes) == 8 * 4  # four buffers per record
+    await service.worker.importer.import_new()
+    assert all(service.store.delivery_jobs(f"g{n}") for n in range(8))
+
+
+async def test_a_delivery_that_cannot_be_stored_is_503(service, monkeypatch):
+    from app import inbox as inbox_module
+
+    def disk_full(fd, buffers):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(inbox_module.os, "writev", disk_full)
+    body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
+    response = await post(service, "issues", body, **{"X-GitHub-Delivery": "full"})
+    assert response.status == 503 and "redeliver" in (await response.json())["error"]
+    monkeypatch.undo()
+    assert (await post(service, "issues", body, **{"X-GitHub-Delivery": "full"})).status == 202  # not "duplicate"
