@@ -69,7 +69,7 @@ async def test_serve_runs_web_and_worker_processes_and_stops_cleanly(tmp_path):
                 async with http.post(url + "/webhooks", data=body, headers=delivery_headers("issues", body, SECRET)) as response:
                     assert response.status == 202
 
-                async def acknowledged() -> bool:  # by the worker process, through the store
+                async def acknowledged() -> bool:  # by the worker process: inbox, then store, then GitHub
                     return bool(github.check_runs_for(REPO)) and bool(github.reactions_on_issue(REPO, issue["number"]))
 
                 await wait_for(acknowledged)
