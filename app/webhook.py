@@ -3,7 +3,6 @@ no GitHub API call, no database; the worker interprets the delivery (app/ingest.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -14,7 +13,7 @@ import simdjson
 from aiohttp import web
 from gidgethub import ValidationFailure, sansio
 
-from app.inbox import MAX_BATCH, InboxWriter
+from app.inbox import GroupAppend, InboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -46,41 +45,6 @@ class JsonObjectCheck:
             # Integers beyond 64 bits (valid JSON that simdjson won't hold), or a document of an
             # earlier request still referenced: orjson decides instead.
             return isinstance(orjson.loads(body), dict)
-
-
-class GroupAppend:
-    """Deliveries that arrive in the same event-loop iteration go into the inbox with one
-    `writev`; each request waits for the write that holds its record. Alone, a delivery is
-    written on the next loop iteration: no added latency."""
-
-    def __init__(self, inbox: InboxWriter) -> None:
-        self._inbox = inbox
-        self._pending: list[tuple[tuple[str, str, bytes, float], asyncio.Future[None]]] = []
-
-    async def __call__(self, delivery_id: str, event: str, body: bytes, received_at: float) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append(((delivery_id, event, body, received_at), future))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
-        elif len(self._pending) >= MAX_BATCH:
-            self._flush()
-        await future
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        try:
-            self._inbox.append_many([record for record, _ in batch])
-        except OSError as exc:
-            for _, future in batch:
-                if not future.done():  # done: its client went away, cancelling the request
-                    future.set_exception(exc)
-            return
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
 
 
 def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], None]) -> Callable[[web.Request], object]:

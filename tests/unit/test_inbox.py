@@ -35,7 +35,7 @@ def test_records_read_back_as_written_from_any_record_boundary(tmp_path):
     writer = InboxWriter(tmp_path / "inbox")
     bodies = [labeled(n) for n in range(1, 4)]
     for n, body in enumerate(bodies):
-        writer.append(f"d{n}", "issues", body, 1000.0 + n)
+        writer.append_many([(f"d{n}", "issues", body, 1000.0 + n)])
     (segment,) = segments(tmp_path / "inbox")
     records = list(read_records(segment, 0, complete=False))
     assert [(r.delivery_id, r.event, r.body, r.received_at) for r in records] == [
@@ -47,7 +47,7 @@ def test_records_read_back_as_written_from_any_record_boundary(tmp_path):
 def test_a_full_segment_is_followed_by_a_new_one(tmp_path):
     writer = InboxWriter(tmp_path / "inbox", segment_bytes=20_000)
     for n in range(5):
-        writer.append(f"d{n}", "issues", labeled(), 0.0)
+        writer.append_many([(f"d{n}", "issues", labeled(), 0.0)])
     found = segments(tmp_path / "inbox")
     assert len(found) >= 3
     assert [r.delivery_id for path in found for r in read_records(path, 0, complete=True)] == [f"d{n}" for n in range(5)]
@@ -55,8 +55,8 @@ def test_a_full_segment_is_followed_by_a_new_one(tmp_path):
 
 def test_a_record_cut_short_is_awaited_in_the_newest_segment_and_skipped_in_an_older_one(tmp_path, caplog):
     writer = InboxWriter(tmp_path / "inbox")
-    writer.append("whole", "issues", labeled(), 0.0)
-    writer.append("cut", "issues", labeled(), 0.0)
+    writer.append_many([("whole", "issues", labeled(), 0.0)])
+    writer.append_many([("cut", "issues", labeled(), 0.0)])
     (segment,) = segments(tmp_path / "inbox")
     os.truncate(segment, segment.stat().st_size - 10)  # as a crash in the middle of the write leaves it
     with caplog.at_level(logging.WARNING):
@@ -68,7 +68,7 @@ def test_a_record_cut_short_is_awaited_in_the_newest_segment_and_skipped_in_an_o
 
 def test_a_failed_write_leaves_no_half_record(tmp_path, monkeypatch):
     writer = InboxWriter(tmp_path / "inbox")
-    writer.append("before", "issues", labeled(), 0.0)
+    writer.append_many([("before", "issues", labeled(), 0.0)])
     real_writev = os.writev
 
     def disk_full(fd, buffers):
@@ -77,9 +77,9 @@ def test_a_failed_write_leaves_no_half_record(tmp_path, monkeypatch):
 
     monkeypatch.setattr(inbox_module.os, "writev", disk_full)
     with pytest.raises(OSError):
-        writer.append("lost", "issues", labeled(), 0.0)
+        writer.append_many([("lost", "issues", labeled(), 0.0)])
     monkeypatch.undo()
-    writer.append("after", "issues", labeled(), 0.0)
+    writer.append_many([("after", "issues", labeled(), 0.0)])
     (segment,) = segments(tmp_path / "inbox")
     assert [r.delivery_id for r in read_records(segment, 0, complete=True)] == ["before", "after"]
 
@@ -94,27 +94,27 @@ def test_garbage_is_reported_not_read(tmp_path):
 async def test_import_is_exactly_once_across_restarts_and_frees_finished_segments(tmp_path, store):
     writer = InboxWriter(tmp_path / "inbox", segment_bytes=30_000)
     for n in range(4):
-        writer.append(f"d{n}", "issues", labeled(n + 1), 0.0)
+        writer.append_many([(f"d{n}", "issues", labeled(n + 1), 0.0)])
     assert await importer(tmp_path, store).import_new() == 4
     assert [len(store.delivery_jobs(f"d{n}")) for n in range(4)] == [1, 1, 1, 1]
     assert len(segments(tmp_path / "inbox")) == 1  # only the one being written is kept
 
-    writer.append("d4", "issues", labeled(5), 0.0)
+    writer.append_many([("d4", "issues", labeled(5), 0.0)])
     assert await importer(tmp_path, store).import_new() == 1  # a new worker process: nothing twice
     assert len(store.list_jobs()) == 5
 
 
 async def test_a_redelivery_in_another_segment_starts_nothing_twice(tmp_path, store):
     for _ in range(2):  # two web processes one after the other, each with its own segment
-        InboxWriter(tmp_path / "inbox").append("same", "issues", labeled(), 0.0)
+        InboxWriter(tmp_path / "inbox").append_many([("same", "issues", labeled(), 0.0)])
     assert await importer(tmp_path, store).import_new() == 1
     assert len(store.list_jobs()) == 1
 
 
 async def test_a_delivery_that_breaks_the_import_is_kept_and_the_rest_go_on(tmp_path, store, monkeypatch):
     writer = InboxWriter(tmp_path / "inbox")
-    writer.append("poison", "issues", labeled(), 0.0)
-    writer.append("fine", "issues", labeled(2), 0.0)
+    writer.append_many([("poison", "issues", labeled(), 0.0)])
+    writer.append_many([("fine", "issues", labeled(2), 0.0)])
     from app import ingest
 
     real_route = ingest.route
@@ -135,6 +135,6 @@ async def test_a_corrupt_segment_is_set_aside_and_the_next_one_imported(tmp_path
     (tmp_path / "inbox").mkdir()
     bad = tmp_path / "inbox" / "00000000000000000001-1.log"
     bad.write_bytes(b"\0" * 100)
-    InboxWriter(tmp_path / "inbox").append("good", "issues", labeled(), 0.0)
+    InboxWriter(tmp_path / "inbox").append_many([("good", "issues", labeled(), 0.0)])
     assert await importer(tmp_path, store).import_new() == 1
     assert bad.with_suffix(".corrupt").exists() and not bad.exists()
