@@ -71,6 +71,15 @@ class SandboxLimits(_Strict):
     pids: Annotated[int, Field(ge=16, le=65536)]
 
 
+class WorkspaceLimits(_Strict):
+    """The agent's files: a quota enforced while it runs, and what one commit may hold."""
+
+    max_size_mb: Annotated[int, Field(ge=64, le=1_000_000)]
+    max_files: Annotated[int, Field(ge=100, le=100_000_000)]
+    max_file_mb: Annotated[int, Field(ge=1, le=100)]  # GitHub refuses files over 100 MB
+    max_changed_files: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
 class BotConfig(_Strict):
     command_prefix: Annotated[str, Field(pattern=r"^/[a-z0-9-]+$")]
     label_prefix: Annotated[str, Field(min_length=1, max_length=50)]
@@ -83,6 +92,7 @@ class BotConfig(_Strict):
     workers: dict[WorkerName, WorkerConfig]
     questions: Questions
     sandbox: SandboxLimits
+    workspace: WorkspaceLimits
 
     @field_validator("labels", "seniority")
     @classmethod

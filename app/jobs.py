@@ -71,6 +71,11 @@ class RunSettings(BaseModel):
     memory: str
     cpus: float
     pids: int
+    # The workspace's limits (jobs stored before they existed get the shipped defaults).
+    max_size_mb: int = 4096
+    max_files: int = 100_000
+    max_file_mb: int = 50
+    max_changed_files: int = 1000
 
 
 class Figures(BaseModel):

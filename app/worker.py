@@ -23,8 +23,10 @@ from app.pipeline.failure import fail_job
 from app.pipeline.questions import expire_question
 from app.pipeline.run import RunDeps, run_job
 from app.sandbox import remove_orphans
+from app.sandbox.disk import JobDisk, choose_mode
 from app.settings import Settings
 from app.store.base import JobStore
+from app.workspace import discard
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class Worker:
                 socket_dir=Path(tempfile.mkdtemp(prefix="agentvine-gw-")),
             )
         await asyncio.to_thread(self._remove_orphan_containers)
+        await asyncio.to_thread(self._tidy_job_files)
         await self.dispatcher.start()
         self._housekeeper = asyncio.create_task(self._housekeeping())
 
@@ -109,6 +112,25 @@ class Worker:
         removed = remove_orphans(client, keep=frozenset(keep))
         if removed:
             log.warning("removed containers left by a previous run: %s", ", ".join(removed))
+
+    def _tidy_job_files(self) -> None:
+        """What a crash left: files of ended jobs are removed, and no job filesystem stays mounted
+        (a job waiting for an answer mounts its own again when it resumes)."""
+        mode = choose_mode(self.settings.workspace_disk)
+        if mode == "dir":
+            log.warning("workspace quotas are not enforced: loop devices need root and /dev/loop-control "
+                        "(AGENTVINE_WORKSPACE_DISK, docs/sandbox.md)")
+        jobs_dir = self.settings.data_dir / "jobs"
+        for root in sorted(jobs_dir.iterdir()) if jobs_dir.is_dir() else []:
+            job = self.store.get_job(root.name)
+            disk = JobDisk(root, mode, max_size_mb=0, max_files=0)
+            try:
+                if job is None or job.terminal:
+                    discard(root, disk)
+                else:
+                    disk.unmount()
+            except Exception:
+                log.exception("could not tidy the files of job %s", root.name)
 
     def context(self, job: Job) -> JobContext:
         assert self.clients is not None, "the worker is not started"

@@ -1,40 +1,35 @@
-"""The job's workspace on the host: clone, branch, inspect, commit and push with git.
+"""A job's files on the host: the host's own repository, and the tree the agent works in.
 
-Security: the workspace is shared with the sandbox, so everything git reads from it may have
-been written by the agent. Every git command here runs hermetically (no global or system config,
-no hooks, no fsmonitor) and the sandbox sees `.git` read-only, so nothing the agent writes can
-make git run code on the host. The installation token reaches git per command, in the
-environment, and is never written to `.git/config` or a stored URL."""
+    jobs/<id>/git/            the host's repository (bare; objects, refs, config), owned by the
+                              git user, mode 0700; the sandbox never sees it
+    jobs/<id>/disk.img        the job's filesystem (app/sandbox/disk.py), mounted at mnt/
+    jobs/<id>/mnt/workspace/  the checkout the agent changes (uid 1000), with a `.git` copy of
+                              its own that the host never reads again
+    jobs/<id>/mnt/home/       the agent's home (Claude Code's sessions, kept for --resume)
+    jobs/<id>/base.json       what the host wrote into the workspace (docs/sandbox.md)
+
+The host writes the checkout itself from git's object database (exact blob bytes: no filter,
+attribute or conversion can apply), records what it wrote, and later reads the agent's tree as
+plain data (app/changeset.py). Git never runs with the agent's tree as its work tree.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import fnmatch
+import json
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-GIT_TIMEOUT_S = 120
-WORKFLOWS_DIR = ".github/workflows/"
+from app.hostgit import GitError, GitUser, git, run_git
+from app.sandbox.disk import JobDisk
+from app.sandbox.image import AGENT_GID, AGENT_UID
 
-# Options that make every git call ignore what a repository's config could ask for.
-_HARDENING = (
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.fsmonitor=false",
-    "-c", "core.sshCommand=false",
-    "-c", "protocol.file.allow=never",
-    "-c", "protocol.ext.allow=never",
-    "-c", "submodule.recurse=false",
-    "-c", "credential.helper=",
-)
+__all__ = ["BaseEntry", "GitError", "Workspace", "branch_name", "discard", "prepare", "push"]
 
-
-class GitError(RuntimeError):
-    pass
+GITLINK, SYMLINK, EXECUTABLE, REGULAR = "160000", "120000", "100755", "100644"
 
 
 def branch_name(worker: str, issue_number: int, title: str) -> str:
@@ -42,133 +37,185 @@ def branch_name(worker: str, issue_number: int, title: str) -> str:
     return f"agentvine/{worker}-{issue_number}-{slug}"
 
 
-def _env(token: str | None, workspace: Path | None) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/nonexistent",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "/bin/false",
-        "LC_ALL": "C",
-    }
-    pairs = []
-    if workspace is not None:
-        # The sandbox owns the files (uid 1000); git refuses such a repository unless told.
-        pairs.append(("safe.directory", str(workspace)))
-    if token is not None:
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        pairs.append(("http.extraHeader", f"Authorization: Basic {basic}"))
-    env["GIT_CONFIG_COUNT"] = str(len(pairs))
-    for i, (key, value) in enumerate(pairs):
-        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
-    return env
+def job_root(data_dir: Path, job_id: str) -> Path:
+    return data_dir / "jobs" / job_id
 
 
-def _redact(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text
+@dataclass(frozen=True)
+class BaseEntry:
+    """One path of the base commit as the host wrote it: git's mode and blob, and the stat the
+    file had right after (a file whose inode, size, mode, mtime and ctime are all unchanged was
+    not written since; the agent cannot set ctime)."""
+
+    mode: str
+    sha: str
+    stat: tuple[int, int, int, int, int] | None  # ino, size, mode, mtime_ns, ctime_ns; None: gitlink
+
+    def unchanged(self, st: os.stat_result) -> bool:
+        return self.stat is not None and self.stat == _stat_key(st)
 
 
-async def git(*args: str, cwd: Path | None = None, token: str | None = None, workspace: Path | None = None) -> str:
-    """Run one hermetic git command; GitError (token redacted) when it fails."""
-    cmd = ["git", *_HARDENING, *args]
-
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            cmd, cwd=cwd, env=_env(token, workspace), capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
-        )
-
-    try:
-        done = await asyncio.to_thread(run)
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT_S} s") from None
-    if done.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {_redact(done.stderr.strip(), token)[-2000:]}")
-    return done.stdout
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass
 class Workspace:
     root: Path  # data_dir/jobs/<job id>
     branch: str
+    disk: JobDisk
+    git_user: GitUser
+
+    @property
+    def git_dir(self) -> Path:
+        return self.root / "git"
 
     @property
     def path(self) -> Path:
-        return self.root / "workspace"
+        return self.disk.mountpoint / "workspace"
 
     @property
     def home(self) -> Path:
         """The agent's home: Claude Code keeps its sessions here, so a later run can resume."""
-        return self.root / "home"
+        return self.disk.mountpoint / "home"
 
-    async def git(self, *args: str, token: str | None = None) -> str:
-        return await git(*args, cwd=self.path, token=token, workspace=self.path)
+    @property
+    def _base_file(self) -> Path:
+        return self.root / "base.json"
 
+    async def git(self, *args: str, token: str | None = None, input: bytes | None = None) -> bytes:
+        return await git(self.git_dir, *args, user=self.git_user, token=token, input=input)
 
-async def prepare(root: Path, clone_url: str, base_branch: str, branch: str, token: str) -> tuple[Workspace, str | None]:
-    """A fresh shallow clone of `base_branch` on a new local `branch`.
+    def base(self) -> tuple[str, dict[str, BaseEntry]]:
+        """The base commit and every path the host wrote from it."""
+        data = json.loads(self._base_file.read_text())
+        return data["commit"], {p: BaseEntry(m, s, tuple(st) if st else None) for p, (m, s, st) in data["entries"].items()}
 
-    Returns the workspace and the sha the remote `branch` has now (None when it does not exist),
-    so that the push later replaces only what this job saw."""
-    ws = Workspace(root, branch)
-    if ws.path.exists():
-        shutil.rmtree(ws.path)  # a retried job starts from the default branch again
-    ws.path.parent.mkdir(parents=True, exist_ok=True)
-    ws.home.mkdir(parents=True, exist_ok=True)
-    await git(
-        "clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", "--branch", base_branch, "--",
-        clone_url, str(ws.path), token=token,
-    )
-    if branch != base_branch:  # a follow-up on a pull request works on the PR's own branch
-        await ws.git("checkout", "--quiet", "-b", branch)
-    remote = await ws.git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", token=token)
-    return ws, (remote.split()[0] if remote.strip() else None)
+    def exists(self) -> bool:
+        return self._base_file.is_file() and self.git_dir.is_dir()
 
 
-@dataclass(frozen=True)
-class Change:
-    status: str  # git's two-letter porcelain status
-    path: str
+async def prepare(ws: Workspace, clone_url: str, base_branch: str, token: str) -> str | None:
+    """A fresh checkout of `base_branch` for the agent, on the job's own filesystem.
+
+    Returns the sha the remote job branch has now (None when it does not exist), so that the
+    push later replaces only what this job saw."""
+    await asyncio.to_thread(discard, ws.root, ws.disk)  # a retried job starts from the default branch again
+    ws.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(ws.root, 0o711)
+    ws.git_user.check_reachable(ws.root)
+    ws.git_user.own(ws.git_dir)
+    await ws.git("init", "--quiet", "--bare")
+    await ws.git("remote", "add", "origin", clone_url)
+    await ws.git("fetch", "--quiet", "--depth", "1", "--no-tags", "origin",
+                 f"+refs/heads/{base_branch}:refs/heads/{base_branch}", token=token)
+    commit = (await ws.git("rev-parse", "--verify", f"refs/heads/{base_branch}^{{commit}}")).decode().strip()
+    remote = (await ws.git("ls-remote", "--heads", "origin", f"refs/heads/{ws.branch}", token=token)).decode()
+    await asyncio.to_thread(_materialize, ws, commit)
+    return remote.split()[0] if remote.strip() else None
 
 
-async def changes(ws: Workspace) -> list[Change]:
-    out = await ws.git("status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
-    entries = [e for e in out.split("\0") if e]
-    return [Change(entry[:2], entry[3:]) for entry in entries]
+def _materialize(ws: Workspace, commit: str) -> None:
+    ws.disk.create()
+    entries = _checkout(ws, commit)
+    _sandbox_git_dir(ws, commit)
+    ws._base_file.write_text(json.dumps({"commit": commit, "entries": {
+        p: [e.mode, e.sha, list(e.stat) if e.stat else None] for p, e in entries.items()}}))
 
 
-def path_matches(path: str, pattern: str) -> bool:
-    """Glob match where `*` crosses directories and a leading `**/` may match nothing (as in .gitignore)."""
-    if fnmatch.fnmatchcase(path, pattern):
-        return True
-    return pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:])
+def _safe_components(path: str) -> list[str]:
+    parts = path.split("/")
+    if any(p in ("", ".", "..") or p.lower() == ".git" for p in parts):
+        raise GitError(f"the repository holds a path that cannot be checked out safely: {path!r}")
+    return parts
 
 
-def refused_paths(paths: list[str], allowed: list[str], *, allow_workflows: bool) -> list[tuple[str, str]]:
-    """(path, why) for each changed path the job may not push."""
-    refused = []
-    for path in paths:
-        if not allow_workflows and path.startswith(WORKFLOWS_DIR):
-            refused.append((path, "changes to .github/workflows/ are not allowed (allow_workflow_changes)"))
-        elif path == ".git" or path.startswith(".git/") or "/.git/" in path:
-            refused.append((path, "git metadata"))
-        elif not any(path_matches(path, pattern) for pattern in allowed):
-            refused.append((path, f"outside the worker's allowed paths ({', '.join(allowed) or 'none'})"))
-    return refused
+def _checkout(ws: Workspace, commit: str) -> dict[str, BaseEntry]:
+    """Write the commit's tree into the empty workspace from git's objects, byte for byte."""
+    listing = run_git(ws.git_dir, "ls-tree", "-r", "-z", "--full-tree", commit, user=ws.git_user)
+    records = []
+    for item in listing.split(b"\0"):
+        if item:
+            meta, _, path = item.partition(b"\t")
+            mode, _kind, sha = meta.decode().split()
+            records.append((mode, sha, path.decode("utf-8", "surrogateescape")))
+    blobs = [(m, s, p) for m, s, p in records if m != GITLINK]
+    batch = run_git(ws.git_dir, "cat-file", "--batch", user=ws.git_user,
+                    input="".join(f"{s}\n" for _, s, _ in blobs).encode())
+    os.mkdir(ws.path, 0o755)
+    os.mkdir(ws.home, 0o700)
+    entries: dict[str, BaseEntry] = {}
+    pos = 0
+    made: list[Path] = [ws.path, ws.home]
+    for mode, sha, path in blobs:
+        header_end = batch.index(b"\n", pos)
+        size = int(batch[pos:header_end].split()[2])
+        data = batch[header_end + 1: header_end + 1 + size]
+        pos = header_end + 1 + size + 1
+        target = ws.path.joinpath(*_safe_components(path))
+        made += _mkdirs(ws.path, target.parent)
+        if mode == SYMLINK:
+            os.symlink(data, target)
+        else:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if mode == EXECUTABLE else 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        os.lchown(target, AGENT_UID, AGENT_GID)
+        entries[path] = BaseEntry(mode, sha, _stat_key(os.lstat(target)))
+    for mode, sha, path in records:
+        if mode == GITLINK:  # a submodule stays an empty directory, as git leaves it unless asked
+            target = ws.path.joinpath(*_safe_components(path))
+            made += _mkdirs(ws.path, target)
+            entries[path] = BaseEntry(mode, sha, None)
+    for d in made:
+        os.lchown(d, AGENT_UID, AGENT_GID)
+    return entries
 
 
-async def commit(ws: Workspace, message: str, *, author_name: str, author_email: str) -> str:
-    await ws.git("add", "--all")
-    await ws.git(
-        "-c", f"user.name={author_name}", "-c", f"user.email={author_email}",
-        "commit", "--quiet", "--no-verify", "--no-gpg-sign", "-m", message,
-    )
-    return (await ws.git("rev-parse", "HEAD")).strip()
+def _mkdirs(top: Path, directory: Path) -> list[Path]:
+    made = []
+    for d in [*reversed(directory.relative_to(top).parents), directory.relative_to(top)]:
+        full = top / d
+        if str(d) != "." and not full.is_dir():
+            os.mkdir(full, 0o755)
+            made.append(full)
+    return made
 
 
-async def push(ws: Workspace, token: str, *, expected_remote: str | None) -> None:
-    """Push the branch; replaces the remote branch only if it is still what the job saw."""
+def _sandbox_git_dir(ws: Workspace, commit: str) -> None:
+    """The agent's own `.git`: a copy of the host repository on the job branch, so it can use
+    git as usual. It is written before the agent runs and never read by the host afterwards."""
+    target = ws.path / ".git"
+    shutil.copytree(ws.git_dir, target, symlinks=True)
+    user = GitUser()  # the copy is the host's own, made a moment ago; the agent has not run yet
+    run_git(target, "config", "core.bare", "false", user=user)
+    run_git(target, "update-ref", f"refs/heads/{ws.branch}", commit, user=user)
+    run_git(target, "symbolic-ref", "HEAD", f"refs/heads/{ws.branch}", user=user)
+    run_git(target, "read-tree", commit, user=user, env={"GIT_INDEX_FILE": str(target / "index")})
+    for dirpath, dirnames, filenames in os.walk(target):
+        for name in [*dirnames, *filenames, ""]:
+            os.lchown(os.path.join(dirpath, name) if name else dirpath, AGENT_UID, AGENT_GID)
+
+
+async def push(ws: Workspace, commit: str, token: str, *, expected_remote: str | None) -> None:
+    """Push `commit` to the job branch; replaces the remote branch only if it is still what the job saw."""
     lease = f"--force-with-lease=refs/heads/{ws.branch}:{expected_remote or ''}"
-    await ws.git("push", "--quiet", lease, "origin", f"HEAD:refs/heads/{ws.branch}", token=token)
+    await ws.git("push", "--quiet", lease, "origin", f"{commit}:refs/heads/{ws.branch}", token=token)
 
 
+def discard(root: Path, disk: JobDisk) -> None:
+    """Remove a job's files, whatever state they are in: the filesystem goes with its image."""
+    disk.remove()
+    for name in ("git", "base.json"):
+        target = root / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+    for leftover in ("workspace", "home"):  # the layout before the job filesystem
+        shutil.rmtree(root / leftover, ignore_errors=True)
+    if root.is_dir():
+        try:
+            root.rmdir()
+        except OSError:
+            pass

@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -67,9 +68,20 @@ def app_private_key() -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
+def reachable_by_host_git(path: Path) -> Path:
+    """pytest's temporary folders are mode 0700; host git runs as another user (app/hostgit.py)
+    and must be able to pass through them, as through any operator's data directory."""
+    for folder in [path, *path.parents]:
+        if folder == Path(tempfile.gettempdir()) or folder == folder.parent:
+            break
+        folder.chmod(folder.stat().st_mode | 0o011)
+    return path
+
+
 def make_settings(tmp_path: Path, *, private_key: str, github_url: str = "http://127.0.0.1:9", app_id: int = 4242, **extra):
     from app.settings import Settings
 
+    reachable_by_host_git(tmp_path)
     return Settings(
         app_id=app_id,
         private_key=private_key,

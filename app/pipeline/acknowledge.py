@@ -72,6 +72,7 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         memory=config.sandbox.memory,
         cpus=config.sandbox.cpus,
         pids=config.sandbox.pids,
+        **config.workspace.model_dump(),
     )
 
 

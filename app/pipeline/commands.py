@@ -151,7 +151,7 @@ class CommandHandler:
         outcome = Outcome(conclusion="cancelled", title=texts.OUTCOME["cancelled"], detail=reason)
         ctx.job = job.model_copy(update={"outcome": outcome}).moved_to(JobState.CANCELLED, reason, conclusion="cancelled")
         ctx.save(ctx.job, "cancelled", by=command.sender)
-        shutil.rmtree(ctx.settings.data_dir / "jobs" / job.id / "workspace", ignore_errors=True)
+        ctx.discard_files()
         await self._show(ctx)
         return f"cancelled {job.id}"
 

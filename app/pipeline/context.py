@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app import workspace
 from app.config import BotConfig
 from app.github.client import InstallationAPI
+from app.hostgit import GitUser
 from app.jobs import Job
+from app.sandbox.disk import JobDisk, choose_mode
 from app.settings import Settings
 from app.store.base import JobStore
 
@@ -23,3 +26,16 @@ class JobContext:
         self.store.save_job(job, event, **data)
         self.job = job
         return job
+
+    def workspace(self) -> workspace.Workspace:
+        """The job's files on the host (app/workspace.py), whether they exist yet or not."""
+        job, run = self.job, self.job.run
+        root = workspace.job_root(self.settings.data_dir, job.id)
+        disk = JobDisk(root, choose_mode(self.settings.workspace_disk), max_size_mb=run.max_size_mb if run else 4096,
+                       max_files=run.max_files if run else 100_000)
+        return workspace.Workspace(root, job.branch or "", disk, GitUser.parse(self.settings.git_user))
+
+    def discard_files(self) -> None:
+        """Every terminal path ends here: the workspace, the agent's home, the host repository."""
+        ws = self.workspace()
+        workspace.discard(ws.root, ws.disk)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 
 import gidgethub
 
@@ -25,7 +24,7 @@ async def fail_job(ctx: JobContext, exc: BaseException) -> Job:
         return job
     reason = describe(exc)
     failed = ctx.save(job.moved_to(JobState.FAILED, reason, conclusion="failure"), "failed", error=reason)
-    shutil.rmtree(ctx.settings.data_dir / "jobs" / job.id / "workspace", ignore_errors=True)
+    ctx.discard_files()
     if failed.check_run_id is not None:
         try:
             await ctx.api.patch(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gidgethub
 
-from app import render, texts, workspace
+import asyncio
+
+from app import changeset, render, texts, workspace
 from app.jobs import Outcome
 from app.pipeline.context import JobContext
 
@@ -24,12 +26,15 @@ def commit_message(ctx: JobContext, outcome: Outcome) -> str:
     return f"{first}\n\n{summary}\n\n{refs}\n\n{trailer}\n"
 
 
-async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, outcome: Outcome, expected_remote: str | None) -> str:
+async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, changes: changeset.ChangeSet, outcome: Outcome,
+                          expected_remote: str | None) -> str:
+    """The commit is built in the host's repository from the validated change set (app/changeset.py)."""
     bot = f"{ctx.settings.app_slug}[bot]"
-    sha = await workspace.commit(
-        ws, commit_message(ctx, outcome), author_name=bot, author_email=_noreply(ctx.settings.app_bot_user_id, bot)
+    sha = await asyncio.to_thread(
+        changeset.commit, ws, changes, commit_message(ctx, outcome),
+        author_name=bot, author_email=_noreply(ctx.settings.app_bot_user_id, bot),
     )
-    await workspace.push(ws, await ctx.api.token(), expected_remote=expected_remote)
+    await workspace.push(ws, sha, await ctx.api.token(), expected_remote=expected_remote)
     return sha
 
 

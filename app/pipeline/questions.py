@@ -57,3 +57,4 @@ async def expire_question(ctx: JobContext, config: BotConfig) -> None:
     ctx.job = job.model_copy(update={"outcome": outcome}).moved_to(JobState.FAILED, detail, conclusion="timed_out")
     await ProgressReporter(ctx, Progress(), prefix=config.command_prefix, interval=0).final()
     ctx.save(ctx.job, "question_expired")
+    ctx.discard_files()

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 
-from app import render, texts, workspace
+from app import changeset, render, texts, workspace
 from app.claude.command import build_command
 from app.claude.events import Result, SystemInit, describe_activity, parse_line
 from app.gateway import ModelGateway, Usage
@@ -68,7 +67,7 @@ def _next(key: str, ctx: JobContext, **fields: object) -> str:
     )
 
 
-def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None) -> Outcome | None:
+def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, over_quota: str | None = None) -> Outcome | None:
     """The outcome of a run that cannot be published, or None when the agent finished its work."""
     if sandbox.cancelled:
         return Outcome(conclusion="cancelled", title=texts.OUTCOME["cancelled"], detail=_next("cancelled_next", ctx))
@@ -76,6 +75,9 @@ def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None) -> 
         return Outcome(conclusion="timed_out", title=texts.OUTCOME["timed_out"], detail=_next("timed_out_next", ctx))
     if sandbox.oom_killed:
         return Outcome(conclusion="failure", title=texts.OUTCOME["oom"], detail=_next("oom_next", ctx))
+    if over_quota:
+        return Outcome(conclusion="failure", title=texts.OUTCOME["workspace_quota"],
+                       detail=_next("workspace_quota_next", ctx, why=over_quota))
     if result is None:
         detail = f"exit code {sandbox.exit_code}, no result; {sandbox.stderr_tail.strip()[-300:] or 'nothing on stderr'}"
         return Outcome(conclusion="failure", title=texts.OUTCOME["agent_error"], detail=_next("agent_error_next", ctx, detail=detail))
@@ -114,18 +116,18 @@ class RunDeps:
 
 
 async def _workspace(ctx: JobContext) -> workspace.Workspace:
-    """A fresh clone for a new run; the kept one when a session resumes after an answer."""
+    """A fresh checkout for a new run; the kept one when a session resumes after an answer."""
     job = ctx.job
     assert job.branch is not None
-    root = ctx.settings.data_dir / "jobs" / job.id
+    ws = ctx.workspace()
     if job.answer is not None:
-        ws = workspace.Workspace(root, job.branch)
-        if not (ws.path / ".git").is_dir():
+        if not ws.exists():
             raise RuntimeError("the workspace kept for the answer is gone; `retry` starts again")
+        await asyncio.to_thread(ws.disk.mount)
         return ws
     token = await ctx.api.token()
     clone_url = f"{ctx.settings.git_url.rstrip('/')}/{job.repo}.git"
-    ws, remote_sha = await workspace.prepare(root, clone_url, job.base_branch or job.default_branch, job.branch, token)
+    remote_sha = await workspace.prepare(ws, clone_url, job.base_branch or job.default_branch, token)
     ctx.save(ctx.job.model_copy(update={"remote_sha": remote_sha}), "workspace", branch=job.branch)
     return ws
 
@@ -162,7 +164,8 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, pr
             env={"ANTHROPIC_API_KEY": channel.token, "CLAUDE_CODE_MAX_RETRIES": str(ctx.settings.model_max_retries)},
             memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids, timeout_s=job.run.timeout_minutes * 60,
         )
-        sandbox = await run_sandbox(spec, transcript.on_line, cancel=cancel, client=deps.docker_client)
+        sandbox = await run_sandbox(spec, transcript.on_line, cancel=cancel, client=deps.docker_client,
+                                    guard=ws.disk.over_quota)
     finally:
         usage = await deps.gateway.close_job(job.id)
     return sandbox, usage
@@ -206,7 +209,7 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
                  "agent_finished", exit_code=sandbox.exit_code, lines=transcript.lines)
         stats = figures(transcript.result, usage, started)
 
-        failed = classify(ctx, sandbox, transcript.result)
+        failed = classify(ctx, sandbox, transcript.result, sandbox.stopped or ws.disk.over_quota())
         if failed is not None:
             await _finish(ctx, reporter, failed.model_copy(update={"figures": stats}))
             return
@@ -224,8 +227,10 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
     finally:
         reporter.close()
         deps.cancels.pop(job.id, None)
-        if ws is not None and ctx.job.terminal:
-            shutil.rmtree(ws.path, ignore_errors=True)  # the home (Claude's session) is kept
+        if ctx.job.terminal:
+            await asyncio.to_thread(ctx.discard_files)
+        elif ws is not None:  # a question waits: the files stay, unmounted, for the answer
+            await asyncio.to_thread(ws.disk.unmount)
 
 
 async def _publish_review(ctx: JobContext, reporter: ProgressReporter, text: str, files: list[dict], stats: Figures) -> None:
@@ -260,21 +265,23 @@ async def _publish_review(ctx: JobContext, reporter: ProgressReporter, text: str
 async def _publish_changes(ctx: JobContext, reporter: ProgressReporter, ws: workspace.Workspace, summary: str,
                            stats: Figures, transcript: Transcript, usage: Usage, started: float) -> None:
     job = ctx.job
-    assert job.run is not None
-    paths = sorted({c.path for c in await workspace.changes(ws)})
+    run = job.run
+    assert run is not None
+    rules = changeset.Rules(allowed_paths=run.allowed_paths, allow_workflows=run.allow_workflow_changes,
+                            max_file_mb=run.max_file_mb, max_changed_files=run.max_changed_files)
+    changes = await asyncio.to_thread(changeset.read_changes, ws, rules)
+    paths = changes.paths
+    if changes.refused:
+        await _finish(ctx, reporter, Outcome(conclusion="failure", title=texts.OUTCOME["refused_paths"],
+                                            detail=_next("refused_paths_next", ctx, paths=changes.refusals_text()),
+                                            summary=summary, files=paths, figures=stats))
+        return
     if not paths:
         await _finish(ctx, reporter, Outcome(conclusion="neutral", title=texts.OUTCOME["no_changes"],
                                             detail=_next("no_changes_next", ctx), summary=summary, figures=stats))
         return
-    refused = workspace.refused_paths(paths, job.run.allowed_paths, allow_workflows=job.run.allow_workflow_changes)
-    if refused:
-        listed = "\n".join(f"- `{path}`: {why}" for path, why in refused)
-        await _finish(ctx, reporter, Outcome(conclusion="failure", title=texts.OUTCOME["refused_paths"],
-                                            detail=_next("refused_paths_next", ctx, paths=listed), summary=summary,
-                                            files=paths, figures=stats))
-        return
     outcome = Outcome(conclusion="success", title="", summary=summary, files=paths, figures=stats)
-    await commit_and_push(ctx, ws, outcome, job.remote_sha)
+    await commit_and_push(ctx, ws, changes, outcome, job.remote_sha)
     if job.is_pull_request:
         # A follow-up on a pull request: its own branch got the commits; the PR is already there.
         number, url, key = job.issue_number, f"https://github.com/{job.repo}/pull/{job.issue_number}", "pushed"

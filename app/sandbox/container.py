@@ -95,8 +95,6 @@ class SandboxSpec:
     gateway_port: int = DEFAULT_GATEWAY_PORT
     #: size of the tmpfs /tmp (it counts against the memory limit)
     tmp_size: str = "512m"
-    #: workspace subpaths mounted read-only over the workspace (".git": see container_settings)
-    readonly_subpaths: tuple[str, ...] = (".git",)
 
 
 @dataclass
@@ -111,6 +109,8 @@ class SandboxResult:
     stderr_tail: str = ""
     #: the kernel's OOM killer ended the command (memory limit)
     oom_killed: bool = False
+    #: why the guard stopped the command (killed, ``exit_code`` None); None when it did not
+    stopped: str | None = None
 
 
 OnLine = Callable[[str], "Awaitable[None] | None"]
@@ -140,7 +140,9 @@ def _make_client():
 
 
 def _chown_tree(root: Path) -> None:
-    """Give ``root`` and everything under it to uid/gid 1000 (never following symlinks)."""
+    """Give ``root`` and everything under it to uid/gid 1000 (never following symlinks).
+
+    A directory already given (a resumed job's, which the agent wrote) is not walked again."""
 
     def fix(path: str) -> None:
         st = os.lstat(path)
@@ -148,6 +150,9 @@ def _chown_tree(root: Path) -> None:
             os.lchown(path, AGENT_UID, AGENT_GID)
 
     try:
+        st = os.lstat(root)
+        if (st.st_uid, st.st_gid) == (AGENT_UID, AGENT_GID):
+            return
         fix(str(root))
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             for name in dirnames + filenames:
@@ -215,12 +220,6 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         docker.types.Mount(WORKSPACE, str(Path(spec.workspace).resolve()), type="bind"),
         docker.types.Mount(AGENT_HOME, str(Path(spec.home).resolve()), type="bind"),
     ]
-    for sub in spec.readonly_subpaths:
-        # E.g. `.git`: the agent may read history, but hooks and config it wrote there would run
-        # on the host, where AgentVine commits and pushes.
-        host = Path(spec.workspace).resolve() / sub
-        if host.exists() and not host.is_symlink():
-            mounts.append(docker.types.Mount(f"{WORKSPACE}/{sub}", str(host), type="bind", read_only=True))
     if spec.gateway_socket is not None:
         # The socket file itself, read-only: the container can connect but not replace it,
         # and sees nothing else of the host directory it lives in.
@@ -357,6 +356,14 @@ async def _pump(queue: asyncio.Queue, on_line: OnLine) -> None:
             await res
 
 
+async def _watch(guard: Callable[[], str | None], interval: float) -> str:
+    while True:
+        await asyncio.sleep(interval)
+        reason = guard()
+        if reason:
+            return reason
+
+
 def _kill(container) -> None:
     docker = _docker()
     try:
@@ -390,6 +397,8 @@ async def run_sandbox(
     cancel: asyncio.Event | None = None,
     client=None,
     stderr_tail_bytes: int = 64 * 1024,
+    guard: Callable[[], str | None] | None = None,
+    guard_interval_s: float = 1.0,
 ) -> SandboxResult:
     """Run ``spec.command`` in a fresh sandbox container; call ``on_line`` per stdout line.
 
@@ -398,6 +407,9 @@ async def run_sandbox(
     ``spec.timeout_s`` has passed (killed, ``timed_out``), or when ``cancel`` is set (killed,
     ``cancelled``). The container is removed in every case, also when ``on_line`` raises or
     the calling task is cancelled. Raises :class:`SandboxError` for setup problems.
+
+    ``guard``, when given, is called every ``guard_interval_s`` while the command runs; a
+    reason it returns kills the container (``stopped``), e.g. the workspace's quota.
     """
     loop = asyncio.get_running_loop()
     t_begin = loop.time()
@@ -414,6 +426,7 @@ async def run_sandbox(
     reader: _Reader | None = None
     pump: asyncio.Task | None = None
     cancel_task: asyncio.Task | None = None
+    guard_task: asyncio.Task | None = None
     t_start = t_end = None
     try:
         await asyncio.to_thread(_prepare_host, spec)
@@ -435,10 +448,14 @@ async def run_sandbox(
         if cancel is not None:
             cancel_task = asyncio.create_task(cancel.wait())
             waiters.add(cancel_task)
+        if guard is not None:
+            guard_task = asyncio.create_task(_watch(guard, guard_interval_s))
+            waiters.add(guard_task)
         remaining = max(0.0, deadline - loop.time())
         done, _ = await asyncio.wait(waiters, timeout=remaining,
                                      return_when=asyncio.FIRST_COMPLETED)
         timed_out = cancelled = False
+        stopped: str | None = None
         exit_code: int | None = None
         if pump in done:
             pump.result()  # re-raises what on_line raised
@@ -456,6 +473,9 @@ async def run_sandbox(
             if cancel_task is not None and cancel_task in done:
                 cancelled = True
                 log.info("sandbox %s cancelled", settings["name"])
+            elif guard_task is not None and guard_task in done:
+                stopped = guard_task.result()
+                log.info("sandbox %s stopped: %s", settings["name"], stopped)
             else:
                 timed_out = True
                 log.info("sandbox %s timed out after %.1fs", settings["name"], spec.timeout_s)
@@ -479,9 +499,10 @@ async def run_sandbox(
             duration_s=(t_end - t_start) if t_start is not None else 0.0,
             stderr_tail=reader.stderr_text() if reader else "",
             oom_killed=oom,
+            stopped=stopped,
         )
     finally:
-        for task in (cancel_task, pump):
+        for task in (cancel_task, guard_task, pump):
             if task is not None and not task.done():
                 task.cancel()
         removal: asyncio.Future | None = None

@@ -4,6 +4,8 @@ and a follow-up pushed to AgentVine's own pull request."""
 
 from __future__ import annotations
 
+import os
+
 import asyncio
 import json
 
@@ -191,13 +193,15 @@ async def test_cancel_while_waiting_for_an_answer_ends_the_job_and_drops_its_wor
         answer = await bot.label(issue["number"], "agentvine:bugfix")
         await bot.settle(timeout=180)
         job_id = answer["jobs"][0]
-        workspace = bot.service.settings.data_dir / "jobs" / job_id / "workspace"
-        assert bot.job(job_id).state is JobState.WAITING_FOR_ANSWER and (workspace / ".git").is_dir()
+        files = bot.service.settings.data_dir / "jobs" / job_id
+        # Kept for the answer: the job's filesystem (unmounted while nobody runs) and the host repository.
+        assert bot.job(job_id).state is JobState.WAITING_FOR_ANSWER
+        assert (files / "disk.img").is_file() and (files / "git").is_dir() and not os.path.ismount(files / "mnt")
         await bot.comment(issue["number"], "/agentvine cancel")
         await bot.settle(timeout=30)
         job = bot.job(job_id)
         assert (job.state, job.conclusion) == (JobState.CANCELLED, "cancelled")
-        assert not workspace.exists()
+        assert not files.exists()
         # A later comment is no answer any more: nothing resumes.
         await bot.comment(issue["number"], "One separator.", sender="mona")
         await bot.settle(timeout=30)

@@ -58,8 +58,10 @@ async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client):
     for secret in secrets:
         assert secret not in env
     assert "ANTHROPIC_API_KEY=agv-" in env  # the per-job token the gateway swaps, not the key
-    assert set(mounts) == {WORKSPACE, f"{WORKSPACE}/.git", AGENT_HOME, CONTAINER_GATEWAY_SOCKET}
-    assert mounts[f"{WORKSPACE}/.git"]["RW"] is False and mounts[CONTAINER_GATEWAY_SOCKET]["RW"] is False
+    assert set(mounts) == {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET}
+    assert mounts[CONTAINER_GATEWAY_SOCKET]["RW"] is False
+    # Both writable mounts are on the job's own filesystem; the host repository is not in reach.
+    assert all("/mnt/" in mounts[m]["Source"] and "/git" not in mounts[m]["Source"] for m in (WORKSPACE, AGENT_HOME))
     assert attrs["HostConfig"]["NetworkMode"] == "none"
 
     (result,) = model.tool_results()

@@ -1,0 +1,377 @@
+"""What the agent changed, read by the host as plain data, and the commit built from it.
+
+The agent's tree is hostile input. The host walks it with directory file descriptors and
+`O_NOFOLLOW` (a symlink is read as a link, never followed), only after the container is gone (so
+nothing changes while it reads), compares it with what it wrote at checkout (app/workspace.py),
+and validates every change before anything is committed:
+
+- only regular files and symlinks; a symlink's target must stay inside the repository;
+- no hard links, no FIFOs, sockets or devices, no `.git` below the top level, nothing inside a
+  submodule's directory, no change to `.gitmodules`;
+- the worker's allowed paths, and `.github/workflows/` unless allowed, checked on the path as
+  written *and* as a case-insensitive, Unicode-normalised form (what other systems would see);
+- a size limit per file and a limit on the number of changed files.
+
+Which new files count is decided by the repository's `.gitignore` files, which git reads as
+patterns (data) in a shadow tree that holds nothing else. The commit is then written into the
+host's repository with `git fast-import` from the bytes the host read: git never sees the
+agent's tree, its config or its attributes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import stat
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from app.hostgit import GitError, run_git
+from app.workspace import EXECUTABLE, GITLINK, REGULAR, SYMLINK, BaseEntry, Workspace
+
+WORKFLOWS_DIR = ".github/workflows/"
+MAX_DEPTH = 200
+MAX_GITIGNORE_BYTES = 1024 * 1024
+MAX_LISTED = 20  # refusals named on GitHub; the rest are counted
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Code points that HFS+ and others ignore in names, so `.git\u200chub` is `.github` there.
+_IGNORABLE = re.compile("[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180e\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the job may commit (from the job's RunSettings)."""
+
+    allowed_paths: list[str]
+    allow_workflows: bool
+    max_file_mb: int
+    max_changed_files: int
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    mode: str | None  # git's mode; None: deleted
+
+
+@dataclass
+class ChangeSet:
+    changes: list[Change] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted(c.path for c in self.changes)
+
+    def refusals_text(self) -> str:
+        shown = [f"- `{path}`: {why}" for path, why in self.refused[:MAX_LISTED]]
+        if len(self.refused) > MAX_LISTED:
+            shown.append(f"- … and {len(self.refused) - MAX_LISTED} more")
+        return "\n".join(shown)
+
+
+# --- path rules -----------------------------------------------------------------------------
+
+def canonical(path: str) -> str:
+    """The form a case-insensitive, normalising file system or tool would see."""
+    text = _IGNORABLE.sub("", unicodedata.normalize("NFKC", path)).casefold()
+    return "/".join(part.rstrip(" .") or part for part in text.split("/"))
+
+
+def path_matches(path: str, pattern: str) -> bool:
+    """Glob match where `*` crosses directories and a leading `**/` may match nothing (as in .gitignore)."""
+    if fnmatch.fnmatchcase(path, pattern):
+        return True
+    return pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:])
+
+
+def rule_refusal(path: str, rules: Rules) -> str | None:
+    """Why the job may not change `path` (added, modified or deleted), or None."""
+    canon = canonical(path)
+    if any(part in (".git", "git~1") for part in canon.split("/")):
+        return "git metadata"
+    if canon == ".gitmodules":
+        return "submodule configuration (.gitmodules) is not changed by agents"
+    if not rules.allow_workflows and (canon + "/").startswith(WORKFLOWS_DIR):
+        return "changes to .github/workflows/ are not allowed (allow_workflow_changes)"
+    if not any(path_matches(path, pattern) for pattern in rules.allowed_paths):
+        return f"outside the worker's allowed paths ({', '.join(rules.allowed_paths) or 'none'})"
+    return None
+
+
+def symlink_refusal(path: str, target: bytes) -> str | None:
+    """A committed symlink must point inside the repository, at something that is not `.git`."""
+    try:
+        text = target.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a symlink whose target is not UTF-8"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), text))
+    if text.startswith("/") or resolved == ".." or resolved.startswith("../") or not text or "\0" in text:
+        return f"a symlink pointing outside the repository (`{text}`)"
+    if ".git" in canonical(resolved).split("/"):
+        return f"a symlink into git metadata (`{text}`)"
+    return None
+
+
+# --- reading the agent's tree ---------------------------------------------------------------
+
+def _kind(st: os.stat_result) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device")):
+        if test(st.st_mode):
+            return name
+    return "not a regular file or symlink"
+
+
+@dataclass
+class _Found:
+    path: str
+    st: os.stat_result
+    problem: str | None = None  # set: this path may not be committed, whatever it is
+
+
+@dataclass
+class _Walk:
+    files: dict[str, _Found] = field(default_factory=dict)  # regular files, symlinks, specials
+    gitignores: dict[str, bytes] = field(default_factory=dict)
+    seen_gitlinks: set[str] = field(default_factory=set)
+
+
+def _walk(root_fd: int, gitlinks: set[str]) -> _Walk:
+    """Every entry below the workspace except its top-level `.git`; directories by fd only."""
+    out = _Walk()
+    stack: list[tuple[int, str, Iterator[os.DirEntry]]] = [(root_fd, "", iter(list(os.scandir(root_fd))))]
+    while stack:
+        fd, prefix, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            if fd != root_fd:
+                os.close(fd)
+            continue
+        name = entry.name
+        if not prefix and name == ".git":
+            continue  # the agent's own copy: never read
+        path = prefix + name
+        st = entry.stat(follow_symlinks=False)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            out.files[path] = _Found(path, st, "a name that is not UTF-8")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if canonical(name) in (".git", "git~1"):
+                out.files[path] = _Found(path, st, "a `.git` below the top level")
+                continue
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            children = list(os.scandir(child))
+            if path in gitlinks:
+                out.seen_gitlinks.add(path)
+                os.close(child)
+                if children:
+                    out.files[path] = _Found(path, st, "files inside a submodule's directory (submodules are not changed by agents)")
+                continue
+            if len(stack) >= MAX_DEPTH:
+                os.close(child)
+                out.files[path] = _Found(path, st, f"directories nested deeper than {MAX_DEPTH}")
+                continue
+            stack.append((child, path + "/", iter(children)))
+        elif path in gitlinks:
+            out.files[path] = _Found(path, st, "replaces a submodule (submodules are not changed by agents)")
+        elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            out.files[path] = _Found(path, st)
+            if name == ".gitignore" and stat.S_ISREG(st.st_mode) and st.st_size <= MAX_GITIGNORE_BYTES:
+                out.gitignores[path] = _read(fd, name, st.st_size)
+        else:
+            out.files[path] = _Found(path, st, _kind(st))
+    return out
+
+
+def _read(dir_fd: int, name: str, size: int) -> bytes:
+    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            raise GitError(f"{name} changed while it was read")
+        chunks, left = [], size
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _parent_fd(root_fd: int, path: str) -> tuple[int, str]:
+    """An fd of `path`'s directory, opened component by component without following links."""
+    *dirs, name = path.split("/")
+    fd = os.dup(root_fd)
+    try:
+        for d in dirs:
+            nxt = os.open(d, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, name
+
+
+def read_content(root_fd: int, path: str, st: os.stat_result) -> bytes:
+    """The bytes to commit for `path`: a file's content, or a symlink's target."""
+    fd, name = _parent_fd(root_fd, path)
+    try:
+        return os.readlink(name, dir_fd=fd).encode("utf-8", "surrogateescape") if stat.S_ISLNK(st.st_mode) \
+            else _read(fd, name, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def _blob_sha(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _mode(st: os.stat_result) -> str:
+    if stat.S_ISLNK(st.st_mode):
+        return SYMLINK
+    return EXECUTABLE if st.st_mode & stat.S_IXUSR else REGULAR
+
+
+def _ignored(ws: Workspace, paths: list[str], gitignores: dict[str, bytes]) -> set[str]:
+    """Which of the new `paths` the repository's .gitignore files exclude, as git decides.
+
+    Git reads the patterns in a shadow tree under the host repository that holds the
+    .gitignore files the host copied and nothing else, so only patterns reach it."""
+    if not paths or not gitignores:
+        return set()
+    shadow = ws.git_dir / "agentvine-ignore"
+    shutil.rmtree(shadow, ignore_errors=True)
+    shadow.mkdir(mode=0o700)
+    try:
+        for rel, data in gitignores.items():
+            target = shadow.joinpath(*rel.split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if ws.git_user.uid is not None:
+            for dirpath, dirnames, filenames in os.walk(shadow):
+                for name in [*dirnames, *filenames, ""]:
+                    os.lchown(os.path.join(dirpath, name) if name else dirpath, ws.git_user.uid, ws.git_user.gid or -1)
+        out = run_git(ws.git_dir, f"--work-tree={shadow}", "check-ignore", "--no-index", "--stdin", "-z",
+                      user=ws.git_user, input="".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"),
+                      cwd=shadow, ok_codes=(0, 1))
+    finally:
+        shutil.rmtree(shadow, ignore_errors=True)
+    return {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
+
+
+def read_changes(ws: Workspace, rules: Rules) -> ChangeSet:
+    """Everything the agent changed, validated; `refused` says what may not be committed and why."""
+    _commit, base = ws.base()
+    gitlinks = {p for p, e in base.items() if e.mode == GITLINK}
+    root_fd = os.open(ws.path, _DIR_FLAGS)
+    try:
+        walk = _walk(root_fd, gitlinks)
+        new = sorted(p for p in walk.files if p not in base)
+        ignored = _ignored(ws, new, walk.gitignores)
+        result = ChangeSet()
+        candidates: list[tuple[_Found, BaseEntry | None]] = []
+        for path, found in sorted(walk.files.items()):
+            entry = base.get(path)
+            if entry is None and path in ignored:
+                continue
+            if found.problem is not None:
+                result.refused.append((path, found.problem))
+            elif entry is None or not entry.unchanged(found.st):
+                candidates.append((found, entry))
+        deleted = [p for p in base if p not in walk.files and p not in gitlinks]
+        if len(candidates) + len(deleted) > rules.max_changed_files:
+            result.refused.append((f"{len(candidates) + len(deleted)} files",
+                                   f"more changed files than workspace.max_changed_files ({rules.max_changed_files})"))
+            return result
+        max_bytes = rules.max_file_mb * 1024 * 1024
+        for found, entry in candidates:
+            path, st = found.path, found.st
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                result.refused.append((path, "a hard link (commit a copy, or a symlink)"))
+                continue
+            if st.st_size > max_bytes:
+                result.refused.append((path, f"{st.st_size / 1024 / 1024:.0f} MB, larger than workspace.max_file_mb ({rules.max_file_mb} MB)"))
+                continue
+            mode = _mode(st)
+            if entry is not None and entry.mode == mode and _blob_sha(read_content(root_fd, path, st)) == entry.sha:
+                continue  # touched, not changed
+            why = rule_refusal(path, rules) or (symlink_refusal(path, read_content(root_fd, path, st)) if mode == SYMLINK else None)
+            if why:
+                result.refused.append((path, why))
+            else:
+                result.changes.append(Change(path, mode))
+        for path in deleted:
+            why = rule_refusal(path, rules)
+            if why:
+                result.refused.append((path, why))
+            else:
+                result.changes.append(Change(path, None))
+        return result
+    finally:
+        os.close(root_fd)
+
+
+# --- the commit -----------------------------------------------------------------------------
+
+def _quoted(path: str) -> bytes:
+    """A C-style quoted path, as fast-import reads it whatever the path holds."""
+    out = bytearray(b'"')
+    for byte in path.encode("utf-8", "surrogateescape"):
+        if byte in (0x22, 0x5C):
+            out += b"\\" + bytes([byte])
+        elif byte < 0x20 or byte == 0x7F:
+            out += b"\\%03o" % byte
+        else:
+            out.append(byte)
+    return bytes(out + b'"')
+
+
+def commit(ws: Workspace, changes: ChangeSet, message: str, *, author_name: str, author_email: str) -> str:
+    """Write `changes` on top of the base commit into the host repository; returns the commit.
+
+    Deletions go first, so a file that became a directory (or the reverse) comes out right."""
+    base_commit, _ = ws.base()
+    stamp = f"{author_name} <{author_email}> {int(time.time())} +0000".encode()
+    ordered = sorted(changes.changes, key=lambda c: (c.mode is not None, c.path))
+
+    def stream() -> Iterator[bytes]:
+        msg = message.encode()
+        yield b"commit refs/agentvine/commit\nmark :1\nauthor " + stamp + b"\ncommitter " + stamp + b"\n"
+        yield b"data %d\n" % len(msg) + msg + b"\nfrom " + base_commit.encode() + b"\n"
+        root_fd = os.open(ws.path, _DIR_FLAGS)
+        try:
+            for change in ordered:
+                if change.mode is None:
+                    yield b"D " + _quoted(change.path) + b"\n"
+                    continue
+                fd, name = _parent_fd(root_fd, change.path)
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                finally:
+                    os.close(fd)
+                data = read_content(root_fd, change.path, st)
+                yield b"M " + change.mode.encode() + b" inline " + _quoted(change.path) + b"\ndata %d\n" % len(data)
+                yield data + b"\n"
+        finally:
+            os.close(root_fd)
+        yield b"get-mark :1\ndone\n"
+
+    out = run_git(ws.git_dir, "fast-import", "--quiet", "--force", "--cat-blob-fd=1", "--done",
+                  user=ws.git_user, input=stream())
+    return out.decode().split()[-1]
