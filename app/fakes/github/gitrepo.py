@@ -50,6 +50,8 @@ class FileChange:
     positions: int = 0
 
 
+FileSpec = str | bytes | tuple[str, str | bytes]
+
 _STATUS = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied", "T": "changed"}
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
@@ -87,17 +89,24 @@ class BareRepo:
         repo.commit_files(default_branch, files, "Initial commit", parent=None)
         return repo
 
-    def commit_files(self, branch: str, files: dict[str, str], message: str, parent: str | None) -> str:
-        """Commit `files` (path -> text) on top of `parent` and move `branch`: one fast-import run."""
+    def commit_files(self, branch: str, files: dict[str, "FileSpec"], message: str, parent: str | None) -> str:
+        """Commit `files` on top of `parent` and move `branch`: one fast-import run.
+
+        A file is its text or bytes (mode 100644), or `(mode, content)`: `("100755", text)`,
+        `("120000", target)` for a symlink, `("160000", commit sha)` for a submodule."""
         stamp = f"GitHub Fake <noreply@github.invalid> {int(time.time())} +0000"
         msg = message.encode()
         stream = [f"commit refs/heads/{branch}\nmark :1\ncommitter {stamp}\n".encode(),
                   f"data {len(msg)}\n".encode(), msg, b"\n"]
         if parent:
             stream.append(f"from {parent}\n".encode())
-        for name, text in files.items():
-            data = text.encode()
-            stream += [f"M 100644 inline {name}\ndata {len(data)}\n".encode(), data, b"\n"]
+        for name, spec in files.items():
+            mode, content = spec if isinstance(spec, tuple) else ("100644", spec)
+            if mode == "160000":
+                stream.append(f"M 160000 {content} {name}\n".encode())
+                continue
+            data = content.encode() if isinstance(content, str) else content
+            stream += [f"M {mode} inline {name}\ndata {len(data)}\n".encode(), data, b"\n"]
         stream.append(b"get-mark :1\n")
         out = self.git("fast-import", "--quiet", "--force", "--cat-blob-fd=1", input=b"".join(stream))
         return out.decode().strip().splitlines()[-1]
