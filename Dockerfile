@@ -9,7 +9,7 @@ FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      docker.io mmdebstrap socat git ca-certificates npm tini \
+      docker.io mmdebstrap socat git ca-certificates npm tini e2fsprogs mount \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /srv/agentvine

@@ -1,0 +1,244 @@
+"""The host side of the workspace boundary without a container: the checkout the host writes, the
+agent's tree read back as data (here changed by the test, as the agent would), the path rules,
+and the commit built with fast-import in the host's repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app import changeset, workspace
+from app.changeset import Rules, canonical, rule_refusal, symlink_refusal
+from app.hostgit import GitUser
+from app.sandbox.disk import JobDisk, loop_supported
+from tests.agentvine_harness import INSTALLATION
+from tests.conftest import reachable_by_host_git, unavailable
+
+REPO = "octo-org/unit"
+RULES = Rules(allowed_paths=["**"], allow_workflows=False, max_file_mb=1, max_changed_files=50)
+FILES = {
+    "README.md": "# unit\n",
+    "src/app.py": "print('app')\n",
+    "run.sh": ("100755", "echo run\n"),
+    "docs/link.md": ("120000", "../README.md"),
+    "sub": ("160000", "1234567890abcdef1234567890abcdef12345678"),
+    ".gitmodules": '[submodule "sub"]\n\tpath = sub\n\turl = https://example.invalid/sub.git\n',
+    ".gitignore": "node_modules/\n*.log\nbuild\n",
+    "keep.log": "tracked although ignored\n",
+}
+
+
+@pytest.fixture
+async def ws(github, tmp_path) -> workspace.Workspace:
+    github.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
+    root = reachable_by_host_git(tmp_path) / "jobs" / "j1"
+    root.parent.mkdir()
+    ws = workspace.Workspace(root, "agentvine/unit", JobDisk(root, "dir", 64, 1000), GitUser.parse(None))
+    token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
+    await workspace.prepare(ws, f"{github.url}/{REPO}.git", "main", token)
+    yield ws
+    workspace.discard(ws.root, ws.disk)
+
+
+def changes(ws, rules: Rules = RULES) -> changeset.ChangeSet:
+    return changeset.read_changes(ws, rules)
+
+
+def tree(github, ref: str) -> dict[str, tuple[str, bytes]]:
+    git = github.repo(REPO).git
+    out = {}
+    for item in filter(None, git.git("ls-tree", "-r", "-z", "--full-tree", ref).split(b"\0")):
+        meta, path = item.split(b"\t", 1)
+        mode, kind, sha = meta.decode().split()
+        out[path.decode()] = (mode, git.git("cat-file", "blob", sha) if kind == "blob" else sha.encode())
+    return out
+
+
+# --- the checkout -----------------------------------------------------------------------------
+
+async def test_checkout_is_byte_exact_and_the_host_repository_is_apart(ws):
+    assert (ws.path / "src/app.py").read_text() == "print('app')\n"
+    assert os.stat(ws.path / "run.sh").st_mode & 0o111
+    assert os.readlink(ws.path / "docs/link.md") == "../README.md"
+    assert (ws.path / "sub").is_dir() and not any((ws.path / "sub").iterdir())
+    assert os.lstat(ws.path / "README.md").st_uid == 1000
+    # The agent gets a .git of its own on the job branch; the host's repository is elsewhere.
+    assert (ws.path / ".git/HEAD").read_text().strip() == "ref: refs/heads/agentvine/unit"
+    assert not ws.git_dir.is_relative_to(ws.path)
+    assert changes(ws).changes == [] and changes(ws).refused == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the git user is only switched when running as root")
+async def test_host_git_runs_as_the_unprivileged_git_user(ws):
+    assert ws.git_user.uid == 65534
+    owners = {os.lstat(os.path.join(d, n)).st_uid for d, _, names in os.walk(ws.git_dir) for n in names}
+    assert owners == {65534}
+    assert os.stat(ws.git_dir).st_mode & 0o077 == 0
+
+
+# --- reading the agent's tree -------------------------------------------------------------------
+
+async def test_touched_files_are_not_changes_and_a_mode_change_is(ws):
+    os.utime(ws.path / "README.md")
+    (ws.path / "src/app.py").write_text("print('app')\n")  # rewritten, same bytes
+    os.chmod(ws.path / "README.md", 0o755)
+    assert [(c.path, c.mode) for c in changes(ws).changes] == [("README.md", "100755")]
+
+
+async def test_gitignore_decides_for_new_files_only(ws):
+    (ws.path / "node_modules/pkg").mkdir(parents=True)
+    (ws.path / "node_modules/pkg/index.js").write_text("x")
+    os.mkdir(ws.path / "node_modules/pkg/.git")  # a git checkout inside an ignored folder
+    os.mkfifo(ws.path / "node_modules/pkg/sock")
+    (ws.path / "debug.log").write_text("noise")
+    (ws.path / "keep.log").write_text("changed\n")  # tracked: still a change
+    (ws.path / "src/build").write_text("a file named like an ignored directory pattern")
+    (ws.path / "src/.gitignore").write_text("*.tmp\n")
+    (ws.path / "src/x.tmp").write_text("ignored by the nested .gitignore")
+    result = changes(ws)
+    assert result.refused == []
+    assert result.paths == ["keep.log", "src/.gitignore"]
+
+
+async def test_deletions_renames_and_file_to_directory(ws):
+    os.remove(ws.path / "README.md")
+    os.rename(ws.path / "run.sh", ws.path / "tools.sh")
+    os.remove(ws.path / "src/app.py")
+    os.rmdir(ws.path / "src")
+    (ws.path / "src").write_text("src is a file now\n")
+    result = changes(ws)
+    assert {(c.path, c.mode) for c in result.changes} == {
+        ("README.md", None), ("run.sh", None), ("tools.sh", "100755"), ("src/app.py", None), ("src", "100644")}
+
+
+async def test_a_removed_submodule_directory_keeps_the_gitlink(ws):
+    os.rmdir(ws.path / "sub")
+    assert changes(ws).changes == []
+
+
+@pytest.mark.parametrize("attack, refused", [
+    (lambda p: os.symlink("/etc", p / "etc"), ("etc", "a symlink pointing outside the repository (`/etc`)")),
+    (lambda p: (os.remove(p / "docs/link.md"), os.rmdir(p / "docs"), os.symlink("/etc", p / "docs")),
+     ("docs", "a symlink pointing outside the repository (`/etc`)")),
+    (lambda p: os.link(p / "README.md", p / "copy.md"), ("copy.md", "a hard link (commit a copy, or a symlink)")),
+    (lambda p: os.mkfifo(p / "fifo"), ("fifo", "a FIFO")),
+    (lambda p: (p / "sub/file").write_text("x"), ("sub", "files inside a submodule's directory (submodules are not changed by agents)")),
+    (lambda p: (os.rmdir(p / "sub"), (p / "sub").write_text("x")), ("sub", "replaces a submodule (submodules are not changed by agents)")),
+    (lambda p: os.makedirs(p / "deep/.GIT"), ("deep/.GIT", "a `.git` below the top level")),
+    (lambda p: os.truncate(os.open(p / "big", os.O_CREAT | os.O_WRONLY), 2 * 1024 * 1024),
+     ("big", "2 MB, larger than workspace.max_file_mb (1 MB)")),
+    (lambda p: os.symlink("../.git/config", p / "docs/cfg"), ("docs/cfg", "a symlink into git metadata (`../.git/config`)")),
+    (lambda p: (p / ".gitmodules").write_text(""), (".gitmodules", "submodule configuration (.gitmodules) is not changed by agents")),
+])
+async def test_what_may_not_be_committed_is_refused_with_its_path(ws, attack, refused):
+    attack(ws.path)
+    assert refused in changes(ws).refused
+
+
+async def test_a_non_utf8_name_is_refused(ws):
+    os.close(os.open(os.fsencode(ws.path) + b"/bad\xff", os.O_CREAT | os.O_WRONLY))
+    assert ("bad\udcff", "a name that is not UTF-8") in changes(ws).refused
+
+
+async def test_too_many_changed_files(ws):
+    for i in range(51):
+        (ws.path / f"f{i}.txt").write_text(str(i))
+    (refused,) = changes(ws).refused
+    assert refused == ("51 files", "more changed files than workspace.max_changed_files (50)")
+
+
+async def test_the_agents_own_git_dir_is_never_read(ws):
+    (ws.path / ".git/config").write_text("[core]\n\tfsmonitor = sh -c 'touch /tmp/never'\n")
+    os.mkfifo(ws.path / ".git/fifo")
+    assert changes(ws).changes == [] and changes(ws).refused == []
+
+
+# --- the commit ---------------------------------------------------------------------------------
+
+async def test_commit_writes_exactly_what_was_read_and_pushes(ws, github):
+    odd = 'we"ird\\ name\nwith newline ü.txt'
+    (ws.path / odd).write_bytes(b"\x00\xffodd")
+    (ws.path / "src/app.py").write_text("print('changed')\n")
+    os.symlink("src/app.py", ws.path / "app-link")
+    os.remove(ws.path / "keep.log")
+    result = changes(ws)
+    assert result.refused == []
+    sha = changeset.commit(ws, result, "agent work\n\nbody\n", author_name="agentvine[bot]", author_email="bot@x")
+    token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
+    await workspace.push(ws, sha, token, expected_remote=None)
+    pushed = tree(github, "agentvine/unit")
+    assert pushed[odd] == ("100644", b"\x00\xffodd")
+    assert pushed["src/app.py"] == ("100644", b"print('changed')\n")
+    assert pushed["app-link"] == ("120000", b"src/app.py")
+    assert "keep.log" not in pushed
+    assert pushed["sub"] == FILES["sub"][0:1] + (FILES["sub"][1].encode(),)
+    assert pushed["run.sh"][0] == "100755" and pushed["docs/link.md"] == ("120000", b"../README.md")
+    log = github.repo(REPO).git.git("log", "-1", "--format=%an|%B", "agentvine/unit").decode()
+    assert log.startswith("agentvine[bot]|agent work\n\nbody")
+
+
+# --- path rules ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    ".github/workflows/ci.yml", ".GitHub/Workflows/ci.yml", ".github/workflows./ci.yml", ".github /workflows/ci.yml",
+    "\uff0egithub/workflows/ci.yml", ".git\u200chub/workflows/ci.yml", ".github/\u200dworkflows/ci.yml",
+    ".github/workflows",
+])
+def test_paths_that_normalise_into_workflows_are_protected(path):
+    assert "workflows" in rule_refusal(path, RULES)
+    assert rule_refusal(path, Rules(["**"], True, 1, 1)) is None
+
+
+@pytest.mark.parametrize("path", ["a/.git/config", "a/.GIT/x", "a/git~1/x", "a/.git./x"])
+def test_git_metadata_paths_are_protected(path):
+    assert rule_refusal(path, Rules(["**"], True, 1, 1)) == "git metadata"
+
+
+def test_allowed_paths_still_apply():
+    docs = Rules(["**/*.md"], False, 1, 1)
+    assert rule_refusal("README.md", docs) is None and rule_refusal("docs/x/y.md", docs) is None
+    assert rule_refusal("app.py", docs).startswith("outside the worker's allowed paths")
+
+
+@pytest.mark.parametrize("path, target, ok", [
+    ("link", "README.md", True), ("docs/l", "../README.md", True), ("a/b/l", "../../c", True),
+    ("link", "/etc/passwd", False), ("link", "..", False), ("docs/l", "../../x", False), ("l", "a/../../x", False),
+    ("l", "", False), ("l", ".git/hooks/pre-commit", False), ("l", "x/.GIT/config", False),
+])
+def test_symlink_targets(path, target, ok):
+    assert (symlink_refusal(path, target.encode()) is None) is ok
+
+
+def test_canonical_form():
+    assert canonical("\uff0eGitHub/Work\u200bflows./x.YML") == ".github/workflows/x.yml"
+
+
+def test_the_job_filesystem_enforces_its_quota_and_goes_with_its_image(tmp_path):
+    if not loop_supported():
+        unavailable("the job filesystem needs root, /dev/loop-control and mkfs.ext4")
+    disk = JobDisk(tmp_path / "job", "loop", max_size_mb=64, max_files=500)
+    disk.create()
+    try:
+        assert disk.mounted() and disk.over_quota() is None
+        with pytest.raises(OSError, match="No space left"):
+            with open(disk.mountpoint / "fill", "wb") as f:
+                for _ in range(200):
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+                    os.fsync(f.fileno())
+        assert "grew past 64 MB (workspace.max_size_mb)" in disk.over_quota()
+        assert os.stat(disk.image).st_blocks * 512 < 200 * 1024 * 1024  # the host's disk paid no more
+        os.remove(disk.mountpoint / "fill")
+        with pytest.raises(OSError, match="No space left"):
+            for i in range(3000):
+                (disk.mountpoint / f"f{i}").touch()
+        assert "more than 500 files (workspace.max_files)" in disk.over_quota()
+        disk.unmount()
+        assert not disk.mounted() and disk.over_quota() is None
+        disk.mount()
+        assert (disk.mountpoint / "f1").exists()  # a waiting job's files survive unmounting
+    finally:
+        disk.remove()
+    assert not disk.image.exists() and not disk.mountpoint.exists()
