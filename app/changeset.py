@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from app.hostgit import GitError, run_git
+from app.untrusted import code_span
 from app.workspace import EXECUTABLE, GITLINK, REGULAR, SYMLINK, BaseEntry, Workspace
 
 WORKFLOWS_DIR = ".github/workflows/"
@@ -72,7 +73,7 @@ class ChangeSet:
         return sorted(c.path for c in self.changes)
 
     def refusals_text(self) -> str:
-        shown = [f"- `{path}`: {why}" for path, why in self.refused[:MAX_LISTED]]
+        shown = [f"- {code_span(path)}: {why}" for path, why in self.refused[:MAX_LISTED]]
         if len(self.refused) > MAX_LISTED:
             shown.append(f"- … and {len(self.refused) - MAX_LISTED} more")
         return "\n".join(shown)
@@ -115,9 +116,9 @@ def symlink_refusal(path: str, target: bytes) -> str | None:
         return "a symlink whose target is not UTF-8"
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), text))
     if text.startswith("/") or resolved == ".." or resolved.startswith("../") or not text or "\0" in text:
-        return f"a symlink pointing outside the repository (`{text}`)"
+        return f"a symlink pointing outside the repository ({code_span(text)})"
     if ".git" in canonical(resolved).split("/"):
-        return f"a symlink into git metadata (`{text}`)"
+        return f"a symlink into git metadata ({code_span(text)})"
     return None
 
 

@@ -85,6 +85,7 @@ async def run_demo(keep_running: bool) -> int:
     narrator = Narrator()
     say = narrator.say
     work = Path(tempfile.mkdtemp(prefix="agentvine-demo-"))
+    work.chmod(0o711)  # host git runs as an unprivileged user and must pass through (app/hostgit.py)
     secret = secrets.token_hex(16)
     model = FakeModelAPI(SCRIPT)
     say("starting the embedded GitHub (REST API + git over HTTP) and a scripted model API")

@@ -8,6 +8,7 @@ from typing import Any
 
 from app import texts
 from app.jobs import Figures, Job, JobState, Outcome
+from app.untrusted import code_span
 
 # GitHub's limit on a check run's output.summary and a comment's body is 65535 characters.
 MAX_TEXT = 65_000
@@ -215,7 +216,7 @@ def help_text(config: Any) -> str:
 
 
 def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:
-    files = "\n".join(f"- `{path}`" for path in outcome.files[:100]) or "- (none)"
+    files = "\n".join(f"- {code_span(path)}" for path in outcome.files[:100]) or "- (none)"
     if len(outcome.files) > 100:
         files += f"\n- … and {len(outcome.files) - 100} more"
     f = outcome.figures

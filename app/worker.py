@@ -26,6 +26,7 @@ from app.sandbox import remove_orphans
 from app.sandbox.disk import JobDisk, choose_mode
 from app.settings import Settings
 from app.store.base import JobStore
+from app.hostgit import GitError, GitUser
 from app.workspace import discard
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,16 @@ class Worker:
     def _tidy_job_files(self) -> None:
         """What a crash left: files of ended jobs are removed, and no job filesystem stays mounted
         (a job waiting for an answer mounts its own again when it resumes)."""
+        jobs_dir = self.settings.data_dir / "jobs"
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            GitUser.parse(self.settings.git_user).check_reachable(jobs_dir)
+        except GitError as exc:
+            log.error("no job can run: %s", exc)
         mode = choose_mode(self.settings.workspace_disk)
         if mode == "dir":
             log.warning("workspace quotas are not enforced: loop devices need root and /dev/loop-control "
                         "(AGENTVINE_WORKSPACE_DISK, docs/sandbox.md)")
-        jobs_dir = self.settings.data_dir / "jobs"
         for root in sorted(jobs_dir.iterdir()) if jobs_dir.is_dir() else []:
             job = self.store.get_job(root.name)
             disk = JobDisk(root, mode, max_size_mb=0, max_files=0)

@@ -79,7 +79,8 @@ def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, ove
         return Outcome(conclusion="failure", title=texts.OUTCOME["workspace_quota"],
                        detail=_next("workspace_quota_next", ctx, why=over_quota))
     if result is None:
-        detail = f"exit code {sandbox.exit_code}, no result; {sandbox.stderr_tail.strip()[-300:] or 'nothing on stderr'}"
+        stderr = defuse_mentions(sandbox.stderr_tail.strip()[-300:]) or "nothing on stderr"
+        detail = f"exit code {sandbox.exit_code}, no result; {stderr}"
         return Outcome(conclusion="failure", title=texts.OUTCOME["agent_error"], detail=_next("agent_error_next", ctx, detail=detail))
     if result.ok:
         return None

@@ -242,3 +242,14 @@ def test_the_job_filesystem_enforces_its_quota_and_goes_with_its_image(tmp_path)
     finally:
         disk.remove()
     assert not disk.image.exists() and not disk.mountpoint.exists()
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("plain.py", "`plain.py`"),
+    ("a`b", "`` a`b ``"),
+    ("x`` @mona\n- [link](http://evil)", "``` x`` @\u200bmona\\x0a- [link](http://evil) ```"),
+])
+def test_file_names_are_shown_as_code_they_cannot_leave(name, shown):
+    from app.untrusted import code_span
+
+    assert code_span(name) == shown
