@@ -5,7 +5,6 @@ changes. Each checks the sender's permission; an unauthorized command does nothi
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 
 from app import render, texts
@@ -208,6 +207,7 @@ class CommandHandler:
         for job in self._store.list_jobs([JobState.QUEUED, JobState.WAITING_FOR_APPROVAL, JobState.WAITING_FOR_ANSWER],
                                          repo=command.repo):
             self._store.save_job(job.moved_to(JobState.CANCELLED, "AgentVine was removed from the repository"), "cancelled")
+            self._context(job).discard_files()  # a waiting job's kept workspace and session go too
             cancelled += 1
         return f"cancelled {cancelled} job(s), stopping {stopped}"
 

@@ -172,6 +172,7 @@ async def test_attributes_drivers_and_hooks_in_the_agents_git_never_run_and_file
         assert job.outcome.files == [".gitattributes", "hello.py"]
     assert list(marker.iterdir()) == []
     assert our_containers(docker_client, job) == []
+    assert not (tmp_path / "agentvine" / "jobs" / job.id).exists()
 
 
 def _tree(bot, ref: str) -> dict[str, tuple[str, str]]:
