@@ -132,7 +132,7 @@ class Worker:
             disk = JobDisk(root, mode, max_size_mb=0, max_files=0)
             try:
                 if job is None or job.terminal:
-                    discard(root, disk)
+                    discard(disk)
                 else:
                     disk.unmount()
             except Exception:

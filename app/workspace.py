@@ -61,10 +61,13 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
 
 @dataclass
 class Workspace:
-    root: Path  # data_dir/jobs/<job id>
+    disk: JobDisk  # its root is the job's folder, data_dir/jobs/<job id>
     branch: str
-    disk: JobDisk
     git_user: GitUser
+
+    @property
+    def root(self) -> Path:
+        return self.disk.root
 
     @property
     def git_dir(self) -> Path:
@@ -100,7 +103,7 @@ async def prepare(ws: Workspace, clone_url: str, base_branch: str, token: str) -
 
     Returns the sha the remote job branch has now (None when it does not exist), so that the
     push later replaces only what this job saw."""
-    await asyncio.to_thread(discard, ws.root, ws.disk)  # a retried job starts from the default branch again
+    await asyncio.to_thread(discard, ws.disk)  # a retried job starts from the default branch again
     ws.root.mkdir(parents=True, exist_ok=True)
     os.chmod(ws.root, 0o711)
     ws.git_user.check_reachable(ws.root)
@@ -203,8 +206,9 @@ async def push(ws: Workspace, commit: str, token: str, *, expected_remote: str |
     await ws.git("push", "--quiet", lease, "origin", f"{commit}:refs/heads/{ws.branch}", token=token)
 
 
-def discard(root: Path, disk: JobDisk) -> None:
+def discard(disk: JobDisk) -> None:
     """Remove a job's files, whatever state they are in: the filesystem goes with its image."""
+    root = disk.root
     disk.remove()
     for name in ("git", "base.json"):
         target = root / name

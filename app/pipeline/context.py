@@ -33,9 +33,8 @@ class JobContext:
         root = workspace.job_root(self.settings.data_dir, job.id)
         disk = JobDisk(root, choose_mode(self.settings.workspace_disk), max_size_mb=run.max_size_mb if run else 4096,
                        max_files=run.max_files if run else 100_000)
-        return workspace.Workspace(root, job.branch or "", disk, GitUser.parse(self.settings.git_user))
+        return workspace.Workspace(disk, job.branch or "", GitUser.parse(self.settings.git_user))
 
     def discard_files(self) -> None:
         """Every terminal path ends here: the workspace, the agent's home, the host repository."""
-        ws = self.workspace()
-        workspace.discard(ws.root, ws.disk)
+        workspace.discard(self.workspace().disk)

@@ -35,11 +35,11 @@ async def ws(github, tmp_path) -> workspace.Workspace:
     github.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
     root = reachable_by_host_git(tmp_path) / "jobs" / "j1"
     root.parent.mkdir()
-    ws = workspace.Workspace(root, "agentvine/unit", JobDisk(root, "dir", 64, 1000), GitUser.parse(None))
+    ws = workspace.Workspace(JobDisk(root, "dir", 64, 1000), "agentvine/unit", GitUser.parse(None))
     token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
     await workspace.prepare(ws, f"{github.url}/{REPO}.git", "main", token)
     yield ws
-    workspace.discard(ws.root, ws.disk)
+    workspace.discard(ws.disk)
 
 
 def changes(ws, rules: Rules = RULES) -> changeset.ChangeSet:
@@ -253,3 +253,34 @@ def test_file_names_are_shown_as_code_they_cannot_leave(name, shown):
     from app.untrusted import code_span
 
     assert code_span(name) == shown
+
+
+def test_start_up_removes_what_a_crash_left_and_keeps_a_waiting_jobs_files(tmp_path):
+    if not loop_supported():
+        unavailable("the job filesystem needs root, /dev/loop-control and mkfs.ext4")
+    from app.config import load_default
+    from app.jobs import Delivery, Job, JobState, Trigger
+    from app.store import SQLiteJobStore
+    from app.worker import Worker
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, private_key="unused")
+    settings.data_dir.mkdir(parents=True)
+    store = SQLiteJobStore(settings.database_path)
+    done, waiting = (Job(delivery_id="d1", installation_id=1, repo="o/r", issue_number=3, requester="alice",
+                         trigger=Trigger(kind="label", label="agentvine:bugfix")) for _ in range(2))
+    store.record_delivery(Delivery(id="d1", event="issues"), [done, waiting])
+    store.save_job(done.moved_to(JobState.CANCELLED, "x"), "cancelled")
+    store.save_job(waiting.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING)
+                   .moved_to(JobState.WAITING_FOR_ANSWER), "asked")
+    disks = {name: JobDisk(settings.data_dir / "jobs" / name, "loop", 64, 100) for name in (done.id, waiting.id, "ghost")}
+    try:
+        for disk in disks.values():
+            disk.create()
+        Worker(settings, store, load_default())._tidy_job_files()
+        assert not disks[done.id].root.exists() and not disks["ghost"].root.exists()
+        assert disks[waiting.id].image.is_file() and not disks[waiting.id].mounted()
+    finally:
+        for disk in disks.values():
+            disk.remove()
+        store.close()
