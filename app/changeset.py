@@ -163,11 +163,6 @@ def _walk(root_fd: int, gitlinks: set[str]) -> _Walk:
             continue  # the agent's own copy: never read
         path = prefix + name
         st = entry.stat(follow_symlinks=False)
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            out.files[path] = _Found(path, st, "a name that is not UTF-8")
-            continue
         if stat.S_ISDIR(st.st_mode):
             if canonical(name) in (".git", "git~1"):
                 out.files[path] = _Found(path, st, "a `.git` below the top level")
@@ -188,12 +183,20 @@ def _walk(root_fd: int, gitlinks: set[str]) -> _Walk:
         elif path in gitlinks:
             out.files[path] = _Found(path, st, "replaces a submodule (submodules are not changed by agents)")
         elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-            out.files[path] = _Found(path, st)
+            out.files[path] = _Found(path, st, None if _utf8(path) else "a name that is not UTF-8")
             if name == ".gitignore" and stat.S_ISREG(st.st_mode) and st.st_size <= MAX_GITIGNORE_BYTES:
                 out.gitignores[path] = _read(fd, name, st.st_size)
         else:
             out.files[path] = _Found(path, st, _kind(st))
     return out
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir keeps undecodable bytes as surrogates
+        return False
+    return True
 
 
 def _read(dir_fd: int, name: str, size: int) -> bytes:
@@ -289,11 +292,11 @@ def read_changes(ws: Workspace, rules: Rules) -> ChangeSet:
         candidates: list[tuple[_Found, BaseEntry | None]] = []
         for path, found in sorted(walk.files.items()):
             entry = base.get(path)
-            if entry is None and path in ignored:
+            if (entry is None and path in ignored) or (entry is not None and entry.unchanged(found.st)):
                 continue
             if found.problem is not None:
                 result.refused.append((path, found.problem))
-            elif entry is None or not entry.unchanged(found.st):
+            else:
                 candidates.append((found, entry))
         deleted = [p for p in base if p not in walk.files and p not in gitlinks]
         if len(candidates) + len(deleted) > rules.max_changed_files:

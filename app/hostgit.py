@@ -14,7 +14,8 @@ import base64
 import os
 import stat
 import subprocess
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,17 +99,53 @@ def _redact(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
+def _popen(git_dir: Path, args: tuple[str, ...], user: GitUser, token: str | None, env: dict[str, str] | None,
+           cwd: Path | None) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["git", *HARDENING, f"--git-dir={git_dir}", *args], cwd=cwd or git_dir, env=_env(token, env),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        user=user.uid, group=user.gid, extra_groups=[] if user.uid is not None else None,
+    )
+
+
+def cat_blobs(git_dir: Path, shas: list[str], *, user: GitUser) -> Iterator[bytes]:
+    """The contents of `shas`, in order, streamed from one `cat-file --batch` (one blob in memory at a time)."""
+    proc = _popen(git_dir, ("cat-file", "--batch"), user, None, None, None)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def feed() -> None:
+        try:
+            for sha in shas:
+                proc.stdin.write(f"{sha}\n".encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=feed, name="git-cat-file-feed", daemon=True)
+    writer.start()
+    try:
+        for sha in shas:
+            header = proc.stdout.readline().split()
+            if len(header) != 3 or header[0].decode() != sha:
+                raise GitError(f"git cat-file: unexpected answer for {sha}: {b' '.join(header)[:200]!r}")
+            data = proc.stdout.read(int(header[2]))
+            proc.stdout.read(1)  # the newline after each object
+            yield data
+    finally:
+        proc.kill()
+        proc.wait()
+        writer.join()
+        proc.stdout.close()
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
 def run_git(git_dir: Path, *args: str, user: GitUser, token: str | None = None,
             input: bytes | Iterable[bytes] | None = None, env: dict[str, str] | None = None, cwd: Path | None = None,
             ok_codes: tuple[int, ...] = (0,), timeout: float = GIT_TIMEOUT_S) -> bytes:
     """One hermetic git command in the host repository `git_dir`; GitError (token redacted) on failure.
 
     `input` may be an iterable of chunks, written as they come (a commit's file contents)."""
-    cmd = ["git", *HARDENING, f"--git-dir={git_dir}", *args]
-    proc = subprocess.Popen(
-        cmd, cwd=cwd or git_dir, env=_env(token, env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, user=user.uid, group=user.gid, extra_groups=[] if user.uid is not None else None,
-    )
+    proc = _popen(git_dir, args, user, token, env, cwd)
     try:
         if input is not None and not isinstance(input, bytes):
             try:

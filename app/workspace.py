@@ -20,10 +20,11 @@ import json
 import os
 import re
 import shutil
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.hostgit import GitError, GitUser, git, run_git
+from app.hostgit import GitError, GitUser, cat_blobs, git, run_git
 from app.sandbox.disk import JobDisk
 from app.sandbox.image import AGENT_GID, AGENT_UID
 
@@ -143,28 +144,22 @@ def _checkout(ws: Workspace, commit: str) -> dict[str, BaseEntry]:
             mode, _kind, sha = meta.decode().split()
             records.append((mode, sha, path.decode("utf-8", "surrogateescape")))
     blobs = [(m, s, p) for m, s, p in records if m != GITLINK]
-    batch = run_git(ws.git_dir, "cat-file", "--batch", user=ws.git_user,
-                    input="".join(f"{s}\n" for _, s, _ in blobs).encode())
     os.mkdir(ws.path, 0o755)
     os.mkdir(ws.home, 0o700)
     entries: dict[str, BaseEntry] = {}
-    pos = 0
     made: list[Path] = [ws.path, ws.home]
-    for mode, sha, path in blobs:
-        header_end = batch.index(b"\n", pos)
-        size = int(batch[pos:header_end].split()[2])
-        data = batch[header_end + 1: header_end + 1 + size]
-        pos = header_end + 1 + size + 1
-        target = ws.path.joinpath(*_safe_components(path))
-        made += _mkdirs(ws.path, target.parent)
-        if mode == SYMLINK:
-            os.symlink(data, target)
-        else:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if mode == EXECUTABLE else 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        os.lchown(target, AGENT_UID, AGENT_GID)
-        entries[path] = BaseEntry(mode, sha, _stat_key(os.lstat(target)))
+    with closing(cat_blobs(ws.git_dir, [s for _, s, _ in blobs], user=ws.git_user)) as contents:
+        for (mode, sha, path), data in zip(blobs, contents):
+            target = ws.path.joinpath(*_safe_components(path))
+            made += _mkdirs(ws.path, target.parent)
+            if mode == SYMLINK:
+                os.symlink(data, target)
+            else:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if mode == EXECUTABLE else 0o644)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            os.lchown(target, AGENT_UID, AGENT_GID)
+            entries[path] = BaseEntry(mode, sha, _stat_key(os.lstat(target)))
     for mode, sha, path in records:
         if mode == GITLINK:  # a submodule stays an empty directory, as git leaves it unless asked
             target = ws.path.joinpath(*_safe_components(path))

@@ -222,6 +222,8 @@ def test_the_job_filesystem_enforces_its_quota_and_goes_with_its_image(tmp_path)
     disk.create()
     try:
         assert disk.mounted() and disk.over_quota() is None
+        (options,) = [line.split()[3].split(",") for line in open("/proc/mounts") if line.split()[1] == str(disk.mountpoint)]
+        assert {"nosuid", "nodev"} <= set(options)
         with pytest.raises(OSError, match="No space left"):
             with open(disk.mountpoint / "fill", "wb") as f:
                 for _ in range(200):
@@ -284,3 +286,23 @@ def test_start_up_removes_what_a_crash_left_and_keeps_a_waiting_jobs_files(tmp_p
         for disk in disks.values():
             disk.remove()
         store.close()
+
+
+async def test_a_tracked_non_utf8_name_is_no_change_but_a_new_one_is_refused(github, tmp_path):
+    github.add_repo("octo-org/latin1", installation_id=INSTALLATION, files={"README.md": "x\n"})
+    git = github.repo("octo-org/latin1").git
+    blob = git.git("hash-object", "-w", "--stdin", input=b"old\n").decode().strip()
+    tree = git.git("mktree", input=f"100644 blob {blob}\tmenu.txt\n".encode()).decode().strip()
+    top = git.git("mktree", input=f"040000 tree {tree}\t".encode() + b"caf\xe9\n").decode().strip()
+    git.git("update-ref", "refs/heads/main", git.git("commit-tree", top, "-m", "latin-1").decode().strip())
+    root = reachable_by_host_git(tmp_path) / "jobs" / "j2"
+    root.parent.mkdir()
+    ws = workspace.Workspace(JobDisk(root, "dir", 64, 1000), "agentvine/latin1", GitUser.parse(None))
+    token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
+    await workspace.prepare(ws, f"{github.url}/octo-org/latin1.git", "main", token)
+    try:
+        assert changes(ws).changes == [] and changes(ws).refused == []
+        os.close(os.open(os.fsencode(ws.path) + b"/caf\xe9/new.txt", os.O_CREAT | os.O_WRONLY))
+        assert changes(ws).refused == [("caf\udce9/new.txt", "a name that is not UTF-8")]
+    finally:
+        workspace.discard(ws.disk)
