@@ -39,6 +39,7 @@ from app.workspace import EXECUTABLE, GITLINK, REGULAR, SYMLINK, BaseEntry, Work
 WORKFLOWS_DIR = ".github/workflows/"
 MAX_DEPTH = 200
 MAX_GITIGNORE_BYTES = 1024 * 1024
+MAX_GITIGNORE_TOTAL = 16 * 1024 * 1024
 MAX_LISTED = 20  # refusals named on GitHub; the rest are counted
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -143,13 +144,23 @@ class _Found:
 class _Walk:
     files: dict[str, _Found] = field(default_factory=dict)  # regular files, symlinks, specials
     gitignores: dict[str, bytes] = field(default_factory=dict)
-    seen_gitlinks: set[str] = field(default_factory=set)
+    gitignore_bytes: int = 0
 
 
 def _walk(root_fd: int, gitlinks: set[str]) -> _Walk:
     """Every entry below the workspace except its top-level `.git`; directories by fd only."""
     out = _Walk()
     stack: list[tuple[int, str, Iterator[os.DirEntry]]] = [(root_fd, "", iter(list(os.scandir(root_fd))))]
+    try:
+        _walk_stack(stack, root_fd, gitlinks, out)
+    finally:
+        for fd, _, _ in stack:
+            if fd != root_fd:
+                os.close(fd)
+    return out
+
+
+def _walk_stack(stack: list[tuple[int, str, Iterator[os.DirEntry]]], root_fd: int, gitlinks: set[str], out: _Walk) -> None:
     while stack:
         fd, prefix, entries = stack[-1]
         entry = next(entries, None)
@@ -170,7 +181,6 @@ def _walk(root_fd: int, gitlinks: set[str]) -> _Walk:
             child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             children = list(os.scandir(child))
             if path in gitlinks:
-                out.seen_gitlinks.add(path)
                 os.close(child)
                 if children:
                     out.files[path] = _Found(path, st, "files inside a submodule's directory (submodules are not changed by agents)")
@@ -184,11 +194,13 @@ def _walk(root_fd: int, gitlinks: set[str]) -> _Walk:
             out.files[path] = _Found(path, st, "replaces a submodule (submodules are not changed by agents)")
         elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
             out.files[path] = _Found(path, st, None if _utf8(path) else "a name that is not UTF-8")
-            if name == ".gitignore" and stat.S_ISREG(st.st_mode) and st.st_size <= MAX_GITIGNORE_BYTES:
+            if (name == ".gitignore" and stat.S_ISREG(st.st_mode) and st.st_size <= MAX_GITIGNORE_BYTES
+                    and out.gitignore_bytes + st.st_size <= MAX_GITIGNORE_TOTAL):
+                # Past the total, more new files count as changes: the limits refuse, nothing is lost.
                 out.gitignores[path] = _read(fd, name, st.st_size)
+                out.gitignore_bytes += st.st_size
         else:
             out.files[path] = _Found(path, st, _kind(st))
-    return out
 
 
 def _utf8(path: str) -> bool:
