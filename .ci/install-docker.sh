@@ -22,7 +22,8 @@ DOCKER_WAIT_SECONDS="${DOCKER_WAIT_SECONDS:-60}"
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
-for pkg in mmdebstrap socat git ca-certificates; do
+# e2fsprogs and mount: each job's own filesystem (app/sandbox/disk.py).
+for pkg in mmdebstrap socat git ca-certificates e2fsprogs mount; do
     installed "$pkg" || missing+=("$pkg")
 done
 # Any Docker engine will do (docker.io, or docker-ce installed by other means).
