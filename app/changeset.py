@@ -29,7 +29,7 @@ import shutil
 import stat
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from app.hostgit import GitError, run_git
@@ -38,6 +38,8 @@ from app.workspace import EXECUTABLE, GITLINK, REGULAR, SYMLINK, BaseEntry, Work
 
 WORKFLOWS_DIR = ".github/workflows/"
 MAX_DEPTH = 200
+MAX_PATH_BYTES = 4096  # PATH_MAX: a longer path is refused and not entered
+MAX_NAMES_BYTES = 64 * 1024 * 1024  # all recorded paths together: bounds the host's memory
 MAX_GITIGNORE_BYTES = 1024 * 1024
 MAX_GITIGNORE_TOTAL = 16 * 1024 * 1024
 MAX_LISTED = 20  # refusals named on GitHub; the rest are counted
@@ -95,9 +97,11 @@ def path_matches(path: str, pattern: str) -> bool:
     return pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:])
 
 
-def rule_refusal(path: str, rules: Rules) -> str | None:
-    """Why the job may not change `path` (added, modified or deleted), or None."""
+def rule_refusal(path: str, rules: Rules, mode: str | None = None) -> str | None:
+    """Why the job may not change `path` (added, modified or deleted; `mode` of what it becomes), or None."""
     canon = canonical(path)
+    if mode == SYMLINK and not rules.allow_workflows and WORKFLOWS_DIR.startswith(canon + "/"):
+        return "a symlink in place of .github/ or .github/workflows/ (allow_workflow_changes)"
     if any(part in (".git", "git~1") for part in canon.split("/")):
         return "git metadata"
     if canon == ".gitmodules":
@@ -109,17 +113,32 @@ def rule_refusal(path: str, rules: Rules) -> str | None:
     return None
 
 
-def symlink_refusal(path: str, target: bytes) -> str | None:
-    """A committed symlink must point inside the repository, at something that is not `.git`."""
+def symlink_refusal(path: str, target: bytes, is_link: Callable[[str], bool] = lambda p: False) -> str | None:
+    """A committed symlink must point inside the repository, at something that is not `.git`.
+
+    The target is resolved component by component from the link's folder; passing through
+    another symlink of the tree (`is_link`) is refused, since `..` after it would go wherever that
+    link points (a chain of links each harmless alone can reach `/etc/passwd`)."""
     try:
         text = target.decode("utf-8")
     except UnicodeDecodeError:
         return "a symlink whose target is not UTF-8"
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), text))
-    if text.startswith("/") or resolved == ".." or resolved.startswith("../") or not text or "\0" in text:
-        return f"a symlink pointing outside the repository ({code_span(text)})"
-    if ".git" in canonical(resolved).split("/"):
-        return f"a symlink into git metadata ({code_span(text)})"
+    outside = f"a symlink pointing outside the repository ({code_span(text)})"
+    if not text or text.startswith("/") or "\0" in text:
+        return outside
+    parts = path.split("/")[:-1]
+    components = [c for c in text.split("/") if c not in ("", ".")]
+    for i, comp in enumerate(components):
+        if comp == "..":
+            if not parts:
+                return outside
+            parts.pop()
+            continue
+        parts.append(comp)
+        if canonical(comp) in (".git", "git~1"):
+            return f"a symlink into git metadata ({code_span(text)})"
+        if i < len(components) - 1 and is_link("/".join(parts)):
+            return f"a symlink through another symlink ({code_span(text)})"
     return None
 
 
@@ -145,6 +164,8 @@ class _Walk:
     files: dict[str, _Found] = field(default_factory=dict)  # regular files, symlinks, specials
     gitignores: dict[str, bytes] = field(default_factory=dict)
     gitignore_bytes: int = 0
+    names_bytes: int = 0
+    overflow: bool = False  # more names than can be checked: the change set is refused whole
 
 
 def _walk(root_fd: int, gitlinks: set[str]) -> _Walk:
@@ -174,6 +195,13 @@ def _walk_stack(stack: list[tuple[int, str, Iterator[os.DirEntry]]], root_fd: in
             continue  # the agent's own copy: never read
         path = prefix + name
         st = entry.stat(follow_symlinks=False)
+        out.names_bytes += len(path) + 64
+        if out.names_bytes > MAX_NAMES_BYTES:
+            out.overflow = True
+            return
+        if len(os.fsencode(path)) > MAX_PATH_BYTES:
+            out.files[path[:200] + "…"] = _Found(path, st, f"a path longer than {MAX_PATH_BYTES} bytes")
+            continue
         if stat.S_ISDIR(st.st_mode):
             if canonical(name) in (".git", "git~1"):
                 out.files[path] = _Found(path, st, "a `.git` below the top level")
@@ -284,11 +312,12 @@ def _ignored(ws: Workspace, paths: list[str], gitignores: dict[str, bytes]) -> s
                 for name in [*dirnames, *filenames, ""]:
                     os.lchown(os.path.join(dirpath, name) if name else dirpath, ws.git_user.uid, ws.git_user.gid or -1)
         out = run_git(ws.git_dir, f"--work-tree={shadow}", "check-ignore", "--no-index", "--stdin", "-z",
-                      user=ws.git_user, input="".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"),
+                      # "./": a name such as `:(glob)x` is a path, not pathspec magic
+                      user=ws.git_user, input="".join(f"./{p}\0" for p in paths).encode("utf-8", "surrogateescape"),
                       cwd=shadow, ok_codes=(0, 1))
     finally:
         shutil.rmtree(shadow, ignore_errors=True)
-    return {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
+    return {p.decode("utf-8", "surrogateescape").removeprefix("./") for p in out.split(b"\0") if p}
 
 
 def read_changes(ws: Workspace, rules: Rules) -> ChangeSet:
@@ -298,40 +327,36 @@ def read_changes(ws: Workspace, rules: Rules) -> ChangeSet:
     root_fd = os.open(ws.path, _DIR_FLAGS)
     try:
         walk = _walk(root_fd, gitlinks)
+        result = ChangeSet()
+        if walk.overflow:
+            result.refused.append(("the workspace", f"more names than the host checks ({MAX_NAMES_BYTES // 2**20} MiB of paths)"))
+            return result
         new = sorted(p for p in walk.files if p not in base)
         ignored = _ignored(ws, new, walk.gitignores)
-        result = ChangeSet()
-        candidates: list[tuple[_Found, BaseEntry | None]] = []
+        max_bytes = rules.max_file_mb * 1024 * 1024
+        changed: list[tuple[_Found, str]] = []
         for path, found in sorted(walk.files.items()):
             entry = base.get(path)
-            if (entry is None and path in ignored) or (entry is not None and entry.unchanged(found.st)):
-                continue
+            if (entry is None and path in ignored) or (entry is not None and _same(root_fd, found, entry, max_bytes)):
+                continue  # ignored, or tracked and not changed (perhaps touched)
             if found.problem is not None:
                 result.refused.append((path, found.problem))
             else:
-                candidates.append((found, entry))
+                changed.append((found, _mode(found.st)))
         deleted = [p for p in base if p not in walk.files and p not in gitlinks]
-        if len(candidates) + len(deleted) > rules.max_changed_files:
-            result.refused.append((f"{len(candidates) + len(deleted)} files",
+        if len(changed) + len(deleted) > rules.max_changed_files:
+            result.refused.append((f"{len(changed) + len(deleted)} files",
                                    f"more changed files than workspace.max_changed_files ({rules.max_changed_files})"))
             return result
-        max_bytes = rules.max_file_mb * 1024 * 1024
-        for found, entry in candidates:
-            path, st = found.path, found.st
-            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-                result.refused.append((path, "a hard link (commit a copy, or a symlink)"))
-                continue
-            if st.st_size > max_bytes:
-                result.refused.append((path, f"{st.st_size / 1024 / 1024:.0f} MB, larger than workspace.max_file_mb ({rules.max_file_mb} MB)"))
-                continue
-            mode = _mode(st)
-            if entry is not None and entry.mode == mode and _blob_sha(read_content(root_fd, path, st)) == entry.sha:
-                continue  # touched, not changed
-            why = rule_refusal(path, rules) or (symlink_refusal(path, read_content(root_fd, path, st)) if mode == SYMLINK else None)
+        links = {p for p, e in base.items() if e.mode == SYMLINK and p in walk.files} | {
+            f.path for f, mode in changed if mode == SYMLINK}
+        links -= {f.path for f, mode in changed if mode != SYMLINK}
+        for found, mode in changed:
+            why = _refusal(root_fd, found, mode, rules, max_bytes, gitlinks, links.__contains__)
             if why:
-                result.refused.append((path, why))
+                result.refused.append((found.path, why))
             else:
-                result.changes.append(Change(path, mode))
+                result.changes.append(Change(found.path, mode))
         for path in deleted:
             why = rule_refusal(path, rules)
             if why:
@@ -341,6 +366,32 @@ def read_changes(ws: Workspace, rules: Rules) -> ChangeSet:
         return result
     finally:
         os.close(root_fd)
+
+
+def _same(root_fd: int, found: _Found, entry: BaseEntry, max_bytes: int) -> bool:
+    """A tracked file is unchanged when its stat is as written, or its bytes and mode are."""
+    if entry.unchanged(found.st):
+        return True
+    st = found.st
+    if found.problem or entry.stat is None or _mode(st) != entry.mode or st.st_size > max_bytes:
+        return False
+    return _blob_sha(read_content(root_fd, found.path, st)) == entry.sha
+
+
+def _refusal(root_fd: int, found: _Found, mode: str, rules: Rules, max_bytes: int, gitlinks: set[str],
+             is_link: Callable[[str], bool]) -> str | None:
+    path, st = found.path, found.st
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        return "a hard link (commit a copy, or a symlink)"
+    if st.st_size > max_bytes:
+        return f"{st.st_size / 1024 / 1024:.0f} MB, larger than workspace.max_file_mb ({rules.max_file_mb} MB)"
+    held = next((g for g in gitlinks if g.startswith(path + "/")), None)
+    if held is not None:  # a file or link where a submodule's parent folder was would drop the submodule
+        return f"replaces the folder of the submodule {code_span(held)} (submodules are not changed by agents)"
+    why = rule_refusal(path, rules, mode)
+    if why is None and mode == SYMLINK:
+        why = symlink_refusal(path, read_content(root_fd, path, st), is_link)
+    return why
 
 
 # --- the commit -----------------------------------------------------------------------------
@@ -367,7 +418,7 @@ def commit(ws: Workspace, changes: ChangeSet, message: str, *, author_name: str,
     ordered = sorted(changes.changes, key=lambda c: (c.mode is not None, c.path))
 
     def stream() -> Iterator[bytes]:
-        msg = message.encode()
+        msg = message.encode("utf-8", "replace")  # the agent's text may carry lone surrogates
         yield b"commit refs/agentvine/commit\nmark :1\nauthor " + stamp + b"\ncommitter " + stamp + b"\n"
         yield b"data %d\n" % len(msg) + msg + b"\nfrom " + base_commit.encode() + b"\n"
         root_fd = os.open(ws.path, _DIR_FLAGS)

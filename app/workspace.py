@@ -20,12 +20,13 @@ import json
 import os
 import re
 import shutil
+import stat
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.hostgit import GitError, GitUser, cat_blobs, git, run_git
-from app.sandbox.disk import JobDisk
+from app.sandbox.disk import JobDisk, remove_tree
 from app.sandbox.image import AGENT_GID, AGENT_UID
 
 __all__ = ["BaseEntry", "GitError", "Workspace", "branch_name", "discard", "prepare", "push"]
@@ -171,12 +172,21 @@ def _checkout(ws: Workspace, commit: str) -> dict[str, BaseEntry]:
 
 
 def _mkdirs(top: Path, directory: Path) -> list[Path]:
+    """Make `directory` below `top`; every existing component must be a real directory (a tree
+    with both `a` as a symlink and `a/b` would otherwise write through the link)."""
     made = []
     for d in [*reversed(directory.relative_to(top).parents), directory.relative_to(top)]:
         full = top / d
-        if str(d) != "." and not full.is_dir():
+        if str(d) == ".":
+            continue
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
             os.mkdir(full, 0o755)
             made.append(full)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise GitError(f"the repository's tree cannot be checked out safely: {d} is not a directory")
     return made
 
 
@@ -205,14 +215,10 @@ def discard(disk: JobDisk) -> None:
     """Remove a job's files, whatever state they are in: the filesystem goes with its image."""
     root = disk.root
     disk.remove()
-    for name in ("git", "base.json"):
-        target = root / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            target.unlink(missing_ok=True)
+    remove_tree(root / "git")
+    (root / "base.json").unlink(missing_ok=True)
     for leftover in ("workspace", "home"):  # the layout before the job filesystem
-        shutil.rmtree(root / leftover, ignore_errors=True)
+        remove_tree(root / leftover)
     if root.is_dir():
         try:
             root.rmdir()

@@ -7,6 +7,7 @@ import logging
 import gidgethub
 
 from app.jobs import Job, JobState
+from app.untrusted import defuse_mentions
 from app.pipeline.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -15,7 +16,8 @@ log = logging.getLogger(__name__)
 def describe(exc: BaseException) -> str:
     if isinstance(exc, gidgethub.HTTPException):
         return f"GitHub answered {int(exc.status_code)}: {exc}"
-    return f"internal error: {type(exc).__name__}: {exc}"
+    # The text may hold what the agent chose (a path); it is published on GitHub.
+    return defuse_mentions(f"internal error: {type(exc).__name__}: {exc}"[:1000])
 
 
 async def fail_job(ctx: JobContext, exc: BaseException) -> Job:

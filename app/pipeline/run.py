@@ -228,10 +228,13 @@ async def run_job(ctx: JobContext, deps: RunDeps) -> None:
     finally:
         reporter.close()
         deps.cancels.pop(job.id, None)
-        if ctx.job.terminal:
-            await asyncio.to_thread(ctx.discard_files)
-        elif ws is not None:  # a question waits: the files stay, unmounted, for the answer
-            await asyncio.to_thread(ws.disk.unmount)
+        try:
+            if ctx.job.terminal:
+                await asyncio.to_thread(ctx.discard_files)
+            elif ws is not None:  # a question waits: the files stay, unmounted, for the answer
+                await asyncio.to_thread(ws.disk.unmount)
+        except Exception:  # the job's outcome stands; the worker's start-up tidying tries again
+            log.exception("could not remove or unmount the files of job %s", job.id)
 
 
 async def _publish_review(ctx: JobContext, reporter: ProgressReporter, text: str, files: list[dict], stats: Figures) -> None:

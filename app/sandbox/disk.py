@@ -129,5 +129,13 @@ class JobDisk:
         """Unmount and delete everything: the tree goes with the image, nothing walks it."""
         self.unmount()
         self.image.unlink(missing_ok=True)
-        if self.mountpoint.exists() and not self.mounted():
-            shutil.rmtree(self.mountpoint, ignore_errors=True)  # mode "dir": fd-based, never follows links
+        if not self.mounted():
+            remove_tree(self.mountpoint)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder the agent may have written: GNU rm walks any depth without recursion
+    (shutil.rmtree recurses and fails past ~1000 levels), never follows a symlink, and stays on
+    one filesystem."""
+    if os.path.lexists(path):
+        _run("rm", "-rf", "--one-file-system", "--", str(path))

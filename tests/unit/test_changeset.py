@@ -12,7 +12,7 @@ import pytest
 from app import changeset, workspace
 from app.changeset import Rules, canonical, rule_refusal, symlink_refusal
 from app.hostgit import GitUser
-from app.sandbox.disk import JobDisk, loop_supported
+from app.sandbox.disk import JobDisk, loop_supported, remove_tree
 from tests.agentvine_harness import INSTALLATION
 from tests.conftest import reachable_by_host_git, unavailable
 
@@ -306,3 +306,120 @@ async def test_a_tracked_non_utf8_name_is_no_change_but_a_new_one_is_refused(git
         assert changes(ws).refused == [("caf\udce9/new.txt", "a name that is not UTF-8")]
     finally:
         workspace.discard(ws.disk)
+
+
+# --- found by an attacker's review (2026-12-03) --------------------------------------------------
+
+async def test_a_chain_of_symlinks_cannot_reach_outside(ws):
+    os.makedirs(ws.path / "a")
+    os.symlink("..", ws.path / "a/s")  # alone: the repository's top, harmless
+    os.symlink("a/s/..", ws.path / "u1")  # through a/s, `..` leaves the repository
+    os.symlink("u1/etc/passwd", ws.path / "leak")
+    refused = dict(changes(ws).refused)
+    assert refused["u1"] == "a symlink through another symlink (`a/s/..`)"
+    assert refused["leak"] == "a symlink through another symlink (`u1/etc/passwd`)"
+    assert "a/s" not in refused
+
+
+async def test_names_that_look_like_pathspec_magic_are_plain_paths(ws):
+    for name in (":(glob)x", ":!x", ":^x", ":(top,literal)x", ":build"):
+        (ws.path / name).write_text("x")
+    assert changes(ws).paths == [":!x", ":(glob)x", ":(top,literal)x", ":^x", ":build"]  # as `git status` lists them
+
+
+async def test_replacing_a_submodules_parent_folder_is_refused(github, tmp_path):
+    github.add_repo("octo-org/nested", installation_id=INSTALLATION,
+                    files={"README.md": "x\n", "libs/sub": ("160000", "1234567890abcdef1234567890abcdef12345678")})
+    root = reachable_by_host_git(tmp_path) / "jobs" / "j3"
+    root.parent.mkdir()
+    ws = workspace.Workspace(JobDisk(root, "dir", 64, 1000), "agentvine/nested", GitUser.parse(None))
+    token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
+    await workspace.prepare(ws, f"{github.url}/octo-org/nested.git", "main", token)
+    try:
+        os.rmdir(ws.path / "libs/sub")
+        os.rmdir(ws.path / "libs")
+        (ws.path / "libs").write_text("x")
+        assert ("libs", "replaces the folder of the submodule `libs/sub` (submodules are not changed by agents)") \
+            in changes(ws).refused
+    finally:
+        workspace.discard(ws.disk)
+
+
+async def test_touched_files_count_against_no_limit(ws):
+    big = ws.path / "README.md"
+    for path in ("src/app.py", "run.sh", "keep.log", ".gitignore"):
+        os.utime(ws.path / path)
+    os.utime(big)
+    (ws.path / "new.txt").write_text("the one real change")
+    result = changes(ws, Rules(["**"], False, max_file_mb=1, max_changed_files=1))
+    assert result.refused == [] and result.paths == ["new.txt"]
+
+
+async def test_a_path_longer_than_path_max_is_refused_without_entering_it(ws):
+    fd = os.open(ws.path, os.O_RDONLY)
+    try:
+        for _ in range(20):
+            os.mkdir("d" * 250, dir_fd=fd)
+            nxt = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        os.close(os.open(".gitignore", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    finally:
+        os.close(fd)
+    (reason,) = {why for _, why in changes(ws).refused}
+    assert reason == "a path longer than 4096 bytes"
+
+
+async def test_a_tree_too_deep_for_shutil_is_still_removed(ws):
+    fd = os.open(ws.path, os.O_RDONLY)
+    for _ in range(3000):
+        os.mkdir("d", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.close(fd)
+    assert [why for _, why in changes(ws).refused] == ["directories nested deeper than 200"]
+    workspace.discard(ws.disk)
+    assert not ws.root.exists()
+
+
+async def test_a_tree_with_a_symlink_and_a_folder_of_the_same_name_is_not_checked_out(ws, tmp_path):
+    import binascii
+
+    from app.hostgit import GitError, run_git
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    git = lambda *a, input=None: run_git(ws.git_dir, *a, user=ws.git_user, input=input).decode().strip()  # noqa: E731
+    link = git("hash-object", "-w", "--stdin", input=str(outside).encode())
+    sub = git("mktree", input=f"100644 blob {git('hash-object', '-w', '--stdin', input=b'pwned')}\tevil\n".encode())
+    raw = b"120000 a\0" + binascii.unhexlify(link) + b"40000 a\0" + binascii.unhexlify(sub)
+    top = git("hash-object", "-t", "tree", "-w", "--literally", "--stdin", input=raw)
+    commit = git("-c", "user.name=a", "-c", "user.email=a@b", "commit-tree", top, "-m", "malformed")
+    remove_tree(ws.disk.mountpoint)
+    with pytest.raises(GitError, match="cannot be checked out safely"):
+        workspace._materialize(ws, commit)
+    assert list(outside.iterdir()) == []
+
+
+def test_agent_text_with_a_lone_surrogate_still_commits(ws):
+    (ws.path / "x.txt").write_text("x")
+    assert changeset.commit(ws, changes(ws), "done \ud800", author_name="a", author_email="a@b")
+
+
+async def test_a_symlink_in_place_of_github_is_refused(ws):
+    os.makedirs(ws.path / "gh/workflows")
+    (ws.path / "gh/workflows/evil.yml").write_text("on: push\n")
+    os.symlink("gh", ws.path / ".github")
+    os.makedirs(ws.path / "src/.github")
+    os.symlink("../../gh/workflows", ws.path / "src/.github/workflows")
+    refused = dict(changes(ws).refused)
+    assert refused[".github"] == "a symlink in place of .github/ or .github/workflows/ (allow_workflow_changes)"
+    assert "src/.github/workflows" not in refused  # GitHub runs workflows from the top only
+
+
+async def test_more_names_than_the_host_checks_refuse_the_whole_change_set(ws, monkeypatch):
+    monkeypatch.setattr(changeset, "MAX_NAMES_BYTES", 5_000)
+    for i in range(100):
+        (ws.path / f"file-{i:03}.txt").write_text("x")
+    assert changes(ws).refused == [("the workspace", "more names than the host checks (0 MiB of paths)")]
