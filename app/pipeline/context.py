@@ -31,8 +31,8 @@ class JobContext:
         """The job's files on the host (app/workspace.py), whether they exist yet or not."""
         job, run = self.job, self.job.run
         root = workspace.job_root(self.settings.data_dir, job.id)
-        disk = JobDisk(root, choose_mode(self.settings.workspace_disk), max_size_mb=run.max_size_mb if run else 4096,
-                       max_files=run.max_files if run else 100_000)
+        size, files = (run.max_size_mb, run.max_files) if run else (0, 0)  # only a run's quota is checked
+        disk = JobDisk(root, choose_mode(self.settings.workspace_disk), max_size_mb=size, max_files=files)
         return workspace.Workspace(disk, job.branch or "", GitUser.parse(self.settings.git_user))
 
     def discard_files(self) -> None:
