@@ -223,8 +223,9 @@ def _walk_stack(stack: list[tuple[int, str, Iterator[os.DirEntry]]], root_fd: in
         elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
             out.files[path] = _Found(path, st, None if _utf8(path) else "a name that is not UTF-8")
             if (name == ".gitignore" and stat.S_ISREG(st.st_mode) and st.st_size <= MAX_GITIGNORE_BYTES
-                    and out.gitignore_bytes + st.st_size <= MAX_GITIGNORE_TOTAL):
-                # Past the total, more new files count as changes: the limits refuse, nothing is lost.
+                    and out.gitignore_bytes + st.st_size <= MAX_GITIGNORE_TOTAL and len(path) <= MAX_PATH_BYTES // 2):
+                # Past the total (or too deep for the shadow tree's longer paths), more new files
+                # count as changes: the limits refuse, nothing is lost.
                 out.gitignores[path] = _read(fd, name, st.st_size)
                 out.gitignore_bytes += st.st_size
         else:

@@ -423,3 +423,11 @@ async def test_more_names_than_the_host_checks_refuse_the_whole_change_set(ws, m
     for i in range(100):
         (ws.path / f"file-{i:03}.txt").write_text("x")
     assert changes(ws).refused == [("the workspace", "more names than the host checks (0 MiB of paths)")]
+
+
+async def test_a_gitignore_too_deep_for_the_shadow_tree_is_passed_over(ws):
+    deep = ws.path.joinpath(*["g" * 200] * 15)  # 3 kB: a valid path, too long beside the shadow's prefix
+    deep.mkdir(parents=True)
+    (deep / ".gitignore").write_text("*.tmp\n")
+    (deep / "x.tmp").write_text("x")
+    assert sorted(p.rsplit("/", 1)[-1] for p in changes(ws).paths) == [".gitignore", "x.tmp"]
