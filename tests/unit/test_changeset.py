@@ -4,6 +4,7 @@ and the commit built with fast-import in the host's repository."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,16 +31,26 @@ FILES = {
 }
 
 
+@contextlib.asynccontextmanager
+async def checkout(github, tmp_path: Path, repo: str, files: dict | None = None):
+    """A job's workspace on a checkout of `repo` (added with `files` when given), in a plain folder."""
+    if files is not None:
+        github.add_repo(repo, installation_id=INSTALLATION, files=files)
+    root = reachable_by_host_git(tmp_path) / "jobs" / repo.replace("/", "-")
+    root.parent.mkdir(exist_ok=True)
+    ws = workspace.Workspace(JobDisk(root, "dir", 64, 1000), f"agentvine/{repo.split('/')[1]}", GitUser.parse(None))
+    token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
+    await workspace.prepare(ws, f"{github.url}/{repo}.git", "main", token)
+    try:
+        yield ws
+    finally:
+        workspace.discard(ws.disk)
+
+
 @pytest.fixture
 async def ws(github, tmp_path) -> workspace.Workspace:
-    github.add_repo(REPO, installation_id=INSTALLATION, files=FILES)
-    root = reachable_by_host_git(tmp_path) / "jobs" / "j1"
-    root.parent.mkdir()
-    ws = workspace.Workspace(JobDisk(root, "dir", 64, 1000), "agentvine/unit", GitUser.parse(None))
-    token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
-    await workspace.prepare(ws, f"{github.url}/{REPO}.git", "main", token)
-    yield ws
-    workspace.discard(ws.disk)
+    async with checkout(github, tmp_path, REPO, FILES) as ws:
+        yield ws
 
 
 def changes(ws, rules: Rules = RULES) -> changeset.ChangeSet:
@@ -295,17 +306,10 @@ async def test_a_tracked_non_utf8_name_is_no_change_but_a_new_one_is_refused(git
     tree = git.git("mktree", input=f"100644 blob {blob}\tmenu.txt\n".encode()).decode().strip()
     top = git.git("mktree", input=f"040000 tree {tree}\t".encode() + b"caf\xe9\n").decode().strip()
     git.git("update-ref", "refs/heads/main", git.git("commit-tree", top, "-m", "latin-1").decode().strip())
-    root = reachable_by_host_git(tmp_path) / "jobs" / "j2"
-    root.parent.mkdir()
-    ws = workspace.Workspace(JobDisk(root, "dir", 64, 1000), "agentvine/latin1", GitUser.parse(None))
-    token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
-    await workspace.prepare(ws, f"{github.url}/octo-org/latin1.git", "main", token)
-    try:
+    async with checkout(github, tmp_path, "octo-org/latin1") as ws:
         assert changes(ws).changes == [] and changes(ws).refused == []
         os.close(os.open(os.fsencode(ws.path) + b"/caf\xe9/new.txt", os.O_CREAT | os.O_WRONLY))
         assert changes(ws).refused == [("caf\udce9/new.txt", "a name that is not UTF-8")]
-    finally:
-        workspace.discard(ws.disk)
 
 
 # --- found by an attacker's review (2026-12-03) --------------------------------------------------
@@ -328,21 +332,13 @@ async def test_names_that_look_like_pathspec_magic_are_plain_paths(ws):
 
 
 async def test_replacing_a_submodules_parent_folder_is_refused(github, tmp_path):
-    github.add_repo("octo-org/nested", installation_id=INSTALLATION,
-                    files={"README.md": "x\n", "libs/sub": ("160000", "1234567890abcdef1234567890abcdef12345678")})
-    root = reachable_by_host_git(tmp_path) / "jobs" / "j3"
-    root.parent.mkdir()
-    ws = workspace.Workspace(JobDisk(root, "dir", 64, 1000), "agentvine/nested", GitUser.parse(None))
-    token = github.tokens.issue(INSTALLATION, {"contents": "write"}, None).token
-    await workspace.prepare(ws, f"{github.url}/octo-org/nested.git", "main", token)
-    try:
+    files = {"README.md": "x\n", "libs/sub": ("160000", "1234567890abcdef1234567890abcdef12345678")}
+    async with checkout(github, tmp_path, "octo-org/nested", files) as ws:
         os.rmdir(ws.path / "libs/sub")
         os.rmdir(ws.path / "libs")
         (ws.path / "libs").write_text("x")
         assert ("libs", "replaces the folder of the submodule `libs/sub` (submodules are not changed by agents)") \
             in changes(ws).refused
-    finally:
-        workspace.discard(ws.disk)
 
 
 async def test_touched_files_count_against_no_limit(ws):
