@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.hostgit import DEFAULT_GIT_USER
 
 
 class Settings(BaseSettings):
@@ -43,9 +46,9 @@ class Settings(BaseSettings):
     progress_interval: float = 3.0  # seconds between two progress edits of one job, at least
     sentry_dsn: str | None = None
     # Host git runs as this uid:gid when AgentVine runs as root (app/hostgit.py).
-    git_user: str = "65534:65534"
+    git_user: str = Field(default=DEFAULT_GIT_USER, pattern=r"^[0-9]+(:[0-9]+)?$")
     # auto: each job gets its own loop-mounted filesystem (the quota) where root and loop devices allow.
-    workspace_disk: str = "auto"
+    workspace_disk: Literal["auto", "loop", "dir"] = "auto"
 
     @property
     def database_path(self) -> Path:

@@ -16,15 +16,12 @@ directory instead: nothing is enforced while the agent runs; the service logs th
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-log = logging.getLogger(__name__)
 
 DiskMode = Literal["loop", "dir"]
 # ext4's own metadata (inode tables, bitmaps) comes on top of the space the agent may use.
@@ -41,15 +38,13 @@ def loop_supported() -> bool:
     return os.geteuid() == 0 and os.path.exists("/dev/loop-control") and shutil.which("mkfs.ext4") is not None
 
 
-def choose_mode(setting: str) -> DiskMode:
-    """`auto` picks `loop` where it can run."""
+def choose_mode(setting: Literal["auto", "loop", "dir"]) -> DiskMode:
+    """`auto` picks `loop` where it can run (the setting itself is validated in app/settings.py)."""
     if setting == "auto":
         return "loop" if loop_supported() else "dir"
     if setting == "loop" and not loop_supported():
         raise DiskError("AGENTVINE_WORKSPACE_DISK=loop needs root, /dev/loop-control and mkfs.ext4")
-    if setting not in ("loop", "dir"):
-        raise DiskError(f"AGENTVINE_WORKSPACE_DISK must be auto, loop or dir, not {setting!r}")
-    return setting  # type: ignore[return-value]
+    return setting
 
 
 @dataclass(frozen=True)

@@ -61,3 +61,13 @@ def test_permission_order():
     assert not permission_at_least("triage", "write")
     assert not permission_at_least(None, "read")
     assert not permission_at_least("bogus", "read")
+
+
+@pytest.mark.parametrize("env, value", [("workspace_disk", "tmpfs"), ("git_user", "nobody"), ("git_user", "0:")])
+def test_service_settings_of_the_workspace_are_validated_at_start(env, value):
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    with pytest.raises(ValidationError, match=env):
+        Settings(**{env: value})
