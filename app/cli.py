@@ -14,8 +14,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.observability import init_sentry
     from app.runtime import tune_gc
-    from app.service import Service
-    from app.worker_process import make_production_app
+    from app.assembly import Service
+    from app.engine.supervisor import make_production_app
 
     settings = Settings()
     missing = settings.missing_for_serve()
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=lambda a: __import__("app.demo", fromlist=["main"]).main(a.keep_running))
     sandbox = sub.add_parser("sandbox", help="build the sandbox image, remove orphan containers (see `sandbox --help`)")
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
-    sandbox.set_defaults(func=lambda a: __import__("app.sandbox.__main__", fromlist=["main"]).main(a.rest))
+    sandbox.set_defaults(func=lambda a: __import__("app.agent.sandbox.__main__", fromlist=["main"]).main(a.rest))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from app.fakes.github.testing import running_fake
 from app.fakes.github.webhooks import signed_delivery
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse, serve_fake_model_api
-from app.service import Service
+from app.assembly import Service
 from app.settings import Settings
 
 REPO = "demo-org/wordcount"
@@ -163,7 +163,7 @@ def main(keep_running: bool = False) -> int:
     except Exception as exc:  # the demo runs the real sandbox
         print(f"agentvine demo needs a running Docker engine ({exc}). `./dev demo` installs and starts one.", file=sys.stderr)
         return 2
-    from app.sandbox.image import image_exists
+    from app.agent.sandbox.image import image_exists
 
     image = Settings().sandbox_image
     if not image_exists(image, client):

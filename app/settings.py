@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.hostgit import DEFAULT_GIT_USER
+from app.agent.hostgit import DEFAULT_GIT_USER
 
 
 class Settings(BaseSettings):
@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     worker_nice: int = 10  # CPU priority of the worker process below the web process (0 = same)
 
     # Default: the tag `agentvine sandbox build` produces (Claude Code version + recipe hash).
-    sandbox_image: str = Field(default_factory=lambda: __import__("app.sandbox.image", fromlist=["x"]).DEFAULT_IMAGE)
+    sandbox_image: str = Field(default_factory=lambda: __import__("app.agent.sandbox.image", fromlist=["x"]).DEFAULT_IMAGE)
     model_api_url: str = "https://api.anthropic.com"
     # The real model key stays on the host; it is read without the AGENTVINE_ prefix.
     anthropic_api_key: SecretStr | None = Field(

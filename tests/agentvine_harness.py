@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from app.fakes.github.state import FakeGitHub
-from app.service import Service
+from app.assembly import Service
 from tests import payloads
 from tests.conftest import SECRET, as_bytes, delivery_headers, make_settings
 

@@ -93,7 +93,7 @@ def make_settings(tmp_path: Path, *, private_key: str, github_url: str = "http:/
     )
 
 
-from app.sandbox.image import DEFAULT_IMAGE, BuildError, build_image, image_exists  # noqa: E402
+from app.agent.sandbox.image import DEFAULT_IMAGE, BuildError, build_image, image_exists  # noqa: E402
 
 # --- Docker and the sandbox image (shared by tests/sandbox and tests/e2e) ----------------------
 

@@ -5,8 +5,8 @@ request and response against GitHub's OpenAPI description."""
 from __future__ import annotations
 
 
-from app import texts
-from app.jobs import JobState
+from app.pipeline.present import texts
+from app.domain.job import JobState
 from tests.agentvine_harness import REPO, running_agentvine
 
 

@@ -7,8 +7,8 @@ import copy
 
 import pytest
 
-from app import texts
-from app.jobs import JobState
+from app.pipeline.present import texts
+from app.domain.job import JobState
 from tests.agentvine_harness import REPO
 
 
@@ -163,7 +163,7 @@ async def test_instruction_on_a_pull_request_from_a_fork_is_refused(bot, github)
 
 async def finished_job_with_pull(bot, github, level: str):
     """A job that ended with a pull request (stored as the run stage leaves it)."""
-    from app.jobs import Outcome
+    from app.domain.job import Outcome
 
     github.push_files(REPO, "agentvine/feature-1-x", {"x.py": "x = 1\n"})
     pull = github.add_pull(REPO, head="agentvine/feature-1-x", base="main", title="X", user="agentvine[bot]")

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from app.inbox import read_records, segments
-from app.ingest import OUTCOME_BAD_SHAPE
-from app.service import Service
+from app.intake.inbox import read_records, segments
+from app.intake.ingest import OUTCOME_BAD_SHAPE
+from app.assembly import Service
 from tests import payloads
 from tests.conftest import (
     SECRET,
@@ -187,7 +187,7 @@ async def test_job_page_shows_progress_not_the_issue(service):
 async def test_deliveries_arriving_together_share_one_write_and_all_land(service, monkeypatch):
     import asyncio
 
-    from app import inbox as inbox_module
+    from app.intake import inbox as inbox_module
 
     writes = []
     real_writev = inbox_module.os.writev
@@ -203,7 +203,7 @@ async def test_deliveries_arriving_together_share_one_write_and_all_land(service
 
 
 async def test_a_delivery_that_cannot_be_stored_is_503(service, monkeypatch):
-    from app import inbox as inbox_module
+    from app.intake import inbox as inbox_module
 
     def disk_full(fd, buffers):
         raise OSError(28, "No space left on device")

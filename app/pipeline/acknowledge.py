@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from app import render, texts
-from app.config import BotConfig
-from app.jobs import Job, JobState, RunSettings
-from app.workspace import branch_name
+from app.pipeline.present import render, texts
+from app.domain.config import BotConfig
+from app.domain.job import Job, JobState, RunSettings
+from app.agent.workspace import branch_name
 from app.pipeline.admit import Admission, admit, resolve_model, unauthorized_text
 from app.pipeline.context import JobContext
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import gidgethub
 
-from app import texts
-from app.config import (
+from app.pipeline.present import texts
+from app.domain.config import (
     MAX_REPO_CONFIG_BYTES,
     REPO_CONFIG_PATH,
     BotConfig,
@@ -19,7 +19,7 @@ from app.config import (
     permission_at_least,
 )
 from app.github.client import InstallationAPI
-from app.jobs import Job
+from app.domain.job import Job
 
 
 async def load_repo_config(api: InstallationAPI, job: Job, defaults: BotConfig) -> BotConfig:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from app import render, texts
-from app.config import BotConfig, permission_at_least
-from app.intents import JobCommand
-from app.jobs import Job, JobState, Outcome, Trigger
+from app.pipeline.present import render, texts
+from app.domain.config import BotConfig, permission_at_least
+from app.domain.intents import JobCommand
+from app.domain.job import Job, JobState, Outcome, Trigger
 from app.pipeline.admit import sender_permission
 from app.pipeline.context import JobContext
-from app.render import Progress
-from app.reporter import ProgressReporter
+from app.pipeline.present.render import Progress
+from app.pipeline.present.reporter import ProgressReporter
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app import workspace
-from app.config import BotConfig
+from app.agent import workspace
+from app.domain.config import BotConfig
 from app.github.client import InstallationAPI
-from app.hostgit import GitUser
-from app.jobs import Job
-from app.sandbox.disk import JobDisk, choose_mode
+from app.agent.hostgit import GitUser
+from app.domain.job import Job
+from app.agent.sandbox.disk import JobDisk, choose_mode
 from app.settings import Settings
 from app.store.base import JobStore
 

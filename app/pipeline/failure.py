@@ -6,8 +6,8 @@ import logging
 
 import gidgethub
 
-from app.jobs import Job, JobState
-from app.untrusted import defuse_mentions
+from app.domain.job import Job, JobState
+from app.domain.untrusted import defuse_mentions
 from app.pipeline.context import JobContext
 
 log = logging.getLogger(__name__)

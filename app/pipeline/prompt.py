@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from app.config import permission_at_least
+from app.domain.config import permission_at_least
 from app.pipeline.admit import sender_permission
 from app.pipeline.context import JobContext
 

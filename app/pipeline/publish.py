@@ -6,8 +6,9 @@ import gidgethub
 
 import asyncio
 
-from app import changeset, render, texts, workspace
-from app.jobs import Outcome
+from app.agent import changeset, workspace
+from app.pipeline.present import render, texts
+from app.domain.job import Outcome
 from app.pipeline.context import JobContext
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 
-from app import render, texts
-from app.config import BotConfig
-from app.jobs import JobState, Outcome
+from app.pipeline.present import render, texts
+from app.domain.config import BotConfig
+from app.domain.job import JobState, Outcome
 from app.pipeline.context import JobContext
-from app.render import Progress
-from app.reporter import ProgressReporter
+from app.pipeline.present.render import Progress
+from app.pipeline.present.reporter import ProgressReporter
 
 _QUESTION = re.compile(r"^\s*\**QUESTION:?\**:?\s*(.+)", re.IGNORECASE | re.DOTALL)
 MAX_QUESTION_CHARS = 4_000

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import gidgethub
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.untrusted import defuse_mentions
+from app.domain.untrusted import defuse_mentions
 
 MAX_REPORT_CHARS = 200_000  # what parse_report reads of the agent's final message (its tail)
 MAX_FINDINGS = 100

@@ -11,20 +11,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from app import changeset, render, texts, workspace
-from app.claude.command import build_command
-from app.claude.events import Result, SystemInit, describe_activity, parse_line
-from app.gateway import ModelGateway, Usage
-from app.jobs import Figures, JobState, Outcome
+from app.agent import changeset, workspace
+from app.pipeline.present import render, texts
+from app.agent.claude.command import build_command
+from app.agent.claude.events import Result, SystemInit, describe_activity, parse_line
+from app.agent.gateway import ModelGateway, Usage
+from app.domain.job import Figures, JobState, Outcome
 from app.pipeline.context import JobContext
 from app.pipeline import review
 from app.pipeline.prompt import build_prompt
 from app.pipeline.publish import commit_and_push, open_or_update_pull
 from app.pipeline.questions import ask, parse_question
-from app.render import Progress
-from app.reporter import ProgressReporter
-from app.sandbox import SandboxResult, SandboxSpec, run_sandbox
-from app.untrusted import defuse_mentions
+from app.pipeline.present.render import Progress
+from app.pipeline.present.reporter import ProgressReporter
+from app.agent.sandbox import SandboxResult, SandboxSpec, run_sandbox
+from app.domain.untrusted import defuse_mentions
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from app.intents import JobCommand
-from app.jobs import Delivery, Job, JobEvent, JobState
+from app.domain.intents import JobCommand
+from app.domain.job import Delivery, Job, JobEvent, JobState
 
 
 # A delivery with the jobs and commands it asks for.

@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from app.intents import JobCommand
-from app.jobs import Delivery, Job, JobEvent, JobState
+from app.domain.intents import JobCommand
+from app.domain.job import Delivery, Job, JobEvent, JobState
 from app.store.base import DeliveryRecord
 
 # Each entry is one schema version; never edit a released one, append a new one.

@@ -10,7 +10,7 @@ import pytest
 
 from app.fakes.github.testing import running_fake
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse, serve_fake_model_api
-from app.jobs import Job
+from app.domain.job import Job
 from tests.agentvine_harness import REPO, Harness, arrange_github, running_agentvine
 
 __all__ = ["ScriptedTurn", "ToolUse", "REPO", "end_to_end", "our_containers"]

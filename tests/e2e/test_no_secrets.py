@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from app.sandbox.image import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, WORKSPACE
+from app.agent.sandbox.image import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, WORKSPACE
 from tests.e2e.conftest import REPO, ScriptedTurn, ToolUse, end_to_end, our_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import texts
-from app.jobs import JobState
+from app.pipeline.present import texts
+from app.domain.job import JobState
 from tests.e2e.conftest import REPO, ScriptedTurn, ToolUse, end_to_end, our_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]

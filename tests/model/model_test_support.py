@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from app.claude.events import Event, parse_line
+from app.agent.claude.events import Event, parse_line
 from app.fakes.model_api import FakeModelAPI, serve_fake_model_api
-from app.gateway import ModelGateway
+from app.agent.gateway import ModelGateway
 
 UPSTREAM_KEY = "sk-ant-fake-upstream-key-7f3c9a"
 NPM_PREFIX_BIN = Path("/tmp/claude-cli/node_modules/.bin/claude")

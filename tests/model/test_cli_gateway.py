@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.claude.command import build_command
-from app.claude.events import (
+from app.agent.claude.command import build_command
+from app.agent.claude.events import (
     ApiRetry,
     AssistantMessage,
     ParseError,
@@ -25,7 +25,7 @@ from app.claude.events import (
     parse_line,
 )
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse
-from app.gateway import ModelGateway
+from app.agent.gateway import ModelGateway
 
 from model_test_support import BRIDGES, UPSTREAM_KEY, CliRunner, tcp_to_unix
 

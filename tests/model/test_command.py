@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.claude.command import MAX_PROMPT_BYTES, build_command
+from app.agent.claude.command import MAX_PROMPT_BYTES, build_command
 
 BASE = dict(model="claude-sonnet-4-5", max_turns=30, permission_mode="bypassPermissions", allowed_tools=None)
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.claude.events import (
+from app.agent.claude.events import (
     RAW_LIMIT,
     ApiRetry,
     AssistantMessage,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sandbox.container import LABEL, LABEL_JOB
+from app.agent.sandbox.container import LABEL, LABEL_JOB
 from tests.conftest import docker_client, sandbox_image, unavailable  # noqa: F401 - shared fixtures
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -9,7 +9,7 @@ import time
 import pytest
 from aiohttp import web
 
-from app.sandbox.container import (
+from app.agent.sandbox.container import (
     SandboxError,
     SandboxResult,
     SandboxSpec,
@@ -17,7 +17,7 @@ from app.sandbox.container import (
     remove_orphans,
     run_sandbox,
 )
-from app.sandbox.image import DEFAULT_GATEWAY_PORT, build_image
+from app.agent.sandbox.image import DEFAULT_GATEWAY_PORT, build_image
 
 from .conftest import our_containers
 
@@ -338,7 +338,7 @@ async def test_missing_gateway_socket_is_a_clear_error(sandbox_image, job_id, jo
 
 async def test_missing_image_is_a_clear_error(docker_client, job_id, job_dirs):
     spec = spec_for("agentvine-sandbox:does-not-exist", job_id, job_dirs, ["true"])
-    with pytest.raises(SandboxError, match="python -m app.sandbox build"):
+    with pytest.raises(SandboxError, match="python -m app.agent.sandbox build"):
         await run_sandbox(spec, print, client=docker_client)
 
 

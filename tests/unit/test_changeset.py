@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app import changeset, workspace
-from app.changeset import Rules, canonical, rule_refusal, symlink_refusal
-from app.hostgit import GitUser
-from app.sandbox.disk import JobDisk, loop_supported, remove_tree
+from app.agent import changeset, workspace
+from app.agent.changeset import Rules, canonical, rule_refusal, symlink_refusal
+from app.agent.hostgit import GitUser
+from app.agent.sandbox.disk import JobDisk, loop_supported, remove_tree
 from tests.agentvine_harness import INSTALLATION
 from tests.conftest import reachable_by_host_git, unavailable
 
@@ -263,7 +263,7 @@ def test_the_job_filesystem_enforces_its_quota_and_goes_with_its_image(tmp_path)
     ("x`` @mona\n- [link](http://evil)", "``` x`` @\u200bmona\\x0a- [link](http://evil) ```"),
 ])
 def test_file_names_are_shown_as_code_they_cannot_leave(name, shown):
-    from app.untrusted import code_span
+    from app.domain.untrusted import code_span
 
     assert code_span(name) == shown
 
@@ -271,10 +271,10 @@ def test_file_names_are_shown_as_code_they_cannot_leave(name, shown):
 def test_start_up_removes_what_a_crash_left_and_keeps_a_waiting_jobs_files(tmp_path):
     if not loop_supported():
         unavailable("the job filesystem needs root, /dev/loop-control and mkfs.ext4")
-    from app.config import load_default
-    from app.jobs import Delivery, Job, JobState, Trigger
+    from app.domain.config import load_default
+    from app.domain.job import Delivery, Job, JobState, Trigger
     from app.store import SQLiteJobStore
-    from app.worker import Worker
+    from app.engine.worker import Worker
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, private_key="unused")
@@ -382,7 +382,7 @@ async def test_a_tree_too_deep_for_shutil_is_still_removed(ws):
 async def test_a_tree_with_a_symlink_and_a_folder_of_the_same_name_is_not_checked_out(ws, tmp_path):
     import binascii
 
-    from app.hostgit import GitError, run_git
+    from app.agent.hostgit import GitError, run_git
 
     outside = tmp_path / "outside"
     outside.mkdir()

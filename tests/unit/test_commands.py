@@ -1,4 +1,4 @@
-from app.commands import parse_command
+from app.intake.slash import parse_command
 
 P = "/agentvine"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from app.config import ConfigError, deep_merge, load_default, merge_repo_config, permission_at_least
+from app.domain.config import ConfigError, deep_merge, load_default, merge_repo_config, permission_at_least
 
 
 def test_defaults_map_every_worker_and_level():

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from app import inbox as inbox_module
-from app.inbox import HEADER, InboxCorrupt, InboxWriter, read_records, segments
-from app.ingest import OUTCOME_FAILED, InboxImporter
+from app.intake import inbox as inbox_module
+from app.intake.inbox import HEADER, InboxCorrupt, InboxWriter, read_records, segments
+from app.intake.ingest import OUTCOME_FAILED, InboxImporter
 from app.store import SQLiteJobStore
 from tests import payloads
 
@@ -115,7 +115,7 @@ async def test_a_delivery_that_breaks_the_import_is_kept_and_the_rest_go_on(tmp_
     writer = InboxWriter(tmp_path / "inbox")
     writer.append_many([("poison", "issues", labeled(), 0.0)])
     writer.append_many([("fine", "issues", labeled(2), 0.0)])
-    from app import ingest
+    from app.intake import ingest
 
     real_route = ingest.route
 

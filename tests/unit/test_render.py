@@ -3,8 +3,8 @@
 import json
 
 from app.pipeline.run import Transcript
-from app.render import Progress
-from app.untrusted import defuse_mentions
+from app.pipeline.present.render import Progress
+from app.domain.untrusted import defuse_mentions
 
 
 class _Collect:
@@ -34,7 +34,7 @@ async def test_a_closed_reporter_sends_no_late_progress_edit():
     import asyncio
     import time
 
-    from app.reporter import ProgressReporter
+    from app.pipeline.present.reporter import ProgressReporter
 
     class Ctx:  # only what ProgressReporter touches before it sends
         job = None

@@ -5,8 +5,8 @@ import json
 import pytest
 from gidgethub import sansio
 
-from app.intents import JobCommand, StartJob
-from app.routing import RouteContext, route
+from app.domain.intents import JobCommand, StartJob
+from app.intake.routing import RouteContext, route
 from tests import payloads
 from tests.conftest import all_example_payloads
 

@@ -1,5 +1,5 @@
-from app.intents import JobCommand
-from app.jobs import Delivery, InvalidTransition, Job, JobState, Trigger
+from app.domain.intents import JobCommand
+from app.domain.job import Delivery, InvalidTransition, Job, JobState, Trigger
 from app.store import SQLiteJobStore
 from app.store.sqlite import MIGRATIONS
 
@@ -72,7 +72,7 @@ def time_after_now() -> float:
 async def test_losing_access_cancels_waiting_work_and_stops_running_work(tmp_path):
     import asyncio
 
-    from app.config import load_default
+    from app.domain.config import load_default
     from app.pipeline.commands import CommandHandler
 
     store = SQLiteJobStore(tmp_path / "db.sqlite")

@@ -1,0 +1,2 @@
+"""The job and its state machine, the commands people can give, the configuration: pure data, no I/O.
+Every other folder builds on these."""

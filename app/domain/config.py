@@ -1,0 +1,203 @@
+"""The bot configuration: shipped defaults in bot_config/default.yml, deep-merged with a
+repository's .github/agentvine.yml, validated into typed models.
+
+Every problem becomes a ConfigError whose lines name the exact key, so people can fix their
+file; nothing falls back silently to a default."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+REPO_CONFIG_PATH = ".github/agentvine.yml"
+MAX_REPO_CONFIG_BYTES = 64 * 1024
+DEFAULT_BOT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "bot_config"
+# Keys a repository may not set: routing reads them before any repository file is loaded.
+SERVICE_ONLY_KEYS = ("command_prefix", "label_prefix")
+
+Permission = Literal["read", "triage", "write", "maintain", "admin"]
+Level = Literal["autonomous", "supervised", "human-required"]
+WorkerName = Literal["feature", "bugfix", "test", "docs", "refactor", "review"]
+PERMISSION_ORDER: tuple[str, ...] = ("none", "read", "triage", "write", "maintain", "admin")
+_SHIPPED_PROMPT = re.compile(r"^prompts/[a-z0-9_-]+\.md$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelRule(_Strict):
+    worker: WorkerName
+    level: Level
+
+
+class SeniorityRule(_Strict):
+    model: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class CommandDefaults(_Strict):
+    worker: WorkerName
+    level: Level
+
+
+class Permissions(_Strict):
+    trigger: Permission
+    approve: Permission
+
+
+class WorkerConfig(_Strict):
+    # Either inline template text, or `prompts/<name>.md` shipped in bot_config/.
+    prompt: Annotated[str, Field(min_length=1, max_length=20_000)]
+    model: Annotated[str, Field(min_length=1, max_length=100)]
+    max_turns: Annotated[int, Field(ge=1, le=500)]
+    timeout_minutes: Annotated[float, Field(gt=0, le=360)]
+    max_cost_usd: Annotated[float, Field(ge=0, le=1000)]
+    allowed_tools: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\(.{1,200}\))?$")]]
+    allowed_paths: list[Annotated[str, Field(min_length=1, max_length=200)]]
+
+
+class Questions(_Strict):
+    expire_hours: Annotated[float, Field(gt=0, le=24 * 30)]
+
+
+class SandboxLimits(_Strict):
+    memory: Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]$")]
+    cpus: Annotated[float, Field(gt=0, le=16)]
+    pids: Annotated[int, Field(ge=16, le=65536)]
+
+
+class WorkspaceLimits(_Strict):
+    """The agent's files: a quota enforced while it runs, and what one commit may hold."""
+
+    max_size_mb: Annotated[int, Field(ge=64, le=1_000_000)]
+    max_files: Annotated[int, Field(ge=100, le=100_000_000)]
+    max_file_mb: Annotated[int, Field(ge=1, le=100)]  # GitHub refuses files over 100 MB
+    max_changed_files: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class BotConfig(_Strict):
+    command_prefix: Annotated[str, Field(pattern=r"^/[a-z0-9-]+$")]
+    label_prefix: Annotated[str, Field(min_length=1, max_length=50)]
+    permissions: Permissions
+    notify_unauthorized: bool
+    allow_workflow_changes: bool
+    labels: dict[str, LabelRule]
+    seniority: dict[str, SeniorityRule]
+    commands: CommandDefaults
+    workers: dict[WorkerName, WorkerConfig]
+    questions: Questions
+    sandbox: SandboxLimits
+    workspace: WorkspaceLimits
+
+    @field_validator("labels", "seniority")
+    @classmethod
+    def _labels_carry_prefix(cls, labels: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        prefix = info.data.get("label_prefix", "")
+        for label in labels:
+            if not label.startswith(prefix):
+                raise ValueError(f"label {label!r} must start with {prefix!r}")
+        return labels
+
+    @field_validator("workers")
+    @classmethod
+    def _every_worker(cls, workers: dict[str, WorkerConfig]) -> dict[str, WorkerConfig]:
+        missing = sorted(set(WorkerName.__args__) - set(workers))  # type: ignore[attr-defined]
+        if missing:
+            raise ValueError(f"missing worker types: {', '.join(missing)}")
+        return workers
+
+    def prompt_template(self, worker: str) -> str:
+        prompt = self.workers[worker].prompt  # type: ignore[index]
+        if _SHIPPED_PROMPT.match(prompt):
+            return (DEFAULT_BOT_CONFIG_DIR / prompt).read_text()
+        return prompt
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` are 'key: message' lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Refuses anchors/aliases: a few hostile lines of them can expand to gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed", problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    if len(text.encode()) > MAX_REPO_CONFIG_BYTES:
+        raise ConfigError(source, [f"file is larger than {MAX_REPO_CONFIG_BYTES // 1024} KiB"])
+    try:
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"the top level must be a mapping, not {type(data).__name__}"])
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; any other value replaces; `null` removes a key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def validate(data: dict[str, Any], source: str) -> BotConfig:
+    try:
+        return BotConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            problems.append(f"{key}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(source, problems) from None
+
+
+@cache
+def _default_data(path: Path) -> dict[str, Any]:
+    return parse_yaml(path.read_text(), str(path))
+
+
+def load_default(path: Path | None = None) -> BotConfig:
+    path = path or DEFAULT_BOT_CONFIG_DIR / "default.yml"
+    return validate(_default_data(path), str(path))
+
+
+def merge_repo_config(text: str, default_path: Path | None = None) -> BotConfig:
+    """The configuration for a repository whose .github/agentvine.yml holds `text`."""
+    path = default_path or DEFAULT_BOT_CONFIG_DIR / "default.yml"
+    override = parse_yaml(text, REPO_CONFIG_PATH)
+    forbidden = [key for key in SERVICE_ONLY_KEYS if key in override]
+    if forbidden:
+        raise ConfigError(REPO_CONFIG_PATH, [f"{key}: can only be set by the AgentVine service" for key in forbidden])
+    return validate(deep_merge(_default_data(path), override), REPO_CONFIG_PATH)
+
+
+def permission_at_least(actual: str | None, required: str) -> bool:
+    actual = actual if actual in PERMISSION_ORDER else "none"
+    return PERMISSION_ORDER.index(actual) >= PERMISSION_ORDER.index(required)

@@ -1,0 +1,2 @@
+"""Runs stored work: the dispatcher (stages, limits, recovery, cancellation) and the worker around it.
+It knows the stages by name, not what they do."""

@@ -1,0 +1,175 @@
+"""The worker: GitHub clients, the dispatcher and the job stages. Runs next to the web app in
+one process (tests, demo) or in a process of its own (`agentvine serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from app.domain.config import BotConfig
+from app.engine.dispatcher import Dispatcher, Limits, Stage
+from app.agent.gateway import ModelGateway
+from app.github.client import GitHubClients
+from app.intake.ingest import InboxImporter
+from app.domain.intents import JobCommand
+from app.domain.job import Job, JobState
+from app.pipeline.acknowledge import acknowledge
+from app.pipeline.commands import CommandHandler, question_expired
+from app.pipeline.context import JobContext
+from app.pipeline.failure import fail_job
+from app.pipeline.questions import expire_question
+from app.pipeline.run import RunDeps, run_job
+from app.agent.sandbox import remove_orphans
+from app.agent.sandbox.disk import JobDisk, choose_mode
+from app.settings import Settings
+from app.store.base import JobStore
+from app.agent.hostgit import GitError, GitUser
+from app.agent.workspace import discard
+
+log = logging.getLogger(__name__)
+
+ACK_CONCURRENCY = 16  # acknowledgements are a handful of API calls each
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: JobStore, config: BotConfig, *, poll_interval: float = 2.0) -> None:
+        self.settings = settings
+        self.store = store
+        self.config = config
+        self.clients: GitHubClients | None = None
+        self.run_deps = RunDeps(gateway=None, progress_interval=settings.progress_interval)
+        self.commands = CommandHandler(self.context, store, config, self.run_deps.cancels)
+        self._housekeeper: asyncio.Task[None] | None = None
+        self.importer = InboxImporter(settings.inbox_path, store, command_prefix=config.command_prefix,
+                                      label_prefix=config.label_prefix)
+        self.dispatcher = Dispatcher(
+            store,
+            [
+                Stage("acknowledge", JobState.QUEUED, self._acknowledge, Limits(total=ACK_CONCURRENCY)),
+                Stage(
+                    "run",
+                    JobState.ACKNOWLEDGED,
+                    self._run,
+                    Limits(
+                        total=settings.max_concurrent_jobs,
+                        per_installation=settings.max_jobs_per_installation,
+                        per_repo=settings.max_jobs_per_repo,
+                    ),
+                ),
+            ],
+            on_command=self._command,
+            on_error=self._failed,
+            poll_interval=poll_interval,
+            # A run that a restart interrupted starts again from the default branch.
+            interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
+            intake=self.importer.import_new,
+        )
+
+    async def start(self) -> None:
+        pem = self.settings.private_key_pem()
+        if pem is None or self.settings.app_id is None:
+            raise ValueError("the worker needs AGENTVINE_APP_ID and a private key")
+        self.clients = GitHubClients(app_id=self.settings.app_id, private_key_pem=pem, base_url=self.settings.github_api_url)
+        if self.settings.anthropic_api_key is not None:
+            self.run_deps.gateway = ModelGateway(
+                self.settings.model_api_url,
+                self.settings.anthropic_api_key.get_secret_value(),
+                # Short: a Unix socket's path may have at most 107 bytes.
+                socket_dir=Path(tempfile.mkdtemp(prefix="agentvine-gw-")),
+            )
+        await asyncio.to_thread(self._remove_orphan_containers)
+        await asyncio.to_thread(self._tidy_job_files)
+        await self.dispatcher.start()
+        self._housekeeper = asyncio.create_task(self._housekeeping())
+
+    async def stop(self) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+        await self.dispatcher.stop()
+        if self.run_deps.gateway is not None:
+            await self.run_deps.gateway.close()
+        if self.run_deps.docker_client is not None:
+            await asyncio.to_thread(self.run_deps.docker_client.close)
+        if self.clients is not None:
+            await self.clients.close()
+
+    def _remove_orphan_containers(self) -> None:
+        """Containers of this store's jobs that no process of ours is running any more. The
+        Docker client made here serves every job after (one client, not one per run)."""
+        try:
+            import docker
+
+            client = docker.from_env(timeout=120)
+            labelled = client.containers.list(all=True, filters={"label": "agentvine.job"})
+        except Exception as exc:  # no Docker here: nothing can be orphaned; runs will say so
+            log.info("orphan check skipped: %s", exc)
+            return
+        self.run_deps.docker_client = client
+        theirs = {c.labels.get("agentvine.job", "") for c in labelled}
+        keep = {job_id for job_id in theirs if self.store.get_job(job_id) is None}  # another instance's
+        removed = remove_orphans(client, keep=frozenset(keep))
+        if removed:
+            log.warning("removed containers left by a previous run: %s", ", ".join(removed))
+
+    def _tidy_job_files(self) -> None:
+        """What a crash left: files of ended jobs are removed, and no job filesystem stays mounted
+        (a job waiting for an answer mounts its own again when it resumes)."""
+        jobs_dir = self.settings.data_dir / "jobs"
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            GitUser.parse(self.settings.git_user).check_reachable(jobs_dir)
+        except GitError as exc:
+            log.error("no job can run: %s", exc)
+        mode = choose_mode(self.settings.workspace_disk)
+        if mode == "dir":
+            log.warning("workspace quotas are not enforced: loop devices need root and /dev/loop-control "
+                        "(AGENTVINE_WORKSPACE_DISK, docs/sandbox.md)")
+        for root in sorted(jobs_dir.iterdir()) if jobs_dir.is_dir() else []:
+            job = self.store.get_job(root.name)
+            disk = JobDisk(root, mode, max_size_mb=0, max_files=0)
+            try:
+                if job is None or job.terminal:
+                    discard(disk)
+                else:
+                    disk.unmount()
+            except Exception:
+                log.exception("could not tidy the files of job %s", root.name)
+
+    def context(self, job: Job) -> JobContext:
+        assert self.clients is not None, "the worker is not started"
+        return JobContext(
+            job=job,
+            api=self.clients.for_installation(job.installation_id),
+            store=self.store,
+            settings=self.settings,
+            service_config=self.config,
+        )
+
+    async def _acknowledge(self, job: Job) -> None:
+        await acknowledge(self.context(job))
+
+    async def _run(self, job: Job) -> None:
+        await run_job(self.context(job), self.run_deps)
+
+    async def _failed(self, job: Job, exc: BaseException) -> None:
+        await fail_job(self.context(job), exc)
+
+    async def _command(self, command: JobCommand) -> str:
+        return await self.commands.handle(command)
+
+    async def _housekeeping(self) -> None:
+        """Every minute: ends jobs whose question went unanswered too long, and forgets old
+        deliveries and carried-out commands."""
+        while True:
+            await asyncio.sleep(self.settings.expiry_check_interval)
+            now = time.time()
+            self.store.prune(now - self.settings.retention_days * 86400)
+            for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER]):
+                if question_expired(job, now):
+                    try:
+                        await expire_question(self.context(job), self.config)
+                    except Exception:
+                        log.exception("could not expire the question of job %s", job.id)

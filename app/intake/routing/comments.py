@@ -1,0 +1,65 @@
+"""Slash commands in new issue and PR comments. Edited or deleted comments trigger nothing."""
+
+from __future__ import annotations
+
+from gidgethub import routing, sansio
+
+from app.intake.slash import parse_command
+from app.domain.intents import JobCommand
+from app.domain.job import Trigger
+from app.intake.routing.context import RouteContext
+from app.intake.routing.payload import installation_id, repo_fields, sender_login, start_job
+
+router = routing.Router()
+
+
+@router.register("issue_comment", action="created")
+async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
+    comment, issue = event.data["comment"], event.data["issue"]
+    command = parse_command(comment.get("body"), ctx.command_prefix)
+    inst = installation_id(event.data)
+    if inst is None:
+        ctx.note("ignored: no installation in payload")
+        return
+    repo, _ = repo_fields(event.data)
+    sender = sender_login(event.data)
+    is_pull = "pull_request" in issue
+    if command is None:
+        # Any other comment may answer a question the agent asked here; the worker decides.
+        ctx.add(JobCommand(name="answer", installation_id=inst, repo=repo, sender=sender,
+                           issue_number=issue["number"], comment_id=comment["id"], text=comment.get("body") or ""))
+        return
+    if command.name == "instruction" or (command.name == "review" and is_pull):
+        trigger = Trigger(
+            kind="command",
+            worker="review" if command.name == "review" else None,
+            instruction=command.text or None,
+            comment_id=comment["id"],
+        )
+        ctx.add(start_job(event.data, issue, installation=inst, trigger=trigger, is_pull=is_pull))
+    else:
+        ctx.add(
+            JobCommand(
+                name=command.name,  # type: ignore[arg-type]
+                installation_id=inst,
+                repo=repo,
+                sender=sender,
+                issue_number=issue["number"],
+                comment_id=comment["id"],
+                text=command.text,
+            )
+        )
+
+
+@router.register("pull_request_review_comment", action="created")
+async def review_comment_created(event: sansio.Event, ctx: RouteContext) -> None:
+    """A review comment may start a follow-up on AgentVine's own PR (the worker decides)."""
+    comment, pull = event.data["comment"], event.data["pull_request"]
+    inst = installation_id(event.data)
+    if inst is None:
+        ctx.note("ignored: no installation in payload")
+        return
+    repo, _ = repo_fields(event.data)
+    where = f"On `{comment.get('path')}` line {comment.get('line') or comment.get('original_line')}:\n"
+    ctx.add(JobCommand(name="review_comment", installation_id=inst, repo=repo, sender=sender_login(event.data),
+                       issue_number=pull["number"], comment_id=comment["id"], text=where + (comment.get("body") or "")))

@@ -1,0 +1,2 @@
+"""Everything people read on GitHub: texts as constants, rendering, the reporter that keeps the
+tracking comment and check run current."""

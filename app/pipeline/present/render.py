@@ -1,0 +1,241 @@
+"""Pure rendering of what a job shows on GitHub: the tracking comment and the check run."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.pipeline.present import texts
+from app.domain.job import Figures, Job, JobState, Outcome
+from app.domain.untrusted import code_span
+
+# GitHub's limit on a check run's output.summary and a comment's body is 65535 characters.
+MAX_TEXT = 65_000
+
+
+@dataclass
+class Progress:
+    """What the pipeline has done so far; the steps tick as it goes."""
+
+    steps: tuple[str, ...] = texts.DEFAULT_STEPS
+    done: int = 0
+    activity: list[str] = field(default_factory=list)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 20] + "\n\n…(truncated)"
+
+
+def _promise(job: Job, prefix: str) -> str:
+    return texts.LEVEL_PROMISE.get(job.level or "", "").format(prefix=prefix)
+
+
+def details_url(public_url: str, job: Job) -> str:
+    return f"{public_url.rstrip('/')}/jobs/{job.id}"
+
+
+ACTIVITY_LINES = 8
+
+
+def _checklist(progress: Progress) -> str:
+    return "\n".join(f"- [{'x' if i < progress.done else ' '}] {step}" for i, step in enumerate(progress.steps))
+
+
+def _activity(progress: Progress) -> str:
+    if not progress.activity:
+        return ""
+    lines = "\n".join(f"- {line}" for line in progress.activity[-ACTIVITY_LINES:])
+    return f"\n\n**Latest activity**\n\n{lines}\n"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def figures_line(figures: Figures) -> str:
+    parts = [f"{figures.turns} turns" if figures.turns is not None else None,
+             f"{figures.input_tokens + figures.output_tokens:,} tokens",
+             f"${figures.cost_usd:.2f}" if figures.cost_usd is not None else None,
+             format_duration(figures.duration_s)]
+    return " · ".join(p for p in parts if p)
+
+
+def _outcome_block(outcome: Outcome) -> str:
+    lines = [f"**Result: {outcome.title}**"]
+    if outcome.pr_url:
+        lines.append(f"Pull request: {outcome.pr_url}")
+    if outcome.detail:
+        lines.append(outcome.detail)
+    lines.append(figures_line(outcome.figures))
+    return "\n\n".join(lines)
+
+
+def tracking_comment(job: Job, *, prefix: str, public_url: str, progress: Progress | None = None) -> str:
+    progress = progress or Progress()
+    steps = _checklist(progress) + _activity(progress)
+    if job.outcome is not None:
+        steps += "\n" + _outcome_block(job.outcome)
+    return _BLANK_RUNS.sub("\n\n", _tracking_comment(job, prefix, public_url, steps))
+
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def _tracking_comment(job: Job, prefix: str, public_url: str, steps: str) -> str:
+    return _clip(
+        texts.TRACKING_COMMENT.format(
+            marker=texts.TRACKING_MARKER.format(job_id=job.id),
+            worker=job.worker,
+            headline=texts.STATE_HEADLINE[job.state.value],
+            requester=job.requester,
+            level=job.level,
+            model=job.model,
+            reason=f"\n{job.reason}\n" if job.reason and job.outcome is None else "",
+            steps=steps,
+            promise="" if job.terminal else _promise(job, prefix),
+            next_step=texts.FOOTER_DONE.format(prefix=prefix) if job.terminal else texts.FOOTER_ACTIVE.format(prefix=prefix),
+            job_id=job.id,
+            details_url=details_url(public_url, job),
+            prefix=prefix,
+        )
+    )
+
+
+def buttons(job: Job) -> list[dict[str, str]]:
+    """The check run's requested actions for the job's state."""
+    if job.state is JobState.WAITING_FOR_APPROVAL:
+        names = ["approve", "cancel"]
+    elif job.terminal:
+        names = ["retry"] if job.conclusion != "success" else []
+    else:
+        names = ["cancel"]
+    return [texts.BUTTONS[name] for name in names]
+
+
+def check_run_name(job: Job) -> str:
+    return texts.CHECK_RUN_NAME.format(worker=job.worker or "job")
+
+
+def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any]:
+    """The body of POST /repos/{owner}/{repo}/check-runs for a freshly acknowledged job."""
+    fields = {"worker": job.worker, "issue_number": job.issue_number}
+    state = "waiting_for_approval" if job.state is JobState.WAITING_FOR_APPROVAL else "queued"
+    return {
+        "name": check_run_name(job),
+        "head_sha": job.head_sha,
+        "external_id": texts.CHECK_RUN_EXTERNAL_ID.format(job_id=job.id),
+        "details_url": details_url(public_url, job),
+        "status": "queued",
+        "actions": buttons(job),
+        "output": {
+            "title": texts.CHECK_RUN_TITLE[state].format(**fields),
+            "summary": _clip(
+                texts.CHECK_RUN_SUMMARY.format(
+                    requester=job.requester,
+                    worker=job.worker,
+                    issue_number=job.issue_number,
+                    level=job.level,
+                    model=job.model,
+                    promise=_promise(job, prefix),
+                )
+            ),
+        },
+    }
+
+
+def config_problems(problems: list[str]) -> str:
+    return "\n".join(f"- `{p.split(': ', 1)[0]}`: {p.split(': ', 1)[1]}" if ": " in p else f"- {p}" for p in problems)
+
+
+def check_run_progress(job: Job, progress: Progress) -> dict[str, Any]:
+    """PATCH body for a check run while the agent works."""
+    return {
+        "status": "in_progress",
+        "actions": buttons(job),
+        "output": {
+            "title": texts.CHECK_RUN_PROGRESS_TITLE.format(worker=job.worker, issue_number=job.issue_number),
+            "summary": _clip(_checklist(progress) + "\n" + _activity(progress)),
+        },
+    }
+
+
+def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
+    outcome = job.outcome
+    assert outcome is not None
+    summary = _outcome_block(outcome) + "\n\n" + _checklist(progress) + "\n" + _activity(progress)
+    if outcome.summary:
+        summary += "\n**Claude Code's summary**\n\n" + outcome.summary
+    return {
+        "status": "completed",
+        "conclusion": outcome.conclusion,
+        "actions": buttons(job),
+        "output": {"title": outcome.title, "summary": _clip(summary), **annotations_batch(outcome, 0)},
+    }
+
+
+ANNOTATIONS_PER_REQUEST = 50  # GitHub's limit for one check-run request
+
+
+def annotations_batch(outcome: Outcome, batch: int) -> dict[str, Any]:
+    chunk = outcome.annotations[batch * ANNOTATIONS_PER_REQUEST : (batch + 1) * ANNOTATIONS_PER_REQUEST]
+    return {"annotations": chunk} if chunk else {}
+
+
+def check_run_waiting(job: Job, progress: Progress) -> dict[str, Any]:
+    """The check run while the job waits: for approval (queued) or for an answer (action_required)."""
+    if job.state is JobState.WAITING_FOR_ANSWER:
+        return {
+            "status": "completed",
+            "conclusion": "action_required",
+            "actions": buttons(job),
+            "output": {
+                "title": texts.QUESTION_TITLE,
+                "summary": _clip(f"**Question**\n\n{quote(job.question or '')}\n\n" + _checklist(progress) + _activity(progress)),
+            },
+        }
+    return {
+        "status": "queued",
+        "actions": buttons(job),
+        "output": {
+            "title": texts.CHECK_RUN_TITLE["queued"].format(worker=job.worker, issue_number=job.issue_number),
+            "summary": _clip((job.reason or "") + "\n\n" + _checklist(progress)),
+        },
+    }
+
+
+def quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.strip().splitlines()) or "> (empty)"
+
+
+def help_text(config: Any) -> str:
+    labels = ", ".join(f"`{label}` ({rule.worker}, {rule.level})" for label, rule in config.labels.items())
+    return texts.HELP.format(prefix=config.command_prefix, approve=config.permissions.approve,
+                             trigger=config.permissions.trigger, labels=labels)
+
+
+def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:
+    files = "\n".join(f"- {code_span(path)}" for path in outcome.files[:100]) or "- (none)"
+    if len(outcome.files) > 100:
+        files += f"\n- … and {len(outcome.files) - 100} more"
+    f = outcome.figures
+    closes = f"Closes #{job.issue_number}" if not job.is_pull_request else f"For #{job.issue_number}"
+    return _clip(
+        texts.PR_BODY.format(
+            closes=closes,
+            summary=outcome.summary or "(Claude Code gave no summary.)",
+            files=files,
+            worker=job.worker,
+            level=job.level,
+            requester=job.requester,
+            model=job.model,
+            turns=f.turns if f.turns is not None else "–",
+            input_tokens=f"{f.input_tokens:,}",
+            output_tokens=f"{f.output_tokens:,}",
+            cost=f"${f.cost_usd:.2f}" if f.cost_usd is not None else "–",
+            duration=format_duration(f.duration_s),
+            draft_note=texts.PR_DRAFT_NOTE.format(level=job.level) if job.level != "autonomous" else "",
+            check_url=check_url,
+        )
+    )

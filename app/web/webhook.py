@@ -1,0 +1,96 @@
+"""POST /webhooks: verify, validate, append to the inbox, answer 202. Nothing slow happens here:
+no GitHub API call, no database; the worker interprets the delivery (app/ingest.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import orjson
+import simdjson
+from aiohttp import web
+from gidgethub import ValidationFailure, sansio
+
+from app.intake.inbox import GroupAppend, InboxWriter
+
+log = logging.getLogger(__name__)
+
+RECENT_DELIVERIES = 100_000  # ids answered "duplicate" without a look at the store
+LARGE_BODY = 1024 * 1024  # parsed with a parser of its own, so its buffers don't stay
+
+
+def _json(status: int, data: dict) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json(status, {"error": message})
+
+
+class JsonObjectCheck:
+    """Whether a body is one JSON object, without building it: simdjson validates the whole body
+    (syntax and UTF-8) at gigabytes per second; the worker parses it for real later.
+    docs/performance.md has the figures. Raises ValueError with the reason when it is not JSON."""
+
+    def __init__(self) -> None:
+        self._parser = simdjson.Parser()
+
+    def __call__(self, body: bytes) -> bool:
+        try:
+            # A large body gets a parser of its own, so its buffers don't stay allocated.
+            return isinstance((self._parser if len(body) < LARGE_BODY else simdjson.Parser()).parse(body), simdjson.Object)
+        except RuntimeError:
+            # Integers beyond 64 bits (valid JSON that simdjson won't hold), or a document of an
+            # earlier request still referenced: orjson decides instead.
+            return isinstance(orjson.loads(body), dict)
+
+
+def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], None]) -> Callable[[web.Request], object]:
+    if not secret:
+        raise ValueError("a webhook secret is mandatory")
+    is_json_object = JsonObjectCheck()
+    # A fast answer for redeliveries seen lately; the store's primary key is what makes
+    # de-duplication durable (a redelivery after a restart is imported as nothing).
+    recent: OrderedDict[str, None] = OrderedDict()
+    append = GroupAppend(inbox)
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()  # aiohttp answers 413 past client_max_size
+        signature = request.headers.get("X-Hub-Signature-256")
+        if not signature:
+            return _error(401, "missing X-Hub-Signature-256")
+        try:
+            sansio.validate_event(body, signature=signature, secret=secret)
+        except ValidationFailure:
+            return _error(401, "bad signature")
+        event = request.headers.get("X-GitHub-Event")
+        delivery_id = request.headers.get("X-GitHub-Delivery")
+        if not event or not delivery_id:
+            return _error(400, "missing X-GitHub-Event or X-GitHub-Delivery")
+        if len(delivery_id) > 100 or len(event) > 100:
+            return _error(400, "X-GitHub-Delivery or X-GitHub-Event is too long")
+        if request.content_type != "application/json":
+            return _error(400, "expected Content-Type: application/json")
+        try:
+            if not is_json_object(body):
+                return _error(400, "the payload must be a JSON object")
+        except ValueError as exc:  # bad JSON, bad UTF-8, nesting too deep
+            return _error(400, f"malformed JSON: {exc}")
+        if event == "ping":
+            return _json(200, {"status": "pong", "zen": orjson.loads(body).get("zen")})
+        if delivery_id in recent:
+            return _json(200, {"status": "duplicate", "delivery": delivery_id})
+        try:
+            await append(delivery_id, event, body, time.time())
+        except OSError as exc:
+            log.error("delivery %s (%s) could not be stored: %s", delivery_id, event, exc)
+            return _error(503, "the delivery could not be stored; GitHub may redeliver it")
+        recent[delivery_id] = None
+        if len(recent) > RECENT_DELIVERIES:
+            recent.popitem(last=False)
+        on_stored()
+        return _json(202, {"status": "accepted", "delivery": delivery_id})
+
+    return handle
