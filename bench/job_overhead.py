@@ -22,9 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.fakes.github.testing import running_fake  # noqa: E402
+from app.assembly import Service  # noqa: E402
+from app.fakes.github.testing import deliver, running_fake, serving  # noqa: E402
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse, serve_fake_model_api  # noqa: E402
-from tests.agentvine_harness import REPO, arrange_github, running_agentvine  # noqa: E402
+from app.settings import Settings  # noqa: E402
+
+REPO = "octo-org/hello"
+SECRET = "bench-secret"
 
 
 def script(i: int) -> list[ScriptedTurn]:
@@ -39,17 +43,28 @@ async def run(jobs: int) -> dict:
     model = FakeModelAPI([turn for i in range(jobs + 1) for turn in script(i)])
     rows = []
     async with running_fake(work) as github, serve_fake_model_api(model) as model_server:
-        arrange_github(github)
-        async with running_agentvine(github, work, model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key) as bot:
+        installation = github.add_installation(1001, "octo-org", account_type="Organization")
+        github.add_repo(REPO, installation_id=installation["id"], files={"README.md": "# hello\n", "hello.py": "print('hi')\n"})
+        github.add_user("alice")
+        github.set_permission(REPO, "alice", "write")
+        label = github.ensure_label(github.repo(REPO), "agentvine:feature")
+        work.chmod(0o711)  # host git runs as an unprivileged user and must pass through
+        service = Service(Settings(
+            app_id=github.app_id, private_key=github.private_key_pem, webhook_secret=SECRET,
+            github_api_url=github.url, git_url=github.url, data_dir=work / "agentvine",
+            model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key))
+        async with serving(service.make_app()) as url:
             for i in range(jobs + 1):  # the first one warms up caches (image layers, page cache)
                 issue = github.add_issue(REPO, title=f"Change {i}", user="alice")
+                issue["labels"].append(label)
                 calls_before = len(github.calls)
-                answer = await bot.label(issue["number"], "agentvine:feature")
-                await bot.settle(timeout=300)
-                job = bot.job(answer["jobs"][0])
+                payload = github.webhook("issues", "labeled", repo=REPO, sender="alice", issue=issue, label=label)
+                status, answer = await deliver(f"{url}/webhooks", "issues", payload, SECRET)
+                assert status == 202, answer
+                await service.dispatcher.wait_idle(timeout=300)
+                job = service.store.get_job(service.store.delivery_jobs(answer["delivery"])[0])
                 assert job.outcome and job.outcome.conclusion == "success", (job.state, job.reason)
-                events = bot.service.store.events(job.id)
-                finished = next(e.at for e in events if e.kind == "finished")
+                finished = next(e.at for e in service.store.events(job.id) if e.kind == "finished")
                 total = finished - job.created_at
                 model_s = job.outcome.figures.model_s or 0.0
                 calls = github.calls[calls_before:]

@@ -36,8 +36,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import delivery_headers  # noqa: E402
-from tests.payloads import labeled_issue  # noqa: E402
+from app.fakes.github.webhooks import delivery_headers, sign  # noqa: E402
 
 SECRET = "bench-secret"
 
@@ -91,8 +90,6 @@ class Sender:
 
 def wrk_rate(url: str, body: bytes, seconds: float, concurrency: int) -> float:
     """Deliveries/s that wrk (C, one thread) gets answered 2xx: a client that is not the bottleneck."""
-    from tests.conftest import sign
-
     with tempfile.NamedTemporaryFile(suffix=".json") as file:
         file.write(body)
         file.flush()
@@ -197,7 +194,7 @@ async def run(args: argparse.Namespace) -> dict:
     key_file = work / "app.pem"
     fake_port, bot_port, bare_port = free_port(), free_port(), free_port()
     # The fake stands in for GitHub, whose CPU is not ours: it runs at the lowest priority.
-    procs = [start(["nice", "-n", "19", sys.executable, "bench/servers.py", "fake", "--port", str(fake_port), "--key-file", str(key_file)])]
+    procs = [start(["nice", "-n", "19", sys.executable, "bench/servers.py", "fake", "--port", str(fake_port), "--key-file", str(key_file), "--label", args.label])]
     try:
         fake = json.loads(procs[0].stdout.readline())
         env = {
@@ -213,8 +210,7 @@ async def run(args: argparse.Namespace) -> dict:
         bot_url, bare_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{bare_port}"
         await wait_up(bot_url + "/health")
         await wait_up(bare_url + "/")
-        payload = labeled_issue(label=args.label, repo=fake["repository"], issue=fake["issue"],
-                                installation_id=1001, sender="alice")
+        payload = fake["payload"]
 
         # The first delivery meets a worker process that may still be starting (imports, Docker check).
         cold = (await ack_latencies(bot_url, payload, 1))[0] if args.acks else 0.0

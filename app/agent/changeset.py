@@ -23,7 +23,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import posixpath
 import re
 import shutil
 import stat

@@ -13,7 +13,8 @@ import pytest
 
 from app.pipeline.present import texts
 from app.domain.job import JobState
-from tests.e2e.conftest import REPO, ScriptedTurn, ToolUse, end_to_end, our_containers
+from app.fakes.model_api import ScriptedTurn, ToolUse
+from tests.support.harness import REPO, end_to_end, job_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
 
@@ -51,7 +52,7 @@ async def test_question_answer_resumes_the_session_and_opens_the_pull_request(tm
 
         # The agent asked: the job waits with no container, the check run wants action.
         assert job.state is JobState.WAITING_FOR_ANSWER and job.question == QUESTION and job.session_id
-        assert our_containers(docker_client, job) == []
+        assert job_containers(docker_client, job) == []
         asked = bot_comments(github, issue["number"])[-1]
         assert asked.startswith("@alice AgentVine needs an answer") and f"> {QUESTION}" in asked
         first_run = next(r for r in github.check_runs if r["id"] == job.check_run_id)
@@ -75,7 +76,7 @@ async def test_question_answer_resumes_the_session_and_opens_the_pull_request(tm
         assert QUESTION in resumed and "One separator, please." in resumed and "@mona answered" in resumed
         assert "Several!" not in resumed
         assert len(github.check_runs_for(REPO)) == 2  # the question's, and the resumed work's
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
 
 
 async def test_unanswered_question_expires(tmp_path, sandbox_image):
@@ -98,7 +99,7 @@ async def test_cancel_while_running_kills_the_container(tmp_path, sandbox_image,
         issue = bot.github.add_issue(REPO, title="Parser rejects tabs", user="alice")
         answer = await bot.label(issue["number"], "agentvine:bugfix")
         job_id = answer["jobs"][0]
-        await wait_for(lambda: bot.job(job_id).state is JobState.RUNNING and our_containers(docker_client, job_id))
+        await wait_for(lambda: bot.job(job_id).state is JobState.RUNNING and job_containers(docker_client, job_id))
         await bot.comment(issue["number"], "/agentvine cancel")
         await bot.settle(timeout=60)
         job = bot.job(job_id)
@@ -106,7 +107,7 @@ async def test_cancel_while_running_kills_the_container(tmp_path, sandbox_image,
         run = next(r for r in bot.github.check_runs if r["id"] == job.check_run_id)
         assert (run["status"], run["conclusion"]) == ("completed", "cancelled")
         assert job.outcome.figures.duration_s < 60
-    assert our_containers(docker_client, job_id) == []
+    assert job_containers(docker_client, job_id) == []
 
 
 async def test_human_required_runs_only_after_approval(tmp_path, sandbox_image):
@@ -160,7 +161,7 @@ async def test_review_publishes_inline_comments_on_the_right_lines(tmp_path, san
         # Nothing pushed; the model saw the diff.
         assert github.branches(REPO)["parser"] == pull["head"]["sha"]
         assert "split(' ')" in json.dumps(model.main_requests[0]["messages"])
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
 
 
 async def test_follow_up_on_agentvines_own_pull_request_pushes_to_its_branch(tmp_path, sandbox_image):

@@ -7,7 +7,8 @@ import pytest
 
 from app.pipeline.present import texts
 from app.domain.job import JobState
-from tests.e2e.conftest import REPO, ScriptedTurn, ToolUse, end_to_end, our_containers
+from app.fakes.model_api import ScriptedTurn, ToolUse
+from tests.support.harness import REPO, end_to_end, job_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
 
@@ -33,7 +34,7 @@ async def test_model_api_errors_fail_the_job(tmp_path, sandbox_image, docker_cli
     assert job.outcome.title == texts.OUTCOME["model_error"] and "HTTP 500" in job.outcome.detail
     assert (run["conclusion"], run["output"]["title"]) == ("failure", texts.OUTCOME["model_error"])
     assert bot.github.pulls == []
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
 
 
 async def test_max_turns_fails_the_job(tmp_path, sandbox_image, docker_client):
@@ -43,7 +44,7 @@ async def test_max_turns_fails_the_job(tmp_path, sandbox_image, docker_client):
     assert (job.state, job.conclusion) == (JobState.FAILED, "failure")
     assert job.outcome.title == texts.OUTCOME["max_turns"] and "all 2 turns" in job.outcome.detail
     assert run["conclusion"] == "failure"
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
 
 
 async def test_wall_clock_timeout_kills_the_container(tmp_path, sandbox_image, docker_client):
@@ -54,7 +55,7 @@ async def test_wall_clock_timeout_kills_the_container(tmp_path, sandbox_image, d
     assert "3 minutes" not in job.outcome.detail and "0.05 minutes" in job.outcome.detail
     assert (run["conclusion"], run["output"]["title"]) == ("timed_out", texts.OUTCOME["timed_out"])
     assert job.outcome.figures.duration_s < 60
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
 
 
 async def test_no_change_ends_neutral_without_a_pull_request(tmp_path, sandbox_image, docker_client):
@@ -65,7 +66,7 @@ async def test_no_change_ends_neutral_without_a_pull_request(tmp_path, sandbox_i
     assert (run["conclusion"], run["output"]["title"]) == ("neutral", texts.OUTCOME["no_changes"])
     assert "already accepts tabs" in run["output"]["summary"]
     assert bot.github.pulls == [] and job.branch not in bot.github.branches(REPO)
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
 
 
 async def test_writing_a_workflow_is_refused(tmp_path, sandbox_image, docker_client):
@@ -76,4 +77,4 @@ async def test_writing_a_workflow_is_refused(tmp_path, sandbox_image, docker_cli
     assert ".github/workflows/steal.yml" in job.outcome.detail and "not allowed" in job.outcome.detail
     assert (run["conclusion"], run["output"]["title"]) == ("failure", texts.OUTCOME["refused_paths"])
     assert job.branch not in bot.github.branches(REPO) and bot.github.pulls == []
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []

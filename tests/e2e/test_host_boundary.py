@@ -16,7 +16,8 @@ import pytest
 
 from app.pipeline.present import texts
 from app.domain.job import JobState
-from tests.e2e.conftest import REPO, ScriptedTurn, ToolUse, end_to_end, our_containers
+from app.fakes.model_api import ScriptedTurn, ToolUse
+from tests.support.harness import REPO, end_to_end, job_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
 
@@ -142,7 +143,7 @@ async def test_attack_runs_nothing_on_the_host_and_commits_nothing(case, tmp_pat
     for reason in attack.refused:
         assert reason in job.outcome.detail and reason in shown, (reason, job.outcome.detail)
     assert job.branch not in branches and bot.github.pulls == []  # nothing was committed or pushed
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
     assert not (data_dir / "jobs" / job.id).exists() and not _mounted(data_dir / "jobs" / job.id)
 
 
@@ -171,7 +172,7 @@ async def test_attributes_drivers_and_hooks_in_the_agents_git_never_run_and_file
         assert bot.github.read_file(REPO, job.branch, ".gitattributes").startswith("* filter=pwn")
         assert job.outcome.files == [".gitattributes", "hello.py"]
     assert list(marker.iterdir()) == []
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
     assert not (tmp_path / "agentvine" / "jobs" / job.id).exists()
 
 
@@ -219,6 +220,6 @@ async def test_legitimate_changes_keep_submodules_symlinks_binaries_modes_deleti
     assert tree["README.md"] == base["README.md"]  # touched, not changed
     assert sorted(job.outcome.files) == sorted(
         ["data.bin", "docs/guide.md", "gone.txt", "guide-link", "hello.py", "new_name.txt", "old_name.txt", "run.sh"])
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
     assert not (tmp_path / "agentvine" / "jobs" / job.id).exists()
 

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from app.agent.sandbox.image import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, WORKSPACE
-from tests.e2e.conftest import REPO, ScriptedTurn, ToolUse, end_to_end, our_containers
+from app.fakes.model_api import ScriptedTurn, ToolUse
+from tests.support.harness import REPO, end_to_end, job_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
 
@@ -44,7 +45,7 @@ async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client):
         # From the host, while it runs: the container's configuration.
         container = None
         for _ in range(400):
-            found = our_containers(docker_client, job_id)
+            found = job_containers(docker_client, job_id)
             if found:
                 container = found[0]
                 break
@@ -72,4 +73,4 @@ async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client):
     for secret in secrets:
         assert secret not in output
     assert "agv-" in output  # it did see its own environment
-    assert our_containers(docker_client, job_id) == []
+    assert job_containers(docker_client, job_id) == []

@@ -7,7 +7,8 @@ import pytest
 
 from app.pipeline.present import texts
 from app.domain.job import JobState
-from tests.e2e.conftest import REPO, ScriptedTurn, ToolUse, end_to_end, our_containers
+from app.fakes.model_api import ScriptedTurn, ToolUse
+from tests.support.harness import REPO, end_to_end, job_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
 
@@ -56,7 +57,7 @@ async def test_labelled_issue_becomes_a_pull_request(tmp_path, sandbox_image, do
         assert "Parser rejects tabs" in str(first["messages"][0])
         assert len(model.tool_results()) == 1
         assert job.session_id
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []
 
 
 QUICK = ".github/agentvine.yml", "labels:\n  'agentvine:quick': {worker: feature, level: autonomous}\n"
@@ -87,4 +88,4 @@ async def test_changes_outside_the_allowed_paths_are_refused(tmp_path, sandbox_i
         assert (job.state, job.conclusion) == (JobState.FAILED, "failure")
         assert "`fields.py`: outside the worker's allowed paths" in job.outcome.detail
         assert job.branch not in bot.github.branches(REPO) and bot.github.pulls == []
-    assert our_containers(docker_client, job) == []
+    assert job_containers(docker_client, job) == []

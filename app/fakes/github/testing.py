@@ -7,9 +7,10 @@ import socket
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from .state import FakeGitHub
+from .webhooks import signed_delivery
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -38,3 +39,23 @@ async def running_fake(tmp_path: Path, *, host: str = "127.0.0.1", port: int | N
         yield fake
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve an aiohttp application (AgentVine's, for the demo and benchmarks) on a free port; yield its URL."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    try:
+        yield f"http://{host}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def deliver(url: str, event: str, payload: dict[str, Any], secret: str) -> tuple[int, dict[str, Any]]:
+    """POST a delivery to `url` signed as GitHub signs it; the status and the JSON answer."""
+    body, headers = signed_delivery(payload, event, secret)
+    async with ClientSession() as http, http.post(url, data=body, headers=headers) as response:
+        return response.status, await response.json()

@@ -47,14 +47,23 @@ def build(fake: "FakeGitHub", event: str, action: str | None, *, repo: str | Non
     return payload
 
 
-def signed_delivery(payload: dict[str, Any], event: str, secret: str) -> tuple[bytes, dict[str, str]]:
-    """The body and headers GitHub would POST: `X-Hub-Signature-256` is the HMAC of the exact bytes."""
-    body = json.dumps(payload).encode()
-    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return body, {
+def sign(body: bytes, secret: str) -> str:
+    """`X-Hub-Signature-256`: the HMAC of the exact bytes."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def delivery_headers(event: str, body: bytes, secret: str, delivery_id: str | None = None) -> dict[str, str]:
+    """The headers GitHub sends with a delivery of `body`."""
+    return {
         "Content-Type": "application/json",
         "X-GitHub-Event": event,
-        "X-GitHub-Delivery": str(uuid.uuid4()),
-        "X-Hub-Signature-256": f"sha256={signature}",
+        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body, secret),
         "User-Agent": "GitHub-Hookshot/fake",
     }
+
+
+def signed_delivery(payload: dict[str, Any], event: str, secret: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers GitHub would POST."""
+    body = json.dumps(payload).encode()
+    return body, delivery_headers(event, body, secret)

@@ -8,7 +8,7 @@ import copy
 import json
 from typing import Any
 
-from tests.conftest import WEBHOOKS
+from tests.support.env import WEBHOOKS
 
 
 def load(event: str, name: str) -> dict[str, Any]:

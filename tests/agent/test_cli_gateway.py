@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +26,7 @@ from app.agent.claude.events import (
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse
 from app.agent.gateway import ModelGateway
 
-from model_test_support import BRIDGES, UPSTREAM_KEY, CliRunner, tcp_to_unix
+from tests.support.model import BRIDGES, FIXTURES, UPSTREAM_KEY, CliRunner, tcp_to_unix
 
 pytestmark = pytest.mark.claude
 
@@ -216,7 +215,7 @@ async def test_fresh_transcript_parses_like_the_recorded_fixture(
     events = [parse_line(line) for line in run.lines]
     unknown = [line[:200] for line, event in zip(run.lines, events) if isinstance(event, (Unknown, ParseError))]
     assert unknown == [], unknown
-    recorded = Path(__file__).parent / "fixtures" / "stream_write_bash_edit_read.jsonl"
+    recorded = FIXTURES / "stream_write_bash_edit_read.jsonl"
     kinds = lambda evs: [type(e).__name__ for e in evs if e is not None]  # noqa: E731
     assert kinds(events) == kinds(parse_line(line) for line in recorded.read_text().splitlines())
     if os.environ.get("AGENTVINE_SAVE_FIXTURES") == "1":

@@ -12,9 +12,10 @@ from pathlib import Path
 import aiohttp
 
 from app.fakes.github.testing import free_port, running_fake
-from tests import payloads
-from tests.agentvine_harness import INSTALLATION, REPO, arrange_github
-from tests.conftest import ROOT, SECRET, as_bytes, delivery_headers
+from tests.support import payloads
+from tests.support.harness import INSTALLATION, REPO, arrange_github
+from app.fakes.github.webhooks import delivery_headers
+from tests.support.env import ROOT, SECRET, as_bytes
 
 
 async def wait_for(predicate, timeout: float = 20.0) -> None:

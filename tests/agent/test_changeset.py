@@ -14,8 +14,8 @@ from app.agent import changeset, workspace
 from app.agent.changeset import Rules, canonical, rule_refusal, symlink_refusal
 from app.agent.hostgit import GitUser
 from app.agent.sandbox.disk import JobDisk, loop_supported, remove_tree
-from tests.agentvine_harness import INSTALLATION
-from tests.conftest import reachable_by_host_git, unavailable
+from tests.support.harness import INSTALLATION
+from tests.support.env import reachable_by_host_git, unavailable
 
 REPO = "octo-org/unit"
 RULES = Rules(allowed_paths=["**"], allow_workflows=False, max_file_mb=1, max_changed_files=50)
@@ -275,7 +275,7 @@ def test_start_up_removes_what_a_crash_left_and_keeps_a_waiting_jobs_files(tmp_p
     from app.domain.job import Delivery, Job, JobState, Trigger
     from app.store import SQLiteJobStore
     from app.engine.worker import Worker
-    from tests.conftest import make_settings
+    from tests.support.env import make_settings
 
     settings = make_settings(tmp_path, private_key="unused")
     settings.data_dir.mkdir(parents=True)

@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse
 from app.agent.gateway import ModelGateway, _Redactor
-from model_test_support import UPSTREAM_KEY
+from tests.support.model import UPSTREAM_KEY
 
 HEADERS = {"anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219", "content-type": "application/json"}
 BODY = {

@@ -7,8 +7,8 @@ from gidgethub import sansio
 
 from app.domain.intents import JobCommand, StartJob
 from app.intake.routing import RouteContext, route
-from tests import payloads
-from tests.conftest import all_example_payloads
+from tests.support import payloads
+from tests.support.env import all_example_payloads
 
 
 def ctx() -> RouteContext:

@@ -23,7 +23,7 @@ from app.agent.claude.events import (
     describe_activity,
     parse_line,
 )
-from model_test_support import FIXTURES, load_fixture_lines
+from tests.support.model import FIXTURES, load_fixture_lines
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.jsonl")))

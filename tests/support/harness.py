@@ -11,10 +11,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from app.domain.job import Job
 from app.fakes.github.state import FakeGitHub
+from app.fakes.github.testing import running_fake
+from app.fakes.model_api import FakeModelAPI, ScriptedTurn, serve_fake_model_api
 from app.assembly import Service
-from tests import payloads
-from tests.conftest import SECRET, as_bytes, delivery_headers, make_settings
+from tests.support import payloads
+from app.fakes.github.webhooks import delivery_headers
+from tests.support.env import SECRET, as_bytes, make_settings
 
 REPO = "octo-org/hello"
 INSTALLATION = 1001
@@ -95,3 +99,24 @@ async def running_agentvine(fake: FakeGitHub, data_root: Path, **settings: Any) 
         yield Harness(fake, service, client)
     finally:
         await client.close()
+
+
+def job_containers(docker_client, job: Job | str) -> list:
+    """The job's sandbox containers, running or not (none may be left when a job ends)."""
+    job_id = job if isinstance(job, str) else job.id
+    return docker_client.containers.list(all=True, filters={"label": f"agentvine.job={job_id}"})
+
+
+@contextlib.asynccontextmanager
+async def end_to_end(tmp_path, image: str, script: list[ScriptedTurn], *, files: dict[str, str] | None = None,
+                     **settings) -> AsyncIterator[tuple[Harness, FakeModelAPI]]:
+    """AgentVine with the GitHub fake, the scripted model API, real Docker and the real CLI in `image`."""
+    model = FakeModelAPI(script)
+    async with running_fake(tmp_path) as github, serve_fake_model_api(model) as running_model:
+        arrange_github(github, files=files)
+        async with running_agentvine(
+            github, tmp_path, sandbox_image=image, model_api_url=running_model.url,
+            ANTHROPIC_API_KEY=model.api_key, progress_interval=0.3, **settings,
+        ) as bot:
+            yield bot, model
+        github.assert_no_violations()

@@ -9,7 +9,7 @@ import pytest
 
 from app.pipeline.present import texts
 from app.domain.job import JobState
-from tests.agentvine_harness import REPO
+from tests.support.harness import REPO
 
 
 def bot_comments(github, number):
@@ -129,7 +129,7 @@ async def test_commands_in_quotes_and_code_blocks_are_ignored(bot, github):
 
 
 async def test_edited_comment_triggers_nothing(bot, github):
-    from tests import payloads
+    from tests.support import payloads
     issue = github.add_issue(REPO, title="x", user="alice")
     payload = payloads.issue_comment(body="/agentvine do it", action="edited", issue=issue, repo=bot.repo,
                                      installation_id=1001, sender="alice")
@@ -177,7 +177,7 @@ async def finished_job_with_pull(bot, github, level: str):
 
 
 async def review_comment(bot, pull, body: str, sender: str):
-    from tests import payloads
+    from tests.support import payloads
 
     payload = payloads.retarget(payloads.load("pull_request_review_comment", "created.payload.json"),
                                 repo=bot.repo, installation_id=1001, sender=sender)

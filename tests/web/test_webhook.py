@@ -7,14 +7,9 @@ import pytest
 from app.intake.inbox import read_records, segments
 from app.intake.ingest import OUTCOME_BAD_SHAPE
 from app.assembly import Service
-from tests import payloads
-from tests.conftest import (
-    SECRET,
-    all_example_payloads,
-    as_bytes,
-    delivery_headers,
-    make_settings,
-)
+from tests.support import payloads
+from app.fakes.github.webhooks import delivery_headers
+from tests.support.env import SECRET, all_example_payloads, as_bytes, make_settings
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Shared pieces for the model tests (fixtures are registered by conftest.py): finding the real Claude Code CLI, running it as a non-root
+"""Shared pieces for the model tests (their fixtures are registered in tests/conftest.py): finding the real Claude Code CLI, running it as a non-root
 user, a TCP→Unix bridge (the CLI speaks TCP, the gateway listens on a Unix socket), the fake
 model API and the gateway."""
 
@@ -24,7 +24,7 @@ from app.agent.gateway import ModelGateway
 
 UPSTREAM_KEY = "sk-ant-fake-upstream-key-7f3c9a"
 NPM_PREFIX_BIN = Path("/tmp/claude-cli/node_modules/.bin/claude")
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "claude_streams"  # recorded stream-json of the real CLI
 
 
 def find_claude_bin() -> str | None:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from app.agent.sandbox.container import LABEL, LABEL_JOB
-from tests.conftest import docker_client, sandbox_image, unavailable  # noqa: F401 - shared fixtures
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 #: Every job id used by this test session starts with this, so that the leftover check only

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from app.pipeline.present import texts
 from app.domain.job import JobState
-from tests.agentvine_harness import REPO, running_agentvine
+from tests.support.harness import REPO, running_agentvine
 
 
 def writes(github) -> list:

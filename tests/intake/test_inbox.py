@@ -11,7 +11,7 @@ from app.intake import inbox as inbox_module
 from app.intake.inbox import HEADER, InboxCorrupt, InboxWriter, read_records, segments
 from app.intake.ingest import OUTCOME_FAILED, InboxImporter
 from app.store import SQLiteJobStore
-from tests import payloads
+from tests.support import payloads
 
 
 def labeled(number: int = 1) -> bytes:
