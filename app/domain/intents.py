@@ -1,19 +1,36 @@
-"""What a webhook asks of AgentVine, decided in the request without any I/O.
+"""What a delivery asks of AgentVine, decided without any I/O, and the one list of commands.
 
-Routers turn events into intents; the webhook endpoint persists them (a StartJob becomes a
-queued job, a JobCommand a queued command) and the dispatcher acts on them later."""
+Routers (app/intake/routing/) turn events into intents; the worker's inbox import stores them (a
+StartJob becomes a queued job, a JobCommand a pending command) and the dispatcher acts on them."""
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel
 
 from app.domain.job import Trigger
 
-CommandName = Literal[
-    "approve", "cancel", "retry", "status", "help", "review", "answer", "review_comment", "remove_installation"
-]
+
+
+class Command(StrEnum):
+    """Everything a JobCommand can ask; app/pipeline/commands.py has one handler for each."""
+
+    APPROVE = "approve"
+    CANCEL = "cancel"
+    RETRY = "retry"
+    STATUS = "status"
+    HELP = "help"
+    REVIEW = "review"
+    ANSWER = "answer"  # any other comment, where the agent waits for an answer
+    REVIEW_COMMENT = "review_comment"  # a review comment on AgentVine's pull request
+    REMOVE_INSTALLATION = "remove_installation"  # AgentVine lost access to a repository
+
+
+#: What people may type after the prefix (`/agentvine approve`); anything else is an instruction.
+SLASH_COMMANDS = (Command.APPROVE, Command.CANCEL, Command.RETRY, Command.STATUS, Command.HELP, Command.REVIEW)
+#: The buttons AgentVine puts on its check runs; GitHub sends back the identifier (≤ 20 characters).
+BUTTONS = (Command.APPROVE, Command.CANCEL, Command.RETRY)
 
 
 class StartJob(BaseModel):
@@ -33,7 +50,7 @@ class StartJob(BaseModel):
 class JobCommand(BaseModel):
     """A request about existing work: from a comment, a check-run button or an installation change."""
 
-    name: CommandName
+    name: Command
     installation_id: int
     repo: str
     sender: str

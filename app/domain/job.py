@@ -10,6 +10,19 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
+# A check run's external_id names the job it belongs to: how a button press finds its job again.
+EXTERNAL_ID_PREFIX = "agentvine:"
+
+
+def external_id(job_id: str) -> str:
+    return EXTERNAL_ID_PREFIX + job_id
+
+
+def job_id_from_external(value: str) -> str | None:
+    """The job a check run belongs to, or None for another app's check run."""
+    return value.removeprefix(EXTERNAL_ID_PREFIX) if value.startswith(EXTERNAL_ID_PREFIX) else None
+
+
 class JobState(StrEnum):
     QUEUED = "queued"  # stored, not yet looked at by the dispatcher
     ACKNOWLEDGED = "acknowledged"  # authorized, 👀 + tracking comment + check run are out
@@ -126,6 +139,8 @@ class Job(BaseModel):
     head_sha: str | None = None
     tracking_comment_id: int | None = None
     check_run_id: int | None = None
+    check_run_url: str | None = None  # GitHub's html_url of the check run (right on any GitHub host)
+    pull_url: str | None = None  # for work on a pull request: its html_url
     reacted: bool = False
 
     run: RunSettings | None = None

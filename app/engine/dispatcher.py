@@ -30,8 +30,16 @@ class Limits:
 class Stage:
     name: str
     state: JobState  # jobs in this state are this stage's input
-    run: Callable[[Job], Awaitable[None]]
+    run: Callable[[Job, asyncio.Event], Awaitable[None]]  # the job, and the signal that asks it to stop
     limits: Limits
+
+
+@dataclass(frozen=True)
+class _Active:
+    stage: Stage
+    job: Job
+    task: asyncio.Task[None]
+    cancel: asyncio.Event
 
 
 class Dispatcher:
@@ -57,12 +65,20 @@ class Dispatcher:
         # What a job left in a state by a crash goes back to (e.g. running → acknowledged).
         self._interrupted = interrupted_states or {}
         self._wake = asyncio.Event()
-        self._active: dict[str, tuple[Stage, Job, asyncio.Task[None]]] = {}
+        self._active: dict[str, _Active] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def cancel(self, job_id: str) -> bool:
+        """Ask the stage running `job_id` to stop; False when no stage runs it in this process."""
+        active = self._active.get(job_id)
+        if active is None:
+            return False
+        active.cancel.set()
+        return True
 
     async def start(self) -> None:
         self.recover()
@@ -71,7 +87,7 @@ class Dispatcher:
     async def stop(self) -> None:
         if self._loop_task:
             self._loop_task.cancel()
-        tasks = [task for _, _, task in self._active.values()]
+        tasks = [active.task for active in self._active.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, *( [self._loop_task] if self._loop_task else []), return_exceptions=True)
@@ -127,7 +143,7 @@ class Dispatcher:
 
     def _start_ready(self) -> None:
         for stage in self._stages:
-            running = [job for s, job, _ in self._active.values() if s is stage]
+            running = [active.job for active in self._active.values() if active.stage is stage]
             if len(running) >= stage.limits.total:
                 continue
             # Look at a bounded window of the oldest jobs: a backlog must not make every pass
@@ -138,8 +154,9 @@ class Dispatcher:
                     continue
                 if not self._fits(stage.limits, running, job):
                     continue
-                task = asyncio.create_task(self._run(stage, job), name=f"{stage.name}:{job.id}")
-                self._active[job.id] = (stage, job, task)
+                cancel = asyncio.Event()
+                task = asyncio.create_task(self._run(stage, job, cancel), name=f"{stage.name}:{job.id}")
+                self._active[job.id] = _Active(stage, job, task, cancel)
                 running.append(job)
 
     @staticmethod
@@ -154,9 +171,9 @@ class Dispatcher:
                 return False
         return True
 
-    async def _run(self, stage: Stage, job: Job) -> None:
+    async def _run(self, stage: Stage, job: Job, cancel: asyncio.Event) -> None:
         try:
-            await stage.run(job)
+            await stage.run(job, cancel)
             after = self._store.get_job(job.id)
             if after is not None and after.state is stage.state:
                 raise RuntimeError(f"stage {stage.name} left the job {stage.state}")  # would loop forever

@@ -17,10 +17,10 @@ from app.intake.ingest import InboxImporter
 from app.domain.intents import JobCommand
 from app.domain.job import Job, JobState
 from app.pipeline.acknowledge import acknowledge
-from app.pipeline.commands import CommandHandler, question_expired
+from app.pipeline.commands import CommandHandler
 from app.pipeline.context import JobContext
 from app.pipeline.failure import fail_job
-from app.pipeline.questions import expire_question
+from app.pipeline.questions import expire_question, question_expired
 from app.pipeline.run import RunDeps, run_job
 from app.agent.sandbox import remove_orphans
 from app.agent.sandbox.disk import JobDisk, choose_mode
@@ -41,7 +41,6 @@ class Worker:
         self.config = config
         self.clients: GitHubClients | None = None
         self.run_deps = RunDeps(gateway=None, progress_interval=settings.progress_interval)
-        self.commands = CommandHandler(self.context, store, config, self.run_deps.cancels)
         self._housekeeper: asyncio.Task[None] | None = None
         self.importer = InboxImporter(settings.inbox_path, store, command_prefix=config.command_prefix,
                                       label_prefix=config.label_prefix)
@@ -67,6 +66,7 @@ class Worker:
             interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
             intake=self.importer.import_new,
         )
+        self.commands = CommandHandler(self.context, store, config, cancel_running=self.dispatcher.cancel)
 
     async def start(self) -> None:
         pem = self.settings.private_key_pem()
@@ -148,11 +148,11 @@ class Worker:
             service_config=self.config,
         )
 
-    async def _acknowledge(self, job: Job) -> None:
+    async def _acknowledge(self, job: Job, _cancel: asyncio.Event) -> None:
         await acknowledge(self.context(job))
 
-    async def _run(self, job: Job) -> None:
-        await run_job(self.context(job), self.run_deps)
+    async def _run(self, job: Job, cancel: asyncio.Event) -> None:
+        await run_job(self.context(job), self.run_deps, cancel)
 
     async def _failed(self, job: Job, exc: BaseException) -> None:
         await fail_job(self.context(job), exc)
@@ -168,7 +168,7 @@ class Worker:
             now = time.time()
             self.store.prune(now - self.settings.retention_days * 86400)
             for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER]):
-                if question_expired(job, now):
+                if question_expired(job, self.config, now):
                     try:
                         await expire_question(self.context(job), self.config)
                     except Exception:

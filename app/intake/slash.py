@@ -8,14 +8,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SUBCOMMANDS = ("approve", "cancel", "retry", "status", "help", "review")
+from app.domain.intents import SLASH_COMMANDS
+
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 
 
 @dataclass(frozen=True)
 class ParsedCommand:
-    name: str  # one of SUBCOMMANDS, or "instruction"
+    name: str  # one of SLASH_COMMANDS, or "instruction"
     text: str  # the instruction, or what follows a subcommand
 
 
@@ -49,7 +50,7 @@ def parse_command(body: str | None, prefix: str) -> ParsedCommand | None:
             continue
         rest = stripped[len(prefix) :].strip()
         word, _, tail = rest.partition(" ")
-        if word.lower() in SUBCOMMANDS:
+        if word.lower() in SLASH_COMMANDS:
             return ParsedCommand(word.lower(), tail.strip())
         if not rest:
             return ParsedCommand("help", "")

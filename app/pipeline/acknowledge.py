@@ -20,27 +20,19 @@ log = logging.getLogger(__name__)
 
 async def acknowledge(ctx: JobContext) -> None:
     job = ctx.job
-    admission = await admit(ctx.api, job, ctx.service_config)
+    admission = await admit(ctx.github, job, ctx.service_config)
     if admission.rule is None:
-        ctx.save(job.moved_to(JobState.REJECTED, f"label {job.trigger.label!r} is not mapped"), "rejected")
+        ctx.update("rejected", to=JobState.REJECTED, reason=f"label {job.trigger.label!r} is not mapped")
         return
     if not admission.authorized:
         await _reject_unauthorized(ctx, admission)
         return
     worker, level = admission.rule.worker, admission.rule.level
     config = admission.config or ctx.service_config
-    job = ctx.save(
-        job.model_copy(
-            update={
-                "worker": worker,
-                "level": level,
-                "model": resolve_model(job, config, worker),
-                "run": run_settings(config, worker),
-                "branch": branch_name(worker, job.issue_number, job.issue_title),
-            }
-        ),
-        "admitted",
-        permission=admission.permission,
+    job = ctx.update(
+        "admitted", log={"permission": admission.permission},
+        worker=worker, level=level, model=resolve_model(job, config, worker), run=run_settings(config, worker),
+        branch=branch_name(worker, job.issue_number, job.issue_title),
     )
     if job.is_pull_request and not await _pull_request_branch(ctx):
         return
@@ -53,7 +45,7 @@ async def acknowledge(ctx: JobContext) -> None:
     # between repeats this stage (which edits, never duplicates).
     shown = ctx.job.moved_to(state)
     await asyncio.gather(_tracking_comment(ctx, shown), _check_run(ctx, shown))
-    ctx.save(ctx.job.moved_to(state), "acknowledged")
+    ctx.update("acknowledged", to=state)
 
 
 def run_settings(config: BotConfig, worker: str) -> RunSettings:
@@ -81,36 +73,23 @@ async def _reject_unauthorized(ctx: JobContext, admission: Admission) -> None:
     config = admission.config or ctx.service_config
     reason = f"@{job.requester} has {admission.permission} access; {admission.required} is needed"
     if config.notify_unauthorized:
-        await ctx.api.post(
-            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-            {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
-            data={"body": unauthorized_text(job, admission)},
-        )
-    ctx.save(job.moved_to(JobState.REJECTED, reason), "rejected", permission=admission.permission)
+        await ctx.github.comment(job.issue_number, unauthorized_text(job, admission))
+    ctx.update("rejected", to=JobState.REJECTED, reason=reason, log={"permission": admission.permission})
 
 
 async def _pull_request_branch(ctx: JobContext) -> bool:
     """Work on a pull request happens on its own branch, and only on a branch of this repository."""
     job = ctx.job
-    pull = await ctx.api.getitem(
-        "/repos/{owner}/{repo}/pulls/{pull_number}", {"owner": job.owner, "repo": job.name, "pull_number": job.issue_number}
-    )
+    pull = await ctx.github.pull(job.issue_number)
     head = pull["head"]
     head_repo = (head.get("repo") or {}).get("full_name")
     if head_repo != job.repo:
         body = texts.FORK_REFUSED.format(head=f"`{head.get('label') or head_repo}`")
-        await ctx.api.post(
-            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-            {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
-            data={"body": f"@{job.requester} {body}"},
-        )
-        ctx.save(job.moved_to(JobState.REJECTED, f"pull request from a fork ({head_repo})"), "rejected")
+        await ctx.github.comment(job.issue_number, f"@{job.requester} {body}")
+        ctx.update("rejected", to=JobState.REJECTED, reason=f"pull request from a fork ({head_repo})")
         return False
-    ctx.job = ctx.save(
-        job.model_copy(update={"branch": head["ref"], "base_branch": head["ref"], "head_sha": head["sha"],
-                               "issue_title": pull.get("title") or job.issue_title}),
-        "pull_request", head=head["ref"],
-    )
+    ctx.update("pull_request", log={"head": head["ref"]}, branch=head["ref"], base_branch=head["ref"],
+               head_sha=head["sha"], issue_title=pull.get("title") or job.issue_title, pull_url=pull.get("html_url"))
     return True
 
 
@@ -119,13 +98,10 @@ async def _react(ctx: JobContext) -> None:
     if job.reacted:
         return
     if job.trigger.kind == "command" and job.trigger.comment_id:
-        url = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
-        url_vars = {"owner": job.owner, "repo": job.name, "comment_id": job.trigger.comment_id}
+        await ctx.github.react_to_comment(job.trigger.comment_id)
     else:
-        url = "/repos/{owner}/{repo}/issues/{issue_number}/reactions"
-        url_vars = {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number}
-    await ctx.api.post(url, url_vars, data={"content": "eyes"})
-    ctx.save(ctx.job.model_copy(update={"reacted": True}), "reacted")
+        await ctx.github.react_to_issue(job.issue_number)
+    ctx.update("reacted", reacted=True)
 
 
 async def _resolve_head(ctx: JobContext) -> None:
@@ -133,43 +109,31 @@ async def _resolve_head(ctx: JobContext) -> None:
     job = ctx.job
     if job.head_sha:
         return
-    ref = await ctx.api.getitem(
-        "/repos/{owner}/{repo}/git/ref/heads/{+branch}",
-        {"owner": job.owner, "repo": job.name, "branch": job.default_branch},
-    )
-    ctx.job = ctx.job.model_copy(update={"head_sha": ref["object"]["sha"]})
+    ctx.update("head", head_sha=await ctx.github.branch_head(job.default_branch))
 
 
 async def _tracking_comment(ctx: JobContext, shown: Job) -> None:
     job = ctx.job
     body = render.tracking_comment(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
     if job.tracking_comment_id is None:
-        comment = await ctx.api.post(
-            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-            {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
-            data={"body": body},
-        )
-        ctx.job = ctx.job.model_copy(update={"tracking_comment_id": comment["id"]})
-        ctx.save(ctx.job, "tracking_comment", comment_id=comment["id"])
+        comment = await ctx.github.comment(job.issue_number, body)
+        ctx.update("tracking_comment", log={"comment_id": comment["id"]}, tracking_comment_id=comment["id"])
     else:
-        await ctx.api.patch(
-            "/repos/{owner}/{repo}/issues/comments/{comment_id}",
-            {"owner": job.owner, "repo": job.name, "comment_id": job.tracking_comment_id},
-            data={"body": body},
-        )
+        await ctx.github.edit_comment(job.tracking_comment_id, body)
 
 
 async def _check_run(ctx: JobContext, shown: Job) -> None:
     job = ctx.job
     if job.check_run_id is not None:
         return
-    run = await ctx.api.post(
-        "/repos/{owner}/{repo}/check-runs",
-        {"owner": job.owner, "repo": job.name},
-        data=render.check_run_create(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url),
-    )
-    ctx.job = ctx.job.model_copy(update={"check_run_id": run["id"]})
-    ctx.save(ctx.job, "check_run", check_run_id=run["id"])
+    body = render.check_run_create(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
+    await create_check_run(ctx, body)
+
+
+async def create_check_run(ctx: JobContext, body: dict) -> None:
+    """A check run for the job, remembered with its link (GitHub's own, right on any GitHub host)."""
+    run = await ctx.github.create_check_run(body)
+    ctx.update("check_run", log={"check_run_id": run["id"]}, check_run_id=run["id"], check_run_url=run.get("html_url"))
 
 
 async def _report_config_error(ctx: JobContext, admission: Admission) -> None:
@@ -177,25 +141,7 @@ async def _report_config_error(ctx: JobContext, admission: Admission) -> None:
     assert error is not None
     problems = render.config_problems(error.problems)
     body = texts.CONFIG_INVALID.format(source=error.source, problems=problems)
-    await ctx.api.post(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-        {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
-        data={"body": body},
-    )
-    run = await ctx.api.post(
-        "/repos/{owner}/{repo}/check-runs",
-        {"owner": job.owner, "repo": job.name},
-        data={
-            "name": render.check_run_name(job),
-            "head_sha": job.head_sha,
-            "external_id": texts.CHECK_RUN_EXTERNAL_ID.format(job_id=job.id),
-            "details_url": render.details_url(ctx.settings.public_url, job),
-            "status": "completed",
-            "conclusion": "failure",
-            "output": {"title": texts.CONFIG_INVALID_TITLE, "summary": body},
-        },
-    )
-    failed = ctx.job.model_copy(update={"check_run_id": run["id"]}).moved_to(
-        JobState.FAILED, f"{error.source} is invalid", conclusion="failure"
-    )
-    ctx.save(failed, "config_invalid", problems=error.problems)
+    await ctx.github.comment(job.issue_number, body)
+    run = await ctx.github.create_check_run(render.check_run_config_invalid(job, body, public_url=ctx.settings.public_url))
+    ctx.update("config_invalid", to=JobState.FAILED, reason=f"{error.source} is invalid", conclusion="failure",
+               log={"problems": error.problems}, check_run_id=run["id"], check_run_url=run.get("html_url"))

@@ -6,8 +6,6 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-import gidgethub
-
 from app.pipeline.present import texts
 from app.domain.config import (
     MAX_REPO_CONFIG_BYTES,
@@ -18,21 +16,15 @@ from app.domain.config import (
     merge_repo_config,
     permission_at_least,
 )
-from app.github.client import InstallationAPI
+from app.github.ops import RepoOps
 from app.domain.job import Job
 
 
-async def load_repo_config(api: InstallationAPI, job: Job, defaults: BotConfig) -> BotConfig:
+async def load_repo_config(github: RepoOps, job: Job, defaults: BotConfig) -> BotConfig:
     """The repository's config merged over the defaults; raises ConfigError for a bad file."""
-    try:
-        item = await api.getitem(
-            "/repos/{owner}/{repo}/contents/{+path}{?ref}",
-            {"owner": job.owner, "repo": job.name, "path": REPO_CONFIG_PATH, "ref": job.default_branch},
-        )
-    except gidgethub.BadRequest as exc:
-        if exc.status_code == 404:
-            return defaults
-        raise
+    item = await github.file(REPO_CONFIG_PATH, job.default_branch)
+    if item is None:
+        return defaults
     if not isinstance(item, dict) or item.get("type") != "file":
         raise ConfigError(REPO_CONFIG_PATH, ["is not a file"])
     if int(item.get("size") or 0) > MAX_REPO_CONFIG_BYTES:
@@ -61,21 +53,6 @@ def resolve_model(job: Job, config: BotConfig, worker: str) -> str:
     return config.workers[worker].model  # type: ignore[index]
 
 
-async def sender_permission(api: InstallationAPI, job: Job, login: str) -> str:
-    """The sender's role on the repository ('none' for someone GitHub does not know there)."""
-    try:
-        data = await api.getitem(
-            "/repos/{owner}/{repo}/collaborators/{username}/permission",
-            {"owner": job.owner, "repo": job.name, "username": login},
-        )
-    except gidgethub.BadRequest as exc:
-        if exc.status_code == 404:
-            return "none"
-        raise
-    # role_name knows maintain/triage; the legacy `permission` field folds them into write/read.
-    return data.get("role_name") or data.get("permission") or "none"
-
-
 @dataclass
 class Admission:
     config: BotConfig | None = None
@@ -89,10 +66,10 @@ class Admission:
         return permission_at_least(self.permission, self.required)
 
 
-async def admit(api: InstallationAPI, job: Job, defaults: BotConfig) -> Admission:
+async def admit(github: RepoOps, job: Job, defaults: BotConfig) -> Admission:
     admission = Admission()
     try:
-        admission.config = await load_repo_config(api, job, defaults)
+        admission.config = await load_repo_config(github, job, defaults)
     except ConfigError as exc:
         admission.config_error = exc
     effective = admission.config or defaults  # a broken file still needs someone allowed to hear about it
@@ -100,7 +77,7 @@ async def admit(api: InstallationAPI, job: Job, defaults: BotConfig) -> Admissio
     if admission.rule is None and admission.config is not None:
         return admission  # an unmapped label: no API call spent on permission
     admission.required = effective.permissions.trigger
-    admission.permission = await sender_permission(api, job, job.requester)
+    admission.permission = await github.permission(job.requester)
     return admission
 
 

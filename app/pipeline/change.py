@@ -1,15 +1,73 @@
-"""Publishing the agent's work: commit on the host, push the job's branch, open or reuse the PR."""
+"""The change flow of the run stage (every worker but `review`): the agent edits the checkout; its
+tree is read back as data, validated and committed on the host, pushed to the job's branch, and a
+pull request is opened or reused. A final message that is a question makes the job wait instead."""
 
 from __future__ import annotations
 
-import gidgethub
-
 import asyncio
 
+import gidgethub
+
 from app.agent import changeset, workspace
-from app.pipeline.present import render, texts
 from app.domain.job import Outcome
+from app.domain.untrusted import defuse_mentions
 from app.pipeline.context import JobContext
+from app.pipeline.outcome import AgentRun, ended, finish
+from app.pipeline.present import render, texts
+from app.pipeline.prompt import build_prompt
+from app.pipeline.questions import ask, parse_question
+
+STEP_AGENT, STEP_PUBLISH = 2, 3
+
+
+class ChangeFlow:
+    steps = texts.DEFAULT_STEPS
+
+    async def prompt(self, ctx: JobContext) -> str:
+        job = ctx.job
+        if job.answer is not None:  # the session resumes: it knows the task, it gets the answer
+            return texts.ANSWER_RESUME.format(answered_by=job.answered_by, answer=job.answer)
+        return await build_prompt(ctx) + texts.QUESTION_CONVENTION
+
+    async def conclude(self, ctx: JobContext, run: AgentRun) -> None:
+        """The agent finished: ask its question, or publish what it changed."""
+        summary = defuse_mentions(run.text)  # goes into the PR, the commit, the check run, a question
+        question = parse_question(summary)
+        if question is not None:
+            await ask(ctx, run.reporter, question)  # the workspace and the session stay for the answer
+            return
+        run.reporter.step_done(STEP_AGENT)
+        await publish_changes(ctx, run, summary)
+
+
+async def publish_changes(ctx: JobContext, run: AgentRun, summary: str) -> None:
+    job, limits = ctx.job, ctx.job.run
+    assert limits is not None
+    rules = changeset.Rules(allowed_paths=limits.allowed_paths, allow_workflows=limits.allow_workflow_changes,
+                            max_file_mb=limits.max_file_mb, max_changed_files=limits.max_changed_files)
+    changes = await asyncio.to_thread(changeset.read_changes, run.ws, rules)
+    paths, stats = changes.paths, run.figures()
+    if changes.refused:
+        outcome = ended(ctx, "refused_paths", summary=summary, paths=changes.refusals_text())
+        await finish(ctx, run.reporter, outcome.model_copy(update={"files": paths, "figures": stats}))
+        return
+    if not paths:
+        outcome = ended(ctx, "no_changes", conclusion="neutral", summary=summary)
+        await finish(ctx, run.reporter, outcome.model_copy(update={"figures": stats}))
+        return
+    outcome = Outcome(conclusion="success", title="", summary=summary, files=paths, figures=stats)
+    await commit_and_push(ctx, run.ws, changes, outcome, job.remote_sha)
+    if job.is_pull_request:
+        # A follow-up on a pull request: its own branch got the commits; the PR is already there.
+        number, url, key = job.issue_number, job.pull_url, "pushed"
+    else:
+        pull, created = await open_or_update_pull(ctx, outcome)
+        number, url, key = pull["number"], pull["html_url"], "pr_opened" if created else "pr_updated"
+    run.reporter.step_done(STEP_PUBLISH)
+    await finish(ctx, run.reporter, outcome.model_copy(update={
+        "title": texts.OUTCOME[key].format(pr_number=number), "pr_number": number, "pr_url": url,
+        "figures": run.figures(),
+    }))
 
 
 def _noreply(user_id: int | None, login: str) -> str:
@@ -29,7 +87,7 @@ def commit_message(ctx: JobContext, outcome: Outcome) -> str:
 
 async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, changes: changeset.ChangeSet, outcome: Outcome,
                           expected_remote: str | None) -> str:
-    """The commit is built in the host's repository from the validated change set (app/changeset.py)."""
+    """The commit is built in the host's repository from the validated change set (app/agent/changeset.py)."""
     bot = f"{ctx.settings.app_slug}[bot]"
     sha = await asyncio.to_thread(
         changeset.commit, ws, changes, commit_message(ctx, outcome),
@@ -39,41 +97,23 @@ async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, changes: cha
     return sha
 
 
-async def _open_pull(ctx: JobContext) -> dict | None:
-    job = ctx.job
-    async for pull in ctx.api.getiter(
-        "/repos/{owner}/{repo}/pulls{?state,head}",
-        {"owner": job.owner, "repo": job.name, "state": "open", "head": f"{job.owner}:{job.branch}"},
-    ):
-        return pull
-    return None
-
-
 async def open_or_update_pull(ctx: JobContext, outcome: Outcome) -> tuple[dict, bool]:
     """(pull request, created): a PR that already exists for the branch is reused, never duplicated."""
-    job = ctx.job
-    check_url = f"https://github.com/{job.repo}/runs/{job.check_run_id}"
+    job, github = ctx.job, ctx.github
+    assert job.branch is not None
+    check_url = job.check_run_url or render.details_url(ctx.settings.public_url, job)
     body = render.pull_request_body(job, outcome, check_url)
     title = texts.PR_TITLE.format(issue_title=job.issue_title)[:256]
-    url_vars = {"owner": job.owner, "repo": job.name}
-    existing = await _open_pull(ctx)
+    existing = await github.open_pull_for(job.branch)
     if existing is None:
         try:
-            pull = await ctx.api.post(
-                "/repos/{owner}/{repo}/pulls",
-                url_vars,
-                data={"title": title, "head": job.branch, "base": job.default_branch, "body": body,
-                      "draft": job.level != "autonomous"},
-            )
+            pull = await github.create_pull(title=title, head=job.branch, base=job.default_branch, body=body,
+                                            draft=job.level != "autonomous")
             return pull, True
         except gidgethub.BadRequest as exc:
             if exc.status_code != 422:
                 raise
-            existing = await _open_pull(ctx)  # created meanwhile (a retried job)
+            existing = await github.open_pull_for(job.branch)  # created meanwhile (a retried job)
             if existing is None:
                 raise
-    pull = await ctx.api.patch(
-        "/repos/{owner}/{repo}/pulls/{pull_number}", {**url_vars, "pull_number": existing["number"]},
-        data={"title": title, "body": body},
-    )
-    return pull, False
+    return await github.update_pull(existing["number"], title=title, body=body), False

@@ -5,16 +5,16 @@ changes. Each checks the sender's permission; an unauthorized command does nothi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from app.pipeline.present import render, texts
 from app.domain.config import BotConfig, permission_at_least
-from app.domain.intents import JobCommand
+from app.domain.intents import Command, JobCommand
 from app.domain.job import Job, JobState, Outcome, Trigger
-from app.pipeline.admit import sender_permission
 from app.pipeline.context import JobContext
+from app.pipeline.progress import ProgressReporter
 from app.pipeline.present.render import Progress
-from app.pipeline.present.reporter import ProgressReporter
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +22,47 @@ ACTIVE = (JobState.QUEUED, JobState.ACKNOWLEDGED, JobState.WAITING_FOR_APPROVAL,
           JobState.WAITING_FOR_ANSWER)
 
 
+@dataclass
+class Request:
+    """One command being carried out: the job it is about (None: the issue has none), and the role of
+    the person who gave it."""
+
+    ctx: JobContext
+    command: JobCommand
+    job: Job | None
+    role: str
+
+    @property
+    def sender(self) -> str:
+        return self.command.sender
+
+
 class CommandHandler:
-    def __init__(self, make_context: Callable[[Job], JobContext], store, config: BotConfig, cancels: dict) -> None:
+    def __init__(self, make_context: Callable[[Job], JobContext], store, config: BotConfig,
+                 cancel_running: Callable[[str], bool]) -> None:
         self._context = make_context
         self._store = store
         self._config = config
-        self._cancels = cancels  # job id → the asyncio.Event its running stage watches
+        # Asks the stage running a job to stop (the dispatcher owns the signal); False if none runs it.
+        self._cancel_running = cancel_running
+        self._handlers: dict[Command, Callable[[Request], Awaitable[str]]] = {
+            Command.HELP: self._help, Command.STATUS: self._status, Command.REVIEW: self._review,
+            Command.APPROVE: self._approve, Command.CANCEL: self._cancel, Command.RETRY: self._retry,
+            Command.ANSWER: self._answer, Command.REVIEW_COMMENT: self._review_comment,
+        }
+
+    @property
+    def handled(self) -> frozenset[Command]:
+        return frozenset({*self._handlers, Command.REMOVE_INSTALLATION})
 
     # --- finding the job --------------------------------------------------------------------
 
     def _job_for(self, command: JobCommand) -> Job | None:
+        if command.name is Command.ANSWER:
+            # Every comment comes here: one indexed query, and no API call unless a question waits.
+            waiting = [j for j in self._store.list_jobs([JobState.WAITING_FOR_ANSWER], repo=command.repo)
+                       if j.issue_number == command.issue_number]
+            return waiting[-1] if waiting else None
         if command.job_id:
             job = self._store.get_job(command.job_id)
             return job if job is not None and job.repo == command.repo else None
@@ -44,28 +75,20 @@ class CommandHandler:
     # --- entry point ------------------------------------------------------------------------
 
     async def handle(self, command: JobCommand) -> str:
-        if command.name == "remove_installation":
+        if command.name is Command.REMOVE_INSTALLATION:
             return self._remove_installation(command)
-        if command.name == "answer":
-            # Every comment comes here: one indexed query, and no API call unless a question waits.
-            waiting = [j for j in self._store.list_jobs([JobState.WAITING_FOR_ANSWER], repo=command.repo)
-                       if j.issue_number == command.issue_number]
-            if not waiting:
-                return "ignored: no question waits here"
-            job: Job | None = waiting[-1]
-        else:
-            job = self._job_for(command)
-        if command.name == "review_comment" and (job is None or job.outcome is None or job.outcome.pr_number != command.issue_number):
+        job = self._job_for(command)
+        if command.name is Command.ANSWER and job is None:
+            return "ignored: no question waits here"
+        if command.name is Command.REVIEW_COMMENT and (job is None or job.outcome is None or job.outcome.pr_number != command.issue_number):
             return "ignored: not a pull request of AgentVine's"
         ctx = self._context(job) if job is not None else self._bare_context(command)
         # The repository's own rule, as the job was admitted under it.
         required = job.run.trigger_permission if job is not None and job.run else self._config.permissions.trigger
-        role = await sender_permission(ctx.api, ctx.job, command.sender)
+        role = await ctx.github.permission(command.sender)
         if not permission_at_least(role, required):
             return f"ignored: @{command.sender} has {role}, {required} is needed"
-        handler = getattr(self, f"_{command.name}")
-        outcome = await handler(ctx, command, job, role)
-        return outcome
+        return await self._handlers[command.name](Request(ctx, command, job, role))
 
     def _bare_context(self, command: JobCommand) -> JobContext:
         """A context for commands on an issue without a job (help, status): a stand-in job."""
@@ -75,144 +98,125 @@ class CommandHandler:
 
     # --- replies ------------------------------------------------------------------------------
 
-    async def _react(self, ctx: JobContext, command: JobCommand) -> None:
-        if command.comment_id:
-            job = ctx.job
-            await ctx.api.post(
-                "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
-                {"owner": job.owner, "repo": job.name, "comment_id": command.comment_id},
-                data={"content": "eyes"},
-            )
+    async def _react(self, req: Request) -> None:
+        if req.command.comment_id:
+            await req.ctx.github.react_to_comment(req.command.comment_id)
 
-    async def _reply(self, ctx: JobContext, command: JobCommand, body: str) -> None:
-        if command.issue_number is None:
+    async def _reply(self, req: Request, body: str) -> None:
+        if req.command.issue_number is None:
             return  # a button on a check run: the check run itself shows the result
-        await ctx.api.post(
-            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-            {"owner": ctx.job.owner, "repo": ctx.job.name, "issue_number": command.issue_number},
-            data={"body": body},
-        )
+        await req.ctx.github.comment(req.command.issue_number, body)
 
     async def _show(self, ctx: JobContext) -> None:
         """The tracking comment and the check run, redrawn for the job's new state."""
-        if ctx.job.tracking_comment_id is None or ctx.job.check_run_id is None:
-            return
-        reporter = ProgressReporter(ctx, Progress(), prefix=self._config.command_prefix, interval=0)
-        await reporter.final()
+        if ctx.job.tracking_comment_id is not None and ctx.job.check_run_id is not None:
+            await ProgressReporter(ctx, Progress(), prefix=self._config.command_prefix, interval=0).final()
 
     # --- the commands -------------------------------------------------------------------------
 
-    async def _help(self, ctx: JobContext, command: JobCommand, job: Job | None, role: str) -> str:
-        await self._react(ctx, command)
-        await self._reply(ctx, command, render.help_text(self._config))
+    async def _help(self, req: Request) -> str:
+        await self._react(req)
+        await self._reply(req, render.help_text(self._config))
         return "help sent"
 
-    async def _status(self, ctx: JobContext, command: JobCommand, job: Job | None, role: str) -> str:
-        await self._react(ctx, command)
+    async def _status(self, req: Request) -> str:
+        await self._react(req)
+        job = req.job
         if job is None:
-            await self._reply(ctx, command, texts.NO_JOB.format(sender=command.sender, what=""))
+            await self._reply(req, texts.NO_JOB.format(sender=req.sender, what=""))
             return "no job"
         reason = f" {job.reason}." if job.reason else ""
-        await self._reply(ctx, command, texts.STATUS.format(
+        await self._reply(req, texts.STATUS.format(
             job_id=job.id, worker=job.worker, level=job.level, headline=texts.STATE_HEADLINE[job.state.value],
-            reason=reason, details_url=render.details_url(ctx.settings.public_url, job)))
+            reason=reason, details_url=render.details_url(req.ctx.settings.public_url, job)))
         return f"status of {job.id}"
 
-    async def _review(self, ctx: JobContext, command: JobCommand, job: Job | None, role: str) -> str:
+    async def _review(self, req: Request) -> str:
         # `review` on a pull request starts a job (routing); here it came from an issue.
-        await self._reply(ctx, command, texts.REVIEW_NEEDS_PULL.format(sender=command.sender, prefix=self._config.command_prefix))
+        await self._reply(req, texts.REVIEW_NEEDS_PULL.format(sender=req.sender, prefix=self._config.command_prefix))
         return "review needs a pull request"
 
-    async def _approve(self, ctx: JobContext, command: JobCommand, job: Job | None, role: str) -> str:
+    async def _approve(self, req: Request) -> str:
+        job = req.job
         if job is None or job.state is not JobState.WAITING_FOR_APPROVAL:
-            await self._reply(ctx, command, texts.NOT_WAITING_FOR_APPROVAL.format(sender=command.sender))
+            await self._reply(req, texts.NOT_WAITING_FOR_APPROVAL.format(sender=req.sender))
             return "nothing to approve"
         required = job.run.approve_permission if job.run else self._config.permissions.approve
-        if not permission_at_least(role, required):
-            await self._reply(ctx, command, texts.APPROVE_NEEDS.format(sender=command.sender, required=required, actual=role))
-            return f"@{command.sender} may not approve"
-        await self._react(ctx, command)
-        ctx.job = job.moved_to(JobState.ACKNOWLEDGED, texts.APPROVED.format(sender=command.sender))
-        ctx.save(ctx.job, "approved", by=command.sender)
-        await self._show(ctx)
+        if not permission_at_least(req.role, required):
+            await self._reply(req, texts.APPROVE_NEEDS.format(sender=req.sender, required=required, actual=req.role))
+            return f"@{req.sender} may not approve"
+        await self._react(req)
+        req.ctx.update("approved", to=JobState.ACKNOWLEDGED, reason=texts.APPROVED.format(sender=req.sender),
+                       log={"by": req.sender})
+        await self._show(req.ctx)
         return f"approved {job.id}"
 
-    async def _cancel(self, ctx: JobContext, command: JobCommand, job: Job | None, role: str) -> str:
+    async def _cancel(self, req: Request) -> str:
+        job = req.job
         if job is None or job.terminal:
-            await self._reply(ctx, command, texts.NO_JOB.format(sender=command.sender, what=" to cancel"))
+            await self._reply(req, texts.NO_JOB.format(sender=req.sender, what=" to cancel"))
             return "nothing to cancel"
-        await self._react(ctx, command)
-        reason = texts.CANCELLED_BY.format(sender=command.sender)
-        if job.state is JobState.RUNNING and job.id in self._cancels:
-            self._cancels[job.id].set()  # the run stage stops the container and reports
-            self._store.add_event(job.id, "cancel_requested", by=command.sender)
+        await self._react(req)
+        reason = texts.CANCELLED_BY.format(sender=req.sender)
+        if job.state is JobState.RUNNING and self._cancel_running(job.id):
+            self._store.add_event(job.id, "cancel_requested", by=req.sender)  # the run stops and reports
             return f"cancelling {job.id}"
         outcome = Outcome(conclusion="cancelled", title=texts.OUTCOME["cancelled"], detail=reason)
-        ctx.job = job.model_copy(update={"outcome": outcome}).moved_to(JobState.CANCELLED, reason, conclusion="cancelled")
-        ctx.save(ctx.job, "cancelled", by=command.sender)
-        ctx.discard_files()
-        await self._show(ctx)
+        req.ctx.update("cancelled", to=JobState.CANCELLED, reason=reason, conclusion="cancelled",
+                       log={"by": req.sender}, outcome=outcome)
+        req.ctx.discard_files()
+        await self._show(req.ctx)
         return f"cancelled {job.id}"
 
-    async def _retry(self, ctx: JobContext, command: JobCommand, job: Job | None, role: str) -> str:
+    async def _retry(self, req: Request) -> str:
+        job = req.job
         if job is None:
-            await self._reply(ctx, command, texts.NO_JOB.format(sender=command.sender, what=" to retry"))
+            await self._reply(req, texts.NO_JOB.format(sender=req.sender, what=" to retry"))
             return "nothing to retry"
         if not job.terminal:
-            await self._reply(ctx, command, texts.STILL_ACTIVE.format(
-                sender=command.sender, job_id=job.id, state=job.state.value.replace("_", " "), prefix=self._config.command_prefix))
+            await self._reply(req, texts.STILL_ACTIVE.format(
+                sender=req.sender, job_id=job.id, state=job.state.value.replace("_", " "), prefix=self._config.command_prefix))
             return f"{job.id} is still active"
-        await self._react(ctx, command)
-        again = Job(
-            delivery_id=command.delivery_id or job.delivery_id, installation_id=job.installation_id, repo=job.repo,
-            default_branch=job.default_branch, issue_number=job.issue_number, is_pull_request=job.is_pull_request,
-            issue_title=job.issue_title, requester=command.sender, trigger=job.trigger, labels=job.labels,
-            head_sha=None,
-        )
-        self._store.save_job(again, "created", retry_of=job.id, by=command.sender)
+        await self._react(req)
+        again = self._new_job(req, job, issue_number=job.issue_number, is_pull_request=job.is_pull_request,
+                              trigger=job.trigger, head_sha=None)
+        self._store.save_job(again, "created", retry_of=job.id, by=req.sender)
         return f"retry of {job.id} is {again.id}"
 
-    async def _answer(self, ctx: JobContext, command: JobCommand, job: Job | None, role: str) -> str:
-        assert job is not None
-        await self._react(ctx, command)
-        ctx.job = job.model_copy(update={"answer": command.text, "answered_by": command.sender, "question": None}).moved_to(
-            JobState.ACKNOWLEDGED, f"@{command.sender} answered; resuming"
-        )
-        ctx.save(ctx.job, "answered", by=command.sender)
-        return f"{job.id} resumes"
+    async def _answer(self, req: Request) -> str:
+        assert req.job is not None
+        await self._react(req)
+        req.ctx.update("answered", to=JobState.ACKNOWLEDGED, reason=f"@{req.sender} answered; resuming",
+                       log={"by": req.sender}, answer=req.command.text, answered_by=req.sender, question=None)
+        return f"{req.job.id} resumes"
 
-    async def _review_comment(self, ctx: JobContext, command: JobCommand, job: Job | None, role: str) -> str:
+    async def _review_comment(self, req: Request) -> str:
+        job = req.job
         assert job is not None
         if job.level != "autonomous":
             return "ignored: supervised pull requests need a command for follow-ups"
         # (GitHub's API has reactions for review comments, but this build's OpenAPI subset does
         # not; the follow-up's tracking comment on the PR is the acknowledgement.)
-        follow_up = Job(
-            delivery_id=command.delivery_id or job.delivery_id, installation_id=job.installation_id, repo=job.repo,
-            default_branch=job.default_branch, issue_number=command.issue_number or 0, is_pull_request=True,
-            issue_title=job.issue_title, requester=command.sender,
-            trigger=Trigger(kind="command", worker=job.worker, instruction=command.text), labels=job.labels,
-        )
-        self._store.save_job(follow_up, "created", follow_up_of=job.id, by=command.sender)
+        follow_up = self._new_job(req, job, issue_number=req.command.issue_number or 0, is_pull_request=True,
+                                  trigger=Trigger(kind="command", worker=job.worker, instruction=req.command.text))
+        self._store.save_job(follow_up, "created", follow_up_of=job.id, by=req.sender)
         return f"follow-up {follow_up.id}"
+
+    @staticmethod
+    def _new_job(req: Request, job: Job, **fields: object) -> Job:
+        """A new job asked for by the command's sender, about the same repository and issue as `job`."""
+        return Job(delivery_id=req.command.delivery_id or job.delivery_id, installation_id=job.installation_id,
+                   repo=job.repo, default_branch=job.default_branch, issue_title=job.issue_title,
+                   requester=req.sender, labels=job.labels, **fields)
 
     def _remove_installation(self, command: JobCommand) -> str:
         """AgentVine lost access: waiting work is cancelled, running work is stopped."""
-        stopped = 0
-        for job in self._store.list_jobs([JobState.RUNNING], repo=command.repo):
-            if job.id in self._cancels:
-                self._cancels[job.id].set()
-                stopped += 1
+        stopped = sum(self._cancel_running(job.id) for job in self._store.list_jobs([JobState.RUNNING], repo=command.repo))
         cancelled = 0
         for job in self._store.list_jobs([JobState.QUEUED, JobState.WAITING_FOR_APPROVAL, JobState.WAITING_FOR_ANSWER],
                                          repo=command.repo):
-            self._store.save_job(job.moved_to(JobState.CANCELLED, "AgentVine was removed from the repository"), "cancelled")
-            self._context(job).discard_files()  # a waiting job's kept workspace and session go too
+            ctx = self._context(job)
+            ctx.update("cancelled", to=JobState.CANCELLED, reason="AgentVine was removed from the repository")
+            ctx.discard_files()  # a waiting job's kept workspace and session go too
             cancelled += 1
         return f"cancelled {cancelled} job(s), stopping {stopped}"
-
-
-def question_expired(job: Job, now: float) -> bool:
-    hours = job.run.question_expiry_hours if job.run else 72.0
-    return job.state is JobState.WAITING_FOR_ANSWER and now - job.updated_at > hours * 3600
-

@@ -1,14 +1,16 @@
-"""What every pipeline stage works with."""
+"""What every pipeline stage works with, and the one way a stage changes its job."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.agent import workspace
 from app.domain.config import BotConfig
 from app.github.client import InstallationAPI
+from app.github.ops import RepoOps
 from app.agent.hostgit import GitUser
-from app.domain.job import Job
+from app.domain.job import Job, JobState
 from app.agent.sandbox.disk import JobDisk, choose_mode
 from app.settings import Settings
 from app.store.base import JobStore
@@ -22,10 +24,36 @@ class JobContext:
     settings: Settings
     service_config: BotConfig  # the shipped defaults: prefix and labels used by routing
 
-    def save(self, job: Job, event: str, **data: object) -> Job:
-        self.store.save_job(job, event, **data)
+    @property
+    def github(self) -> RepoOps:
+        """The GitHub calls about the job's repository."""
+        return RepoOps(self.api, self.job.owner, self.job.name)
+
+    def update(self, event: str, *, to: JobState | None = None, reason: str | None = None,
+               conclusion: str | None = None, log: dict | None = None, **fields: object) -> Job:
+        """Change the job and save it with an event (`log` goes into the event): the one way a stage
+        changes its job, so what the context holds and what the store holds never differ."""
+        return self._save(self.pending(to=to, reason=reason, conclusion=conclusion, **fields), event, log)
+
+    async def update_shown(self, show: Callable[[Job], Awaitable[object]], event: str, *, to: JobState | None = None,
+                           reason: str | None = None, conclusion: str | None = None, log: dict | None = None,
+                           **fields: object) -> Job:
+        """`update`, after `show(job)` put the changed job on GitHub: people see a new state at once,
+        and a crash before the save repeats the stage, which edits what it showed."""
+        job = self.pending(to=to, reason=reason, conclusion=conclusion, **fields)
+        await show(job)
+        return self._save(job, event, log)
+
+    def _save(self, job: Job, event: str, log: dict | None) -> Job:
+        self.store.save_job(job, event, **(log or {}))
         self.job = job
         return job
+
+    def pending(self, *, to: JobState | None = None, reason: str | None = None, conclusion: str | None = None,
+                **fields: object) -> Job:
+        """The job as `update` would save it."""
+        job = self.job.model_copy(update=fields) if fields else self.job
+        return job.moved_to(to, reason, conclusion=conclusion) if to is not None else job
 
     def workspace(self) -> workspace.Workspace:
         """The job's files on the host (app/workspace.py), whether they exist yet or not."""

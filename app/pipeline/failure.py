@@ -21,23 +21,17 @@ def describe(exc: BaseException) -> str:
 
 
 async def fail_job(ctx: JobContext, exc: BaseException) -> Job:
-    job = ctx.store.get_job(ctx.job.id) or ctx.job
-    if job.terminal:
-        return job
+    ctx.job = ctx.store.get_job(ctx.job.id) or ctx.job  # the stage may have saved more than it handed back
+    if ctx.job.terminal:
+        return ctx.job
     reason = describe(exc)
-    failed = ctx.save(job.moved_to(JobState.FAILED, reason, conclusion="failure"), "failed", error=reason)
+    failed = ctx.update("failed", to=JobState.FAILED, reason=reason, conclusion="failure", log={"error": reason})
     ctx.discard_files()
     if failed.check_run_id is not None:
         try:
-            await ctx.api.patch(
-                "/repos/{owner}/{repo}/check-runs/{check_run_id}",
-                {"owner": job.owner, "repo": job.name, "check_run_id": failed.check_run_id},
-                data={
-                    "status": "completed",
-                    "conclusion": "failure",
-                    "output": {"title": "AgentVine failed", "summary": reason},
-                },
-            )
+            await ctx.github.update_check_run(failed.check_run_id, {
+                "status": "completed", "conclusion": "failure", "output": {"title": "AgentVine failed", "summary": reason},
+            })
         except Exception:  # GitHub may be what failed; the job's state is already saved
-            log.warning("could not conclude the check run of job %s", job.id, exc_info=True)
+            log.warning("could not conclude the check run of job %s", failed.id, exc_info=True)
     return failed

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 from app.domain.config import permission_at_least
-from app.pipeline.admit import sender_permission
 from app.pipeline.context import JobContext
 
 MAX_BODY_CHARS = 20_000
@@ -30,10 +29,7 @@ async def authorized_comments(ctx: JobContext) -> list[dict]:
     assert job.run is not None
     allowed: dict[str, bool] = {job.requester: True}
     kept: list[dict] = []
-    async for comment in ctx.api.getiter(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-        {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
-    ):
+    async for comment in ctx.github.comments(job.issue_number):
         user = comment.get("user") or {}
         login = user.get("login", "")
         if user.get("type") == "Bot" or comment.get("id") == job.trigger.comment_id:
@@ -41,7 +37,7 @@ async def authorized_comments(ctx: JobContext) -> list[dict]:
         if login not in allowed:
             if len(allowed) > MAX_AUTHORS_CHECKED:
                 continue
-            role = await sender_permission(ctx.api, job, login)
+            role = await ctx.github.permission(login)
             allowed[login] = permission_at_least(role, job.run.trigger_permission)
         if allowed[login]:
             kept.append(comment)
@@ -51,10 +47,7 @@ async def authorized_comments(ctx: JobContext) -> list[dict]:
 async def build_prompt(ctx: JobContext) -> str:
     job = ctx.job
     assert job.run is not None
-    issue = await ctx.api.getitem(
-        "/repos/{owner}/{repo}/issues/{issue_number}",
-        {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
-    )
+    issue = await ctx.github.issue(job.issue_number)
     comments = await authorized_comments(ctx)
     rendered = "".join(
         f"\nComment by @{c['user']['login']}:\n{_clip(c.get('body') or '', 5_000)}\n" for c in comments

@@ -9,10 +9,10 @@ import re
 
 from app.pipeline.present import render, texts
 from app.domain.config import BotConfig
-from app.domain.job import JobState, Outcome
+from app.domain.job import Job, JobState, Outcome
 from app.pipeline.context import JobContext
 from app.pipeline.present.render import Progress
-from app.pipeline.present.reporter import ProgressReporter
+from app.pipeline.progress import ProgressReporter
 
 _QUESTION = re.compile(r"^\s*\**QUESTION:?\**:?\s*(.+)", re.IGNORECASE | re.DOTALL)
 MAX_QUESTION_CHARS = 4_000
@@ -30,31 +30,27 @@ def parse_question(final_text: str | None) -> str | None:
 async def ask(ctx: JobContext, reporter: ProgressReporter, question: str) -> None:
     job = ctx.job
     assert job.run is not None
-    await ctx.api.post(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-        {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
-        data={"body": texts.QUESTION_COMMENT.format(
-            requester=job.requester, quoted=render.quote(question), permission=job.run.trigger_permission,
-            prefix=ctx.service_config.command_prefix, hours=job.run.question_expiry_hours)},
-    )
-    ctx.job = job.model_copy(update={"question": question, "answer": None}).moved_to(
-        JobState.WAITING_FOR_ANSWER, texts.QUESTION_TITLE
-    )
-    await reporter.final()
-    ctx.save(ctx.job, "question", question=question)
+    await ctx.github.comment(job.issue_number, texts.QUESTION_COMMENT.format(
+        requester=job.requester, quoted=render.quote(question), permission=job.run.trigger_permission,
+        prefix=ctx.service_config.command_prefix, hours=job.run.question_expiry_hours))
+    await ctx.update_shown(reporter.final, "question", to=JobState.WAITING_FOR_ANSWER, reason=texts.QUESTION_TITLE,
+                           log={"question": question}, question=question, answer=None)
+
+
+def expiry_hours(job: Job, config: BotConfig) -> float:
+    """How long a question waits: the job's own setting, else the shipped default."""
+    return job.run.question_expiry_hours if job.run else config.questions.expire_hours
+
+
+def question_expired(job: Job, config: BotConfig, now: float) -> bool:
+    return job.state is JobState.WAITING_FOR_ANSWER and now - job.updated_at > expiry_hours(job, config) * 3600
 
 
 async def expire_question(ctx: JobContext, config: BotConfig) -> None:
-    job = ctx.job
-    hours = job.run.question_expiry_hours if job.run else config.questions.expire_hours
-    detail = texts.QUESTION_EXPIRED.format(hours=hours, prefix=config.command_prefix)
-    await ctx.api.post(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-        {"owner": job.owner, "repo": job.name, "issue_number": job.issue_number},
-        data={"body": detail},
-    )
+    detail = texts.QUESTION_EXPIRED.format(hours=expiry_hours(ctx.job, config), prefix=config.command_prefix)
+    await ctx.github.comment(ctx.job.issue_number, detail)
     outcome = Outcome(conclusion="timed_out", title="No answer", detail=detail)
-    ctx.job = job.model_copy(update={"outcome": outcome}).moved_to(JobState.FAILED, detail, conclusion="timed_out")
-    await ProgressReporter(ctx, Progress(), prefix=config.command_prefix, interval=0).final()
-    ctx.save(ctx.job, "question_expired")
+    reporter = ProgressReporter(ctx, Progress(), prefix=config.command_prefix, interval=0)
+    await ctx.update_shown(reporter.final, "question_expired", to=JobState.FAILED, reason=detail,
+                           conclusion="timed_out", outcome=outcome)
     ctx.discard_files()

@@ -67,33 +67,3 @@ def time_after_now() -> float:
     import time
 
     return time.time() + 1
-
-
-async def test_losing_access_cancels_waiting_work_and_stops_running_work(tmp_path):
-    import asyncio
-
-    from app.domain.config import load_default
-    from app.pipeline.commands import CommandHandler
-
-    store = SQLiteJobStore(tmp_path / "db.sqlite")
-    queued, running, other = _job("a"), _job("b"), _job("c").model_copy(update={"repo": "o/other"})
-    for job in (queued, running, other):
-        store.record_delivery(Delivery(id=job.delivery_id, event="issues"), [job])
-    store.save_job(running.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING), "started")
-    cancels = {running.id: asyncio.Event()}
-    discarded: list[str] = []
-
-    class Files:  # the part of a job's context the handler uses here
-        def __init__(self, job):
-            self.job = job
-
-        def discard_files(self) -> None:
-            discarded.append(self.job.id)
-
-    handler = CommandHandler(Files, store, load_default(), cancels)  # type: ignore[arg-type]
-    outcome = await handler.handle(JobCommand(name="remove_installation", installation_id=1, repo="o/r", sender="x"))
-    assert outcome == "cancelled 1 job(s), stopping 1"
-    assert store.get_job(queued.id).state is JobState.CANCELLED
-    assert cancels[running.id].is_set()  # the run stage stops the container and reports
-    assert store.get_job(other.id).state is JobState.QUEUED
-    assert discarded == [queued.id]  # a cancelled job's files go (the running one's go when its run ends)

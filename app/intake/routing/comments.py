@@ -5,7 +5,7 @@ from __future__ import annotations
 from gidgethub import routing, sansio
 
 from app.intake.slash import parse_command
-from app.domain.intents import JobCommand
+from app.domain.intents import Command, JobCommand
 from app.domain.job import Trigger
 from app.intake.routing.context import RouteContext
 from app.intake.routing.payload import installation_id, repo_fields, sender_login, start_job
@@ -26,7 +26,7 @@ async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
     is_pull = "pull_request" in issue
     if command is None:
         # Any other comment may answer a question the agent asked here; the worker decides.
-        ctx.add(JobCommand(name="answer", installation_id=inst, repo=repo, sender=sender,
+        ctx.add(JobCommand(name=Command.ANSWER, installation_id=inst, repo=repo, sender=sender,
                            issue_number=issue["number"], comment_id=comment["id"], text=comment.get("body") or ""))
         return
     if command.name == "instruction" or (command.name == "review" and is_pull):
@@ -40,7 +40,7 @@ async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
     else:
         ctx.add(
             JobCommand(
-                name=command.name,  # type: ignore[arg-type]
+                name=Command(command.name),
                 installation_id=inst,
                 repo=repo,
                 sender=sender,
@@ -61,5 +61,5 @@ async def review_comment_created(event: sansio.Event, ctx: RouteContext) -> None
         return
     repo, _ = repo_fields(event.data)
     where = f"On `{comment.get('path')}` line {comment.get('line') or comment.get('original_line')}:\n"
-    ctx.add(JobCommand(name="review_comment", installation_id=inst, repo=repo, sender=sender_login(event.data),
+    ctx.add(JobCommand(name=Command.REVIEW_COMMENT, installation_id=inst, repo=repo, sender=sender_login(event.data),
                        issue_number=pull["number"], comment_id=comment["id"], text=where + (comment.get("body") or "")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gidgethub import routing, sansio
 
-from app.domain.intents import JobCommand
+from app.domain.intents import Command, JobCommand
 from app.intake.routing.context import RouteContext
 from app.intake.routing.payload import installation_id, sender_login
 
@@ -15,11 +15,11 @@ router = routing.Router()
 async def installation_deleted(event: sansio.Event, ctx: RouteContext) -> None:
     inst = installation_id(event.data)
     for repo in event.data.get("repositories") or []:
-        ctx.add(JobCommand(name="remove_installation", installation_id=inst, repo=repo["full_name"], sender=sender_login(event.data)))
+        ctx.add(JobCommand(name=Command.REMOVE_INSTALLATION, installation_id=inst, repo=repo["full_name"], sender=sender_login(event.data)))
 
 
 @router.register("installation_repositories", action="removed")
 async def repositories_removed(event: sansio.Event, ctx: RouteContext) -> None:
     inst = installation_id(event.data)
     for repo in event.data.get("repositories_removed") or []:
-        ctx.add(JobCommand(name="remove_installation", installation_id=inst, repo=repo["full_name"], sender=sender_login(event.data)))
+        ctx.add(JobCommand(name=Command.REMOVE_INSTALLATION, installation_id=inst, repo=repo["full_name"], sender=sender_login(event.data)))

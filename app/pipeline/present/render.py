@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.pipeline.present import texts
-from app.domain.job import Figures, Job, JobState, Outcome
+from app.domain.intents import Command
+from app.domain.job import Figures, Job, JobState, Outcome, external_id
 from app.domain.untrusted import code_span
 
 # GitHub's limit on a check run's output.summary and a comment's body is 65535 characters.
@@ -106,16 +107,29 @@ def _tracking_comment(job: Job, prefix: str, public_url: str, steps: str) -> str
 def buttons(job: Job) -> list[dict[str, str]]:
     """The check run's requested actions for the job's state."""
     if job.state is JobState.WAITING_FOR_APPROVAL:
-        names = ["approve", "cancel"]
+        names = [Command.APPROVE, Command.CANCEL]
     elif job.terminal:
-        names = ["retry"] if job.conclusion != "success" else []
+        names = [Command.RETRY] if job.conclusion != "success" else []
     else:
-        names = ["cancel"]
-    return [texts.BUTTONS[name] for name in names]
+        names = [Command.CANCEL]
+    return [{**texts.BUTTONS[name], "identifier": name.value} for name in names]
 
 
 def check_run_name(job: Job) -> str:
     return texts.CHECK_RUN_NAME.format(worker=job.worker or "job")
+
+
+def check_run_config_invalid(job: Job, body: str, *, public_url: str) -> dict[str, Any]:
+    """The body of POST .../check-runs for a job whose repository config is invalid: concluded at once."""
+    return {
+        "name": check_run_name(job),
+        "head_sha": job.head_sha,
+        "external_id": external_id(job.id),
+        "details_url": details_url(public_url, job),
+        "status": "completed",
+        "conclusion": "failure",
+        "output": {"title": texts.CONFIG_INVALID_TITLE, "summary": body},
+    }
 
 
 def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any]:
@@ -125,7 +139,7 @@ def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any
     return {
         "name": check_run_name(job),
         "head_sha": job.head_sha,
-        "external_id": texts.CHECK_RUN_EXTERNAL_ID.format(job_id=job.id),
+        "external_id": external_id(job.id),
         "details_url": details_url(public_url, job),
         "status": "queued",
         "actions": buttons(job),

@@ -2,7 +2,6 @@
 
 TRACKING_MARKER = "<!-- agentvine:job:{job_id} -->"
 CHECK_RUN_NAME = "AgentVine · {worker}"
-CHECK_RUN_EXTERNAL_ID = "agentvine:{job_id}"
 
 LEVEL_PROMISE = {
     "autonomous": "AgentVine will open a pull request ready for review.",
@@ -119,11 +118,11 @@ PR_BODY = """{closes}
 """
 PR_DRAFT_NOTE = "This pull request is a **draft** because the job was `{level}`: a person decides what happens next.\n\n"
 
-# Check-run buttons (requested actions): label ≤ 20, description ≤ 40, identifier ≤ 20 characters.
+# Check-run buttons (requested actions, by command): label ≤ 20, description ≤ 40 characters.
 BUTTONS = {
-    "approve": {"label": "Approve", "description": "Start the agent on this job", "identifier": "approve"},
-    "cancel": {"label": "Cancel", "description": "Stop this job", "identifier": "cancel"},
-    "retry": {"label": "Retry", "description": "Run this job again from the start", "identifier": "retry"},
+    "approve": {"label": "Approve", "description": "Start the agent on this job"},
+    "cancel": {"label": "Cancel", "description": "Stop this job"},
+    "retry": {"label": "Retry", "description": "Run this job again from the start"},
 }
 
 HELP = """AgentVine commands, in a comment on an issue or pull request:

@@ -34,7 +34,7 @@ async def test_a_closed_reporter_sends_no_late_progress_edit():
     import asyncio
     import time
 
-    from app.pipeline.present.reporter import ProgressReporter
+    from app.pipeline.progress import ProgressReporter
 
     class Ctx:  # only what ProgressReporter touches before it sends
         job = None

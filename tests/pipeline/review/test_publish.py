@@ -8,15 +8,11 @@ import pytest
 
 from app.fakes.github.testing import running_fake
 from app.github.client import GitHubClients
-from app.pipeline.review import (
-    Finding,
-    ReviewReport,
-    check_annotations,
-    commentable_lines,
-    fetch_pull_files,
-    publish_review,
-    render_diff_for_prompt,
-)
+from app.github.ops import RepoOps
+from app.pipeline.review.diff import commentable_lines
+from app.pipeline.review.prompt import render_diff_for_prompt
+from app.pipeline.review.publish import check_annotations, fetch_pull_files, publish_review
+from app.pipeline.review.report import Finding, ReviewReport
 
 REPO = "octo-org/hello"
 OWNER, NAME = REPO.split("/")
@@ -61,7 +57,7 @@ OUTSIDE = Finding(path="src/app.py", line=25, severity="warning", message="Unrel
 async def test_inline_comments_on_diff_lines_and_the_rest_in_the_body(github, api):
     pull, sha = open_pull(github, {"src/app.py": CHANGED, "docs/new.md": "# New\n\nText.\n"})
 
-    files = await fetch_pull_files(api, OWNER, NAME, pull["number"])
+    files = await fetch_pull_files(RepoOps(api, OWNER, NAME), pull["number"])
     assert {f["filename"]: f["status"] for f in files} == {"src/app.py": "modified", "docs/new.md": "added"}
     lines = commentable_lines(files)
     assert lines["src/app.py"] == set(range(7, 15)) and lines["docs/new.md"] == {1, 2, 3}
@@ -69,7 +65,7 @@ async def test_inline_comments_on_diff_lines_and_the_rest_in_the_body(github, ap
     assert "### src/app.py (modified, +2 -1)" in prompt_diff and "+line ten and a half" in prompt_diff
 
     report = ReviewReport(summary="Mostly fine.", findings=[ADDED, CONTEXT, OUTSIDE])
-    published = await publish_review(api, owner=OWNER, repo=NAME, pull_number=pull["number"], commit_sha=sha,
+    published = await publish_review(RepoOps(api, OWNER, NAME), pull_number=pull["number"], commit_sha=sha,
                                      report=report, files=files)
 
     (review,) = github.reviews
@@ -100,14 +96,14 @@ async def test_inline_comments_on_diff_lines_and_the_rest_in_the_body(github, ap
 
 async def test_a_line_github_refuses_falls_back_to_the_body(github, api):
     pull, first_sha = open_pull(github, {"src/app.py": CHANGED})
-    files = await fetch_pull_files(api, OWNER, NAME, pull["number"])
+    files = await fetch_pull_files(RepoOps(api, OWNER, NAME), pull["number"])
     # The branch moves on after the files were read: line 10 is no longer part of the diff at
     # the new head, but the stale file list still says it is.
     new_sha = github.push_files(REPO, "topic", {"src/app.py": ORIGINAL.replace("line 20\n", "line twenty\n")})
     assert 10 in commentable_lines(files)["src/app.py"]
 
     report = ReviewReport(summary="Checked.", findings=[ADDED])
-    published = await publish_review(api, owner=OWNER, repo=NAME, pull_number=pull["number"], commit_sha=new_sha,
+    published = await publish_review(RepoOps(api, OWNER, NAME), pull_number=pull["number"], commit_sha=new_sha,
                                      report=report, files=files)
 
     posts = [c for c in github.calls if c.method == "POST" and c.path.endswith("/reviews")]
@@ -123,10 +119,10 @@ async def test_a_line_github_refuses_falls_back_to_the_body(github, api):
 
 async def test_a_path_outside_the_pull_request_goes_to_the_body(github, api):
     pull, sha = open_pull(github, {"src/app.py": CHANGED})
-    files = await fetch_pull_files(api, OWNER, NAME, pull["number"])
+    files = await fetch_pull_files(RepoOps(api, OWNER, NAME), pull["number"])
     elsewhere = Finding(path="README.md", line=1, severity="warning", message="Title is vague.")
     report = ReviewReport(summary="", findings=[elsewhere])
-    published = await publish_review(api, owner=OWNER, repo=NAME, pull_number=pull["number"], commit_sha=sha,
+    published = await publish_review(RepoOps(api, OWNER, NAME), pull_number=pull["number"], commit_sha=sha,
                                      report=report, files=files)
     (review,) = github.reviews
     assert published.inline == 0 and github.review_comments == []
@@ -136,8 +132,8 @@ async def test_a_path_outside_the_pull_request_goes_to_the_body(github, api):
 
 async def test_a_clean_review_has_a_body_and_no_comments(github, api):
     pull, sha = open_pull(github, {"src/app.py": CHANGED})
-    files = await fetch_pull_files(api, OWNER, NAME, pull["number"])
-    published = await publish_review(api, owner=OWNER, repo=NAME, pull_number=pull["number"], commit_sha=sha,
+    files = await fetch_pull_files(RepoOps(api, OWNER, NAME), pull["number"])
+    published = await publish_review(RepoOps(api, OWNER, NAME), pull_number=pull["number"], commit_sha=sha,
                                      report=ReviewReport(summary="", findings=[]), files=files)
     (review,) = github.reviews
     assert review["body"] == "No findings." and published.inline == 0 and published.outside_diff == []
@@ -145,7 +141,7 @@ async def test_a_clean_review_has_a_body_and_no_comments(github, api):
 
 async def test_files_are_paginated(github, api):
     pull, _ = open_pull(github, {f"many/f{i:03}.txt": f"{i}\n" for i in range(130)})
-    files = await fetch_pull_files(api, OWNER, NAME, pull["number"])
+    files = await fetch_pull_files(RepoOps(api, OWNER, NAME), pull["number"])
     assert len(files) == 130 and len({f["filename"] for f in files}) == 130
     pages = [c for c in github.calls if c.path.endswith(f"/pulls/{pull['number']}/files")]
     assert len(pages) == 2 and all(c.query.get("per_page") == "100" for c in pages)

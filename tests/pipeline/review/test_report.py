@@ -10,17 +10,18 @@ from http import HTTPStatus
 import gidgethub
 import pytest
 
-from app.pipeline import review
-from app.pipeline.review import (
-    Finding,
-    ReviewReport,
+from app.github.ops import RepoOps
+from app.pipeline.review.diff import commentable_lines
+from app.pipeline.review.prompt import REVIEW_INSTRUCTIONS, render_diff_for_prompt
+from app.pipeline.review.publish import (
+    PublishedReview,
     check_annotations,
-    commentable_lines,
-    parse_report,
-    render_diff_for_prompt,
+    fetch_pull_files,
+    publish_review,
     review_body,
     review_conclusion,
 )
+from app.pipeline.review.report import Finding, ReviewReport, parse_report
 
 
 def block(data) -> str:
@@ -186,7 +187,7 @@ def test_parse_report_never_raises_on_odd_input():
 
 
 def test_instructions_ask_for_a_block_that_parses():
-    text = review.REVIEW_INSTRUCTIONS
+    text = REVIEW_INSTRUCTIONS
     assert "Do NOT" in text and "```json" in text
     example = text[text.rindex("```json"):]
     report, error = parse_report("Done.\n" + example)
@@ -386,7 +387,7 @@ def http_error(status: int) -> gidgethub.HTTPException:
 
 async def test_fetch_pull_files_stops_at_300():
     api = StubAPI(files=[{"filename": f"f{i}"} for i in range(1_000)])
-    files = await review.fetch_pull_files(api, "o", "r", 5)
+    files = await fetch_pull_files(RepoOps(api, "o", "r"), 5)
     assert len(files) == 300 and files[-1]["filename"] == "f299"
     assert api.iters[0][1] == {"owner": "o", "repo": "r", "pull_number": 5, "per_page": 100}
 
@@ -398,28 +399,28 @@ OFF = Finding(path="a.py", line=50, severity="warning", message="far away")
 
 async def test_publish_review_payload():
     api = StubAPI(answers=[{"id": 9, "html_url": "https://github.com/o/r/pull/5#pullrequestreview-9"}])
-    published = await review.publish_review(api, owner="o", repo="r", pull_number=5, commit_sha="c" * 40,
-                                            report=report(ON, OFF), files=PATCH_FILES)
+    published = await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
+                                    report=report(ON, OFF), files=PATCH_FILES)
     ((url, url_vars, data),) = api.posts
     assert url == "/repos/{owner}/{repo}/pulls/{pull_number}/reviews" and url_vars["pull_number"] == 5
     assert data["commit_id"] == "c" * 40 and data["event"] == "COMMENT"
     assert data["comments"] == [{"path": "a.py", "line": 2, "side": "RIGHT", "body": "**failure**: ping @\u200balice"}]
     assert "`a.py:50`" in data["body"] and "`a.py:2`" not in data["body"]
-    assert published == review.PublishedReview(review_id=9, html_url=published.html_url, inline=1, outside_diff=[OFF])
+    assert published == PublishedReview(review_id=9, html_url=published.html_url, inline=1, outside_diff=[OFF])
 
 
 async def test_publish_review_falls_back_once_on_422_then_gives_up():
     api = StubAPI(answers=[http_error(422), {"id": 10}])
-    published = await review.publish_review(api, owner="o", repo="r", pull_number=5, commit_sha="c" * 40,
-                                            report=report(ON, OFF), files=PATCH_FILES)
+    published = await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
+                                    report=report(ON, OFF), files=PATCH_FILES)
     assert "comments" in api.posts[0][2] and "comments" not in api.posts[1][2]
     assert "`a.py:2`" in api.posts[1][2]["body"] and "`a.py:50`" in api.posts[1][2]["body"]
     assert (published.inline, published.outside_diff, published.html_url) == (0, [ON, OFF], None)
 
     api = StubAPI(answers=[http_error(422), http_error(422)])
     with pytest.raises(Exception):
-        await review.publish_review(api, owner="o", repo="r", pull_number=5, commit_sha="c" * 40,
-                                    report=report(ON), files=PATCH_FILES)
+        await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
+                            report=report(ON), files=PATCH_FILES)
     assert len(api.posts) == 2
 
 
@@ -427,16 +428,16 @@ async def test_publish_review_falls_back_once_on_422_then_gives_up():
 async def test_publish_review_does_not_retry_other_errors(status):
     api = StubAPI(answers=[http_error(status)])
     with pytest.raises(Exception):
-        await review.publish_review(api, owner="o", repo="r", pull_number=5, commit_sha="c" * 40,
-                                    report=report(ON), files=PATCH_FILES)
+        await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
+                            report=report(ON), files=PATCH_FILES)
     assert len(api.posts) == 1
 
 
 async def test_publish_review_422_without_inline_comments_is_not_retried():
     api = StubAPI(answers=[http_error(422)])
     with pytest.raises(Exception):
-        await review.publish_review(api, owner="o", repo="r", pull_number=5, commit_sha="c" * 40,
-                                    report=report(OFF), files=PATCH_FILES)
+        await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
+                            report=report(OFF), files=PATCH_FILES)
     assert len(api.posts) == 1
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 
 from app.pipeline.present import render
-from app.domain.job import JobState
+from app.domain.job import Job, JobState
 from app.pipeline.context import JobContext
 from app.pipeline.present.render import Progress
 
@@ -52,9 +52,10 @@ class ProgressReporter:
         except Exception:
             log.warning("progress edit for job %s failed; the next one retries", self._ctx.job.id, exc_info=True)
 
-    async def send(self) -> None:
-        """Edit the comment and the check run now, if what they would show changed."""
-        job = self._ctx.job
+    async def send(self, job: Job | None = None) -> None:
+        """Edit the comment and the check run now, if what they would show changed: for `job`, a
+        change about to be saved (see JobContext.update_shown), or else the job as it is."""
+        job = job or self._ctx.job
         comment = render.tracking_comment(job, prefix=self._prefix, public_url=self._ctx.settings.public_url, progress=self.progress)
         if job.outcome is not None:
             check = render.check_run_final(job, self.progress)
@@ -68,28 +69,18 @@ class ProgressReporter:
         self._last_sent = time.monotonic()
         self._last_body = key
         self.edits += 1
-        url_vars = {"owner": job.owner, "repo": job.name}
-        await asyncio.gather(
-            self._ctx.api.patch(
-                "/repos/{owner}/{repo}/issues/comments/{comment_id}",
-                {**url_vars, "comment_id": job.tracking_comment_id},
-                data={"body": comment},
-            ),
-            self._ctx.api.patch(
-                "/repos/{owner}/{repo}/check-runs/{check_run_id}",
-                {**url_vars, "check_run_id": job.check_run_id},
-                data=check,
-            ),
-        )
+        github = self._ctx.github
+        await asyncio.gather(github.edit_comment(job.tracking_comment_id, comment),
+                             github.update_check_run(job.check_run_id, check))
 
     def close(self) -> None:
         """No edit after this: a stage that failed must not have its failure overwritten by progress."""
         if self._pending is not None and not self._pending.done():
             self._pending.cancel()
 
-    async def final(self) -> None:
+    async def final(self, job: Job | None = None) -> None:
         """The last edit: waits for nothing, and its failure is the caller's to handle."""
         if self._pending is not None and not self._pending.done():
             self._pending.cancel()
         self._last_body = None
-        await self.send()
+        await self.send(job)

@@ -1,0 +1,96 @@
+"""How a run ends: the outcome of a run that cannot be published, the figures people see, and the
+final report (tracking comment and check run show the outcome, then the job is saved terminal)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from app.agent.claude.events import Result
+from app.agent.gateway import Usage
+from app.agent.sandbox import SandboxResult
+from app.agent.workspace import Workspace
+from app.domain.job import Figures, JobState, Outcome
+from app.domain.untrusted import defuse_mentions
+from app.pipeline.context import JobContext
+from app.pipeline.present import texts
+from app.pipeline.progress import ProgressReporter
+
+
+def next_step(key: str, ctx: JobContext, **fields: object) -> str:
+    """What people can do next (texts.OUTCOME[key]), filled with the job's limits."""
+    job = ctx.job
+    assert job.run is not None
+    return texts.OUTCOME[key].format(
+        prefix=ctx.service_config.command_prefix, worker=job.worker, max_turns=job.run.max_turns,
+        max_cost_usd=job.run.max_cost_usd, minutes=job.run.timeout_minutes, memory=job.run.memory, **fields,
+    )
+
+
+def ended(ctx: JobContext, key: str, *, conclusion: str = "failure", summary: str = "", **fields: object) -> Outcome:
+    """The outcome `texts.OUTCOME[key]`, with its `<key>_next` advice."""
+    return Outcome(conclusion=conclusion, title=texts.OUTCOME[key], detail=next_step(f"{key}_next", ctx, **fields),
+                   summary=summary)
+
+
+def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, over_quota: str | None = None) -> Outcome | None:
+    """The outcome of a run that cannot be published, or None when the agent finished its work."""
+    if sandbox.cancelled:
+        return ended(ctx, "cancelled", conclusion="cancelled")
+    if sandbox.timed_out:
+        return ended(ctx, "timed_out", conclusion="timed_out")
+    if sandbox.oom_killed:
+        return ended(ctx, "oom")
+    if over_quota:
+        return ended(ctx, "workspace_quota", why=over_quota)
+    if result is None:
+        stderr = defuse_mentions(sandbox.stderr_tail.strip()[-300:]) or "nothing on stderr"
+        return ended(ctx, "agent_error", detail=f"exit code {sandbox.exit_code}, no result; {stderr}")
+    if result.ok:
+        return None
+    subtype = result.subtype or ""
+    summary = defuse_mentions(result.result or "")
+    if subtype == "error_max_turns":
+        return ended(ctx, "max_turns", summary=summary)
+    if "budget" in subtype:
+        return ended(ctx, "budget", summary=summary)
+    if result.api_error_status:
+        return ended(ctx, "model_error", summary=summary, detail=f"HTTP {result.api_error_status}")
+    return ended(ctx, "agent_error", summary=summary, detail=subtype or "is_error")
+
+
+def figures(result: Result | None, usage: Usage | None, started: float) -> Figures:
+    return Figures(
+        turns=result.num_turns if result else None,
+        input_tokens=usage.input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+        cost_usd=result.total_cost_usd if result else None,
+        duration_s=time.time() - started,
+        model_s=(result.duration_api_ms / 1000) if result and result.duration_api_ms is not None else None,
+    )
+
+
+async def finish(ctx: JobContext, reporter: ProgressReporter, outcome: Outcome, *, published: bool = False) -> None:
+    """`published`: the job did its work even if the check run concludes `failure` (a review's findings)."""
+    state = {"success": JobState.SUCCEEDED, "neutral": JobState.SUCCEEDED, "cancelled": JobState.CANCELLED}.get(
+        outcome.conclusion, JobState.SUCCEEDED if published else JobState.FAILED
+    )
+    if state is JobState.SUCCEEDED:
+        reporter.step_done(len(reporter.progress.steps))
+    await ctx.update_shown(reporter.final, "finished", to=state, reason=outcome.title, conclusion=outcome.conclusion,
+                           log={"conclusion": outcome.conclusion, "title": outcome.title}, outcome=outcome)
+
+
+@dataclass
+class AgentRun:
+    """A run the agent finished, handed to its flow to conclude (app/pipeline/change.py, review/flow.py)."""
+
+    reporter: ProgressReporter
+    ws: Workspace
+    text: str  # the agent's final message: untrusted, defused before it is published
+    result: Result | None
+    usage: Usage | None
+    started: float
+
+    def figures(self) -> Figures:
+        return figures(self.result, self.usage, self.started)
