@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     def inbox_path(self) -> Path:
         return self.data_dir / "inbox"
 
+    @property
+    def jobs_dir(self) -> Path:
+        """Each job's files (app/agent/workspace.py) live in a folder named by its id in here."""
+        return self.data_dir / "jobs"
+
     def private_key_pem(self) -> str | None:
         if self.private_key is not None:
             return self.private_key.get_secret_value()

@@ -39,10 +39,6 @@ def branch_name(worker: str, issue_number: int, title: str) -> str:
     return f"agentvine/{worker}-{issue_number}-{slug}"
 
 
-def job_root(data_dir: Path, job_id: str) -> Path:
-    return data_dir / "jobs" / job_id
-
-
 @dataclass(frozen=True)
 class BaseEntry:
     """One path of the base commit as the host wrote it: git's mode and blob, and the stat the

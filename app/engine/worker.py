@@ -117,7 +117,7 @@ class Worker:
     def _tidy_job_files(self) -> None:
         """What a crash left: files of ended jobs are removed, and no job filesystem stays mounted
         (a job waiting for an answer mounts its own again when it resumes)."""
-        jobs_dir = self.settings.data_dir / "jobs"
+        jobs_dir = self.settings.jobs_dir
         jobs_dir.mkdir(parents=True, exist_ok=True)
         try:
             GitUser.parse(self.settings.git_user).check_reachable(jobs_dir)

@@ -286,7 +286,7 @@ def test_start_up_removes_what_a_crash_left_and_keeps_a_waiting_jobs_files(tmp_p
     store.save_job(done.moved_to(JobState.CANCELLED, "x"), "cancelled")
     store.save_job(waiting.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING)
                    .moved_to(JobState.WAITING_FOR_ANSWER), "asked")
-    disks = {name: JobDisk(settings.data_dir / "jobs" / name, "loop", 64, 100) for name in (done.id, waiting.id, "ghost")}
+    disks = {name: JobDisk(settings.jobs_dir / name, "loop", 64, 100) for name in (done.id, waiting.id, "ghost")}
     try:
         for disk in disks.values():
             disk.create()

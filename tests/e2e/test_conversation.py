@@ -194,7 +194,7 @@ async def test_cancel_while_waiting_for_an_answer_ends_the_job_and_drops_its_wor
         answer = await bot.label(issue["number"], "agentvine:bugfix")
         await bot.settle(timeout=180)
         job_id = answer["jobs"][0]
-        files = bot.service.settings.data_dir / "jobs" / job_id
+        files = bot.service.settings.jobs_dir / job_id
         # Kept for the answer: the job's filesystem (unmounted while nobody runs) and the host repository.
         assert bot.job(job_id).state is JobState.WAITING_FOR_ANSWER
         assert (files / "disk.img").is_file() and (files / "git").is_dir() and not os.path.ismount(files / "mnt")

@@ -1,4 +1,5 @@
-"""Every text AgentVine shows people on GitHub, in one place so tests can check them."""
+"""Every text AgentVine shows people on GitHub, and the words it adds around a worker's prompt for the
+agent, in one place so tests can check them."""
 
 TRACKING_MARKER = "<!-- agentvine:job:{job_id} -->"
 CHECK_RUN_NAME = "AgentVine · {worker}"
