@@ -30,7 +30,7 @@ async def _bare(port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def _fake(port: int, key_file: Path, label_name: str) -> None:
+async def _fake(port: int, key_file: Path) -> None:
     from app.fakes.github.state import FakeGitHub
 
     fake = FakeGitHub(data_dir=Path(tempfile.mkdtemp(prefix="bench-github-")))
@@ -39,15 +39,13 @@ async def _fake(port: int, key_file: Path, label_name: str) -> None:
     fake.add_user("alice")
     fake.set_permission(REPO, "alice", "write")
     issue = fake.add_issue(REPO, title="Parser rejects tabs", user="alice")
-    label = fake.ensure_label(fake.repo(REPO), label_name)
-    issue["labels"].append(label)
     key_file.write_text(fake.private_key_pem)
     runner = web.AppRunner(fake.make_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     fake.url = f"http://127.0.0.1:{port}"
-    payload = fake.webhook("issues", "labeled", repo=REPO, sender="alice", issue=issue, label=label)
-    print(json.dumps({"url": fake.url, "app_id": fake.app_id, "payload": payload}), flush=True)
+    print(json.dumps({"url": fake.url, "app_id": fake.app_id, "repository": fake.render_repository(fake.repo(REPO)),
+                      "issue": fake.issue(REPO, issue["number"])}), flush=True)
     await asyncio.Event().wait()
 
 
@@ -56,10 +54,9 @@ def main() -> None:
     parser.add_argument("kind", choices=["bare", "fake"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--key-file", type=Path)
-    parser.add_argument("--label", default="agentvine:bugfix")
     args = parser.parse_args()
     try:
-        asyncio.run(_bare(args.port) if args.kind == "bare" else _fake(args.port, args.key_file, args.label))
+        asyncio.run(_bare(args.port) if args.kind == "bare" else _fake(args.port, args.key_file))
     except KeyboardInterrupt:
         sys.exit(0)
 

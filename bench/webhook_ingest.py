@@ -36,7 +36,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.fakes.github.webhooks import delivery_headers, sign  # noqa: E402
+from app.fakes.github.webhooks import delivery_headers, labeled_issue, sign  # noqa: E402
+
+# GitHub's recorded example delivery (12.7 KB), from the shared test data beside the checkout.
+TESTDATA = Path(os.environ.get("AGENTVINE_TESTDATA", ROOT.parent / "shared" / "testdata"))
+EXAMPLE = TESTDATA / "github" / "webhooks" / "issues" / "labeled.payload.json"
 
 SECRET = "bench-secret"
 
@@ -194,7 +198,7 @@ async def run(args: argparse.Namespace) -> dict:
     key_file = work / "app.pem"
     fake_port, bot_port, bare_port = free_port(), free_port(), free_port()
     # The fake stands in for GitHub, whose CPU is not ours: it runs at the lowest priority.
-    procs = [start(["nice", "-n", "19", sys.executable, "bench/servers.py", "fake", "--port", str(fake_port), "--key-file", str(key_file), "--label", args.label])]
+    procs = [start(["nice", "-n", "19", sys.executable, "bench/servers.py", "fake", "--port", str(fake_port), "--key-file", str(key_file)])]
     try:
         fake = json.loads(procs[0].stdout.readline())
         env = {
@@ -210,7 +214,8 @@ async def run(args: argparse.Namespace) -> dict:
         bot_url, bare_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{bare_port}"
         await wait_up(bot_url + "/health")
         await wait_up(bare_url + "/")
-        payload = fake["payload"]
+        payload = labeled_issue(json.loads(EXAMPLE.read_text()), label=args.label, repo=fake["repository"],
+                                issue=fake["issue"], installation_id=1001, sender="alice")
 
         # The first delivery meets a worker process that may still be starting (imports, Docker check).
         cold = (await ack_latencies(bot_url, payload, 1))[0] if args.acks else 0.0

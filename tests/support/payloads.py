@@ -4,10 +4,11 @@ The example files stay as GitHub wrote them; a test states only what it changes.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
+from app.fakes.github import webhooks
+from app.fakes.github.webhooks import retarget
 from tests.support.env import WEBHOOKS
 
 
@@ -15,26 +16,8 @@ def load(event: str, name: str) -> dict[str, Any]:
     return json.loads((WEBHOOKS / event / name).read_text())
 
 
-def retarget(payload: dict[str, Any], *, repo: dict | None = None, installation_id: int | None = None,
-             sender: str | None = None, sender_type: str = "User") -> dict[str, Any]:
-    """The same event, about `repo` (a repository object as the fake renders it), from `sender`."""
-    payload = copy.deepcopy(payload)
-    if repo is not None:
-        payload["repository"] = {**payload["repository"], **{k: repo[k] for k in ("id", "name", "full_name", "owner", "default_branch", "private", "html_url", "url") if k in repo}}
-    if installation_id is not None:
-        payload["installation"] = {"id": installation_id, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="}
-    if sender is not None:
-        payload["sender"] = {**payload["sender"], "login": sender, "type": sender_type}
-    return payload
-
-
 def labeled_issue(*, label: str, issue: dict | None = None, **target: Any) -> dict[str, Any]:
-    payload = retarget(load("issues", "labeled.payload.json"), **target)
-    payload["label"] = {**payload["label"], "name": label}
-    if issue is not None:
-        payload["issue"] = {**payload["issue"], **{k: issue[k] for k in ("id", "number", "title", "body", "labels", "state", "user", "html_url", "url") if k in issue}}
-    payload["issue"]["labels"] = [*payload["issue"].get("labels", []), payload["label"]]
-    return payload
+    return webhooks.labeled_issue(load("issues", "labeled.payload.json"), label=label, issue=issue, **target)
 
 
 def issue_comment(*, body: str, issue: dict | None = None, action: str = "created", **target: Any) -> dict[str, Any]:

@@ -47,6 +47,32 @@ def build(fake: "FakeGitHub", event: str, action: str | None, *, repo: str | Non
     return payload
 
 
+def retarget(payload: dict[str, Any], *, repo: dict | None = None, installation_id: int | None = None,
+             sender: str | None = None, sender_type: str = "User") -> dict[str, Any]:
+    """One of GitHub's recorded example payloads, about `repo` (a repository object as the fake
+    renders it) and from `sender`: the rest stays byte for byte as GitHub wrote it."""
+    payload = copy.deepcopy(payload)
+    if repo is not None:
+        keys = ("id", "name", "full_name", "owner", "default_branch", "private", "html_url", "url")
+        payload["repository"] = {**payload["repository"], **{k: repo[k] for k in keys if k in repo}}
+    if installation_id is not None:
+        payload["installation"] = {"id": installation_id, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="}
+    if sender is not None:
+        payload["sender"] = {**payload["sender"], "login": sender, "type": sender_type}
+    return payload
+
+
+def labeled_issue(example: dict[str, Any], *, label: str, issue: dict | None = None, **target: Any) -> dict[str, Any]:
+    """GitHub's `issues.labeled` example, retargeted, for `label` added to `issue`."""
+    payload = retarget(example, **target)
+    payload["label"] = {**payload["label"], "name": label}
+    if issue is not None:
+        keys = ("id", "number", "title", "body", "labels", "state", "user", "html_url", "url")
+        payload["issue"] = {**payload["issue"], **{k: issue[k] for k in keys if k in issue}}
+    payload["issue"]["labels"] = [*payload["issue"].get("labels", []), payload["label"]]
+    return payload
+
+
 def sign(body: bytes, secret: str) -> str:
     """`X-Hub-Signature-256`: the HMAC of the exact bytes."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
