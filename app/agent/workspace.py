@@ -27,7 +27,7 @@ from pathlib import Path
 
 from app.agent.hostgit import GitError, GitUser, cat_blobs, git, run_git
 from app.agent.sandbox.disk import JobDisk, remove_tree
-from app.agent.sandbox.image import AGENT_GID, AGENT_UID
+from app.agent.sandbox.layout import AGENT_GID, AGENT_UID
 
 __all__ = ["BaseEntry", "GitError", "Workspace", "branch_name", "discard", "prepare", "push"]
 

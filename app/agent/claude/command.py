@@ -20,7 +20,16 @@ Why this shape:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from types import MappingProxyType
 
+#: The environment Claude Code runs with wherever AgentVine starts it (set in the image, on the
+#: container, and by the gateway's channel): no telemetry or other non-essential requests (so
+#: the gateway sees only model calls), and no self-update (the version is pinned).
+CLAUDE_CODE_ENV = MappingProxyType({
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_AUTOUPDATER": "1",
+})
 PERMISSION_MODES = frozenset({"default", "acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan"})
 MAX_PROMPT_BYTES = 128 * 1024 - 1
 _SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")

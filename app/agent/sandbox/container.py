@@ -31,12 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from .image import (
+from .layout import (
     AGENT_GID,
     AGENT_HOME,
     AGENT_UID,
     CONTAINER_GATEWAY_SOCKET,
     DEFAULT_GATEWAY_PORT,
+    LABEL,
+    LABEL_JOB,
+    NAME_PREFIX,
     WORKSPACE,
 )
 
@@ -54,9 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LABEL = "agentvine"
-LABEL_JOB = "agentvine.job"
-NAME_PREFIX = "agentvine-"
 #: A line longer than this is handed over in pieces (a bound on host memory per container).
 MAX_LINE_BYTES = 32 * 1024 * 1024
 #: After a kill, how long the output already produced may take to reach ``on_line``.
@@ -269,7 +269,7 @@ def _create(client, settings: dict[str, Any]):
     except docker.errors.ImageNotFound as exc:
         raise SandboxError(
             f"sandbox image {settings['image']} is missing: build it with "
-            "`python -m app.agent.sandbox build` (see docs/sandbox.md)"
+            "`agentvine sandbox build` (see docs/sandbox.md)"
         ) from exc
     except docker.errors.APIError as exc:
         if exc.status_code != 409:

@@ -17,7 +17,8 @@ from app.agent.sandbox.container import (
     remove_orphans,
     run_sandbox,
 )
-from app.agent.sandbox.image import DEFAULT_GATEWAY_PORT, build_image
+from app.agent.sandbox.image import build_image
+from app.agent.sandbox.layout import DEFAULT_GATEWAY_PORT
 
 from .conftest import our_containers
 
@@ -338,7 +339,7 @@ async def test_missing_gateway_socket_is_a_clear_error(sandbox_image, job_id, jo
 
 async def test_missing_image_is_a_clear_error(docker_client, job_id, job_dirs):
     spec = spec_for("agentvine-sandbox:does-not-exist", job_id, job_dirs, ["true"])
-    with pytest.raises(SandboxError, match="python -m app.agent.sandbox build"):
+    with pytest.raises(SandboxError, match="agentvine sandbox build"):
         await run_sandbox(spec, print, client=docker_client)
 
 
