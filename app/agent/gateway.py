@@ -28,6 +28,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from yarl import URL
 
+from app.agent.claude.command import CLAUDE_CODE_ENV
+
 log = logging.getLogger(__name__)
 
 # (method, path) pairs forwarded upstream. Claude Code 2.1.x calls only these (with `?beta=true`).
@@ -116,8 +118,7 @@ class JobChannel:
         return {
             "ANTHROPIC_BASE_URL": base_url,
             "ANTHROPIC_API_KEY": self.token,
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
+            **CLAUDE_CODE_ENV,
         }
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from app.agent.claude.command import CLAUDE_CODE_ENV
+
 from .layout import (
     AGENT_GID,
     AGENT_HOME,
@@ -191,10 +193,7 @@ def _prepare_host(spec: SandboxSpec) -> None:
 
 
 def _environment(spec: SandboxSpec) -> dict[str, str]:
-    env = {
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-    }
+    env = dict(CLAUDE_CODE_ENV)
     env.update(spec.env)
     env["HOME"] = AGENT_HOME
     if spec.gateway_socket is not None:

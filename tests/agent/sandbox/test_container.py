@@ -18,7 +18,7 @@ from app.agent.sandbox.container import (
     run_sandbox,
 )
 from app.agent.sandbox.image import build_image
-from app.agent.sandbox.layout import DEFAULT_GATEWAY_PORT
+from app.agent.sandbox.layout import DEFAULT_GATEWAY_PORT, LABEL, LABEL_JOB
 
 from .conftest import our_containers
 
@@ -352,7 +352,7 @@ def test_bad_job_id_rejected(job_dirs):
 async def test_leftover_container_with_same_name_is_replaced(sandbox_image, job_id, job_dirs,
                                                              docker_client):
     docker_client.containers.create(sandbox_image, ["sleep", "300"], name=container_name(job_id),
-                                    labels={"agentvine": "1", "agentvine.job": job_id})
+                                    labels={LABEL: "1", LABEL_JOB: job_id})
     out = Collector()
     res = await run_sandbox(spec_for(sandbox_image, job_id, job_dirs, ["echo", "fresh"]), out)
     assert res.exit_code == 0 and out.lines == ["fresh"]
@@ -363,10 +363,10 @@ def test_remove_orphans(sandbox_image, docker_client, job_id):
     for j in (a, b):
         docker_client.containers.run(sandbox_image, ["sleep", "300"], detach=True,
                                      name=container_name(j), network_mode="none",
-                                     labels={"agentvine": "1", "agentvine.job": j})
+                                     labels={LABEL: "1", LABEL_JOB: j})
     # Keep whatever else carries the label on this Docker host (not ours to remove).
     others = {
-        c.labels.get("agentvine.job", "")
+        c.labels.get(LABEL_JOB, "")
         for c in docker_client.containers.list(all=True, filters={"label": "agentvine=1"})
     } - {a, b}
     assert remove_orphans(docker_client, keep=others | {b}) == [a]
