@@ -9,14 +9,7 @@ The builder's names (``build_image``, ``BuildError``, ``image_exists``) are load
 only when asked for, so that running jobs never imports the builder.
 """
 
-from .container import (
-    SandboxError,
-    SandboxResult,
-    SandboxSpec,
-    container_name,
-    remove_orphans,
-    run_sandbox,
-)
+from .container import SandboxError, SandboxSpec, container_name
 from .layout import (
     AGENT_HOME,
     AGENT_UID,
@@ -25,7 +18,9 @@ from .layout import (
     PINNED,
     WORKSPACE,
 )
+from .orphans import remove_orphans
 from .recipe import DEFAULT_IMAGE, image_tag
+from .runner import SandboxResult, run_sandbox
 
 _BUILDER_NAMES = frozenset({"BuildError", "build_image", "image_exists"})
 

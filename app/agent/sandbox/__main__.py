@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         print(DEFAULT_IMAGE)
         return 0
     if cmd == "remove-orphans":
-        from .container import remove_orphans
+        from .orphans import remove_orphans
 
         for job in remove_orphans():
             print(f"removed the container of job {job}")

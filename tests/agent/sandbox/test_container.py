@@ -9,7 +9,7 @@ import time
 import pytest
 from aiohttp import web
 
-from app.agent.sandbox.container import (
+from app.agent.sandbox import (
     SandboxError,
     SandboxResult,
     SandboxSpec,
