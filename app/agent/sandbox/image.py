@@ -17,8 +17,8 @@ The image is made from parts that come from Debian's package archive and the npm
    the new image is smoke-tested (``claude --version`` as uid 1000, no network, read-only root)
    under a temporary tag before it gets its real tag, so a broken build never takes the tag.
 
-What goes into the image (packages, scripts, environment) and its tag are in recipe.py; this
-module holds the build steps only. The tag (``DEFAULT_IMAGE``) carries the Claude Code version and
+What goes into the image (packages, scripts, environment) and its tag are in recipe.py; the
+root filesystem steps (1-3) are in rootfs.py; this module runs them and does the Docker steps. The tag (``DEFAULT_IMAGE``) carries the Claude Code version and
 a hash of the recipe, so a change to the recipe gives a new tag and :func:`build_image` skips the
 work when the tag exists.
 
@@ -29,65 +29,28 @@ Run ``agentvine sandbox build --help`` (root, or a user that may run mmdebstrap 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import os
-import platform
-import re
-import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from .layout import (
-    AGENT_GID,
-    AGENT_UID,
-    CLAUDE_NPM_PACKAGE,
-    ENTRYPOINT_PATH,
-    IMAGE_REPOSITORY,
-    LABEL,
-    LABEL_JOB,
-    PINNED,
-    WORKSPACE,
-)
-from .recipe import (
-    DEBIAN_PACKAGES,
-    DEBIAN_SUITE,
-    DEFAULT_IMAGE,
-    DPKG_EXCLUDES,
-    ENTRYPOINT_SCRIPT,
-    IMAGE_ENV,
-    PINNED_INTEGRITY,
-    SETUP_SCRIPT,
-    image_tag,
-    recipe_hash,
+from .layout import AGENT_GID, AGENT_UID, ENTRYPOINT_PATH, IMAGE_REPOSITORY, LABEL, LABEL_JOB, PINNED, WORKSPACE
+from .recipe import DEBIAN_SUITE, DEFAULT_IMAGE, ENTRYPOINT_SCRIPT, IMAGE_ENV, SETUP_SCRIPT, image_tag, recipe_hash
+from .rootfs import (
+    DEFAULT_MIRROR,
+    DEFAULT_SECURITY_MIRROR,
+    BuildError,
+    Log,
+    Mirrors,
+    fetch_claude,
+    machine_platform,
+    make_rootfs,
 )
 
-__all__ = ["BuildError", "BuildOptions", "Mirrors", "build_image", "image_exists", "main"]
-
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
-DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
-
-
-class BuildError(RuntimeError):
-    """The sandbox image could not be built; the message says which step failed and why."""
-
-
-Log = Callable[[str], object]
-
-
-@dataclass(frozen=True)
-class Mirrors:
-    """The Debian archives mmdebstrap installs from."""
-
-    debian: str
-    security: str
+__all__ = ["BuildError", "BuildOptions", "build_image", "image_exists", "main"]
 
 
 @dataclass(frozen=True)
@@ -113,138 +76,6 @@ class BuildOptions:
                 or DEFAULT_SECURITY_MIRROR
             ),
         )
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def _platform() -> tuple[str, str]:
-    """(Debian architecture, npm platform suffix) for this machine."""
-    machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64"):
-        return "amd64", "linux-x64"
-    if machine in ("aarch64", "arm64"):
-        return "arm64", "linux-arm64"
-    raise BuildError(f"unsupported machine architecture {machine!r} (need x86_64 or aarch64)")
-
-
-def _run(cmd: list[str], log: Log, *, cwd: str | None = None, env: dict | None = None) -> str:
-    """Run a command, passing its output to ``log`` line by line; return stdout+stderr."""
-    log(f"$ {' '.join(cmd)}")
-    try:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-    except FileNotFoundError as exc:
-        raise BuildError(
-            f"{cmd[0]} is not installed (run .ci/install-docker.sh, or apt-get install "
-            f"mmdebstrap npm)"
-        ) from exc
-    lines: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        lines.append(line)
-        log(f"  {line}")
-    rc = proc.wait()
-    if rc != 0:
-        tail = "\n".join(lines[-30:])
-        raise BuildError(f"{cmd[0]} failed with exit code {rc}:\n{tail}")
-    return "\n".join(lines)
-
-
-def _sri_sha512(path: Path) -> str:
-    h = hashlib.sha512()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha512-" + base64.b64encode(h.digest()).decode()
-
-
-def _fetch_claude(version: str, npm_platform: str, workdir: Path, log: Log) -> Path:
-    """Download the platform package with ``npm pack``, verify it, extract ``claude``."""
-    if not re.fullmatch(r"[0-9A-Za-z.+-]+", version):
-        raise BuildError(f"bad Claude Code version {version!r}")
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BuildError("npm is not installed (apt-get install npm)")
-    spec = f"{CLAUDE_NPM_PACKAGE}-{npm_platform}@{version}"
-    out = subprocess.run(
-        [npm, "pack", spec, "--pack-destination", str(workdir), "--json"],
-        cwd=workdir,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise BuildError(f"npm pack {spec} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    try:
-        info = json.loads(out.stdout)[0]
-    except (ValueError, IndexError, KeyError) as exc:
-        raise BuildError(f"npm pack {spec}: unexpected output {out.stdout[:500]!r}") from exc
-    tgz = workdir / info["filename"]
-    actual = _sri_sha512(tgz)
-    if info.get("integrity") and info["integrity"] != actual:
-        raise BuildError(f"{spec}: integrity mismatch (npm says {info['integrity']}, file {actual})")
-    pinned = PINNED_INTEGRITY.get((version, npm_platform))
-    if pinned is not None and pinned != actual:
-        raise BuildError(f"{spec}: integrity {actual} differs from the pinned {pinned}")
-    log(f"fetched {spec} ({tgz.stat().st_size / 1e6:.0f} MB, {actual[:23]}..."
-        f"{', matches the pin' if pinned else ', no pin for this version'})")
-    dest = workdir / "claude"
-    with tarfile.open(tgz) as tar:
-        member = tar.getmember("package/claude")
-        if not member.isfile():
-            raise BuildError(f"{spec}: package/claude is not a regular file")
-        src = tar.extractfile(member)
-        assert src is not None
-        with src, open(dest, "wb") as f:
-            shutil.copyfileobj(src, f, 1 << 20)
-    dest.chmod(0o755)
-    tgz.unlink()
-    return dest
-
-
-def _mmdebstrap(arch: str, out_tar: Path, uploads: dict[str, Path], setup: Path, mirrors: Mirrors,
-                log: Log) -> None:
-    """Make the root filesystem tarball ``out_tar``: ``uploads`` (path inside -> file outside)
-    are copied in, then ``setup`` runs in a chroot of it."""
-    exe = shutil.which("mmdebstrap")
-    if exe is None:
-        raise BuildError("mmdebstrap is not installed (apt-get install mmdebstrap)")
-    for p in [*uploads.values(), setup, out_tar]:
-        if re.search(r"\s", str(p)):
-            raise BuildError(f"build path {p} contains whitespace; set TMPDIR to a plain path")
-    cmd = [
-        exe,
-        "--variant=minbase",
-        f"--architectures={arch}",
-        "--include=" + ",".join(DEBIAN_PACKAGES),
-        "--aptopt=APT::Install-Recommends \"false\"",
-        *[f"--dpkgopt={o}" for o in DPKG_EXCLUDES],
-    ]
-    for inside, outside in uploads.items():
-        cmd.append(f"--customize-hook=upload {outside} {inside}")
-    cmd += [
-        f"--customize-hook=upload {setup} /tmp/agentvine-setup.sh",
-        '--customize-hook=chroot "$1" /bin/sh /tmp/agentvine-setup.sh',
-        '--customize-hook=chroot "$1" rm -f /tmp/agentvine-setup.sh',
-        DEBIAN_SUITE,
-        str(out_tar),
-        f"deb {mirrors.debian} {DEBIAN_SUITE} main",
-        f"deb {mirrors.debian} {DEBIAN_SUITE}-updates main",
-        f"deb {mirrors.security} {DEBIAN_SUITE}-security main",
-    ]
-    env = dict(os.environ)
-    env.setdefault("DEBIAN_FRONTEND", "noninteractive")
-    _run(cmd, log, env=env)
 
 
 def _docker_client():
@@ -368,7 +199,7 @@ def _image_id(client, tag: str) -> str | None:
 def _build_staging(client, tag: str, options: BuildOptions, log: Log) -> str:
     """Fetch Claude Code, make the root filesystem and import it under a temporary tag (returned),
     which gets the real tag only once the smoke test passed."""
-    arch, npm_platform = _platform()
+    arch, npm_platform = machine_platform()
     mirrors = options.mirrors()
     claude_version = options.claude_version
     log(f"building sandbox image {tag} (Debian {DEBIAN_SUITE}/{arch}, Claude Code "
@@ -376,7 +207,7 @@ def _build_staging(client, tag: str, options: BuildOptions, log: Log) -> str:
     with tempfile.TemporaryDirectory(prefix="agentvine-sandbox-", dir=options.workdir) as tmp:
         tmpdir = Path(tmp)
         t = time.monotonic()
-        claude = _fetch_claude(claude_version, npm_platform, tmpdir, log)
+        claude = fetch_claude(claude_version, npm_platform, tmpdir, log)
         log(f"step npm: {time.monotonic() - t:.1f}s")
 
         entry = tmpdir / "agentvine-entrypoint"
@@ -387,7 +218,7 @@ def _build_staging(client, tag: str, options: BuildOptions, log: Log) -> str:
 
         t = time.monotonic()
         uploads = {"/usr/local/bin/claude": claude, ENTRYPOINT_PATH: entry}
-        _mmdebstrap(arch, rootfs, uploads, setup, mirrors, log)
+        make_rootfs(arch, rootfs, uploads, setup, mirrors, log)
         claude.unlink()
         log(f"step mmdebstrap: {time.monotonic() - t:.1f}s, rootfs tarball "
             f"{rootfs.stat().st_size / 1e6:.0f} MB")
