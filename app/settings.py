@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.agent.hostgit import DEFAULT_GIT_USER
+from app.agent.sandbox.recipe import DEFAULT_IMAGE
 
 
 class Settings(BaseSettings):
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     worker_nice: int = 10  # CPU priority of the worker process below the web process (0 = same)
 
     # Default: the tag `agentvine sandbox build` produces (Claude Code version + recipe hash).
-    sandbox_image: str = Field(default_factory=lambda: __import__("app.agent.sandbox.image", fromlist=["x"]).DEFAULT_IMAGE)
+    sandbox_image: str = DEFAULT_IMAGE
     model_api_url: str = "https://api.anthropic.com"
     # The real model key stays on the host; it is read without the AGENTVINE_ prefix.
     anthropic_api_key: SecretStr | None = Field(
@@ -45,7 +46,7 @@ class Settings(BaseSettings):
     expiry_check_interval: float = 60.0  # seconds between two looks for unanswered questions
     progress_interval: float = 3.0  # seconds between two progress edits of one job, at least
     sentry_dsn: str | None = None
-    # Host git runs as this uid:gid when AgentVine runs as root (app/hostgit.py).
+    # Host git runs as this uid:gid when AgentVine runs as root (app/agent/hostgit.py).
     git_user: str = Field(default=DEFAULT_GIT_USER, pattern=r"^[0-9]+(:[0-9]+)?$")
     # auto: each job gets its own loop-mounted filesystem (the quota) where root and loop devices allow.
     workspace_disk: Literal["auto", "loop", "dir"] = "auto"

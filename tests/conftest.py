@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.agent.sandbox.image import DEFAULT_IMAGE, BuildError, build_image, image_exists
+from app.agent.sandbox.image import BuildError, build_image, image_exists
+from app.agent.sandbox.recipe import DEFAULT_IMAGE
 from tests.support.env import TESTDATA, WEBHOOKS, unavailable
 from tests.support.model import (  # noqa: F401  (pytest finds fixtures by name)
     claude_bin,

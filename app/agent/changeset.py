@@ -2,7 +2,7 @@
 
 The agent's tree is hostile input. The host walks it with directory file descriptors and
 `O_NOFOLLOW` (a symlink is read as a link, never followed), only after the container is gone (so
-nothing changes while it reads), compares it with what it wrote at checkout (app/workspace.py),
+nothing changes while it reads), compares it with what it wrote at checkout (app/agent/workspace.py),
 and validates every change before anything is committed:
 
 - only regular files and symlinks; a symlink's target must stay inside the repository;
@@ -16,47 +16,46 @@ Which new files count is decided by the repository's `.gitignore` files, which g
 patterns (data) in a shadow tree that holds nothing else. The commit is then written into the
 host's repository with `git fast-import` from the bytes the host read: git never sees the
 agent's tree, its config or its attributes.
+
+This module walks the tree and decides the change set; the path rules are in pathrules.py, the
+no-follow file reads in nofollow.py, the commit in fastimport.py (all re-exported here).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
-import re
 import shutil
 import stat
-import time
-import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from app.agent.hostgit import GitError, run_git
-from app.domain.untrusted import code_span
+from app.agent.fastimport import commit
+from app.agent.hostgit import run_git
+from app.agent.nofollow import DIR_FLAGS, read_content, read_file
+from app.agent.pathrules import Rules, canonical, path_matches, rule_refusal, symlink_refusal
 from app.agent.workspace import EXECUTABLE, GITLINK, REGULAR, SYMLINK, BaseEntry, Workspace
+from app.domain.untrusted import code_span
 
-WORKFLOWS_DIR = ".github/workflows/"
+# The path rules (pathrules.py) and the commit (fastimport.py) are part of this module's API.
+__all__ = [
+    "Change",
+    "ChangeSet",
+    "Rules",
+    "canonical",
+    "commit",
+    "path_matches",
+    "read_changes",
+    "rule_refusal",
+    "symlink_refusal",
+]
+
 MAX_DEPTH = 200
 MAX_PATH_BYTES = 4096  # PATH_MAX: a longer path is refused and not entered
 MAX_NAMES_BYTES = 64 * 1024 * 1024  # all recorded paths together: bounds the host's memory
 MAX_GITIGNORE_BYTES = 1024 * 1024
 MAX_GITIGNORE_TOTAL = 16 * 1024 * 1024
 MAX_LISTED = 20  # refusals named on GitHub; the rest are counted
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-# Code points that HFS+ and others ignore in names, so `.git\u200chub` is `.github` there.
-_IGNORABLE = re.compile("[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180e\u200b-\u200f\u202a-\u202e"
-                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What the job may commit (from the job's RunSettings)."""
-
-    allowed_paths: list[str]
-    allow_workflows: bool
-    max_file_mb: int
-    max_changed_files: int
 
 
 @dataclass(frozen=True)
@@ -79,66 +78,6 @@ class ChangeSet:
         if len(self.refused) > MAX_LISTED:
             shown.append(f"- … and {len(self.refused) - MAX_LISTED} more")
         return "\n".join(shown)
-
-
-# --- path rules -----------------------------------------------------------------------------
-
-def canonical(path: str) -> str:
-    """The form a case-insensitive, normalising file system or tool would see."""
-    text = _IGNORABLE.sub("", unicodedata.normalize("NFKC", path)).casefold()
-    return "/".join(part.rstrip(" .") or part for part in text.split("/"))
-
-
-def path_matches(path: str, pattern: str) -> bool:
-    """Glob match where `*` crosses directories and a leading `**/` may match nothing (as in .gitignore)."""
-    if fnmatch.fnmatchcase(path, pattern):
-        return True
-    return pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:])
-
-
-def rule_refusal(path: str, rules: Rules, mode: str | None = None) -> str | None:
-    """Why the job may not change `path` (added, modified or deleted; `mode` of what it becomes), or None."""
-    canon = canonical(path)
-    if mode == SYMLINK and not rules.allow_workflows and WORKFLOWS_DIR.startswith(canon + "/"):
-        return "a symlink in place of .github/ or .github/workflows/ (allow_workflow_changes)"
-    if any(part in (".git", "git~1") for part in canon.split("/")):
-        return "git metadata"
-    if canon == ".gitmodules":
-        return "submodule configuration (.gitmodules) is not changed by agents"
-    if not rules.allow_workflows and (canon + "/").startswith(WORKFLOWS_DIR):
-        return "changes to .github/workflows/ are not allowed (allow_workflow_changes)"
-    if not any(path_matches(path, pattern) for pattern in rules.allowed_paths):
-        return f"outside the worker's allowed paths ({', '.join(rules.allowed_paths) or 'none'})"
-    return None
-
-
-def symlink_refusal(path: str, target: bytes, is_link: Callable[[str], bool] = lambda p: False) -> str | None:
-    """A committed symlink must point inside the repository, at something that is not `.git`.
-
-    The target is resolved component by component from the link's folder; passing through
-    another symlink of the tree (`is_link`) is refused, since `..` after it would go wherever that
-    link points (a chain of links each harmless alone can reach `/etc/passwd`)."""
-    try:
-        text = target.decode("utf-8")
-    except UnicodeDecodeError:
-        return "a symlink whose target is not UTF-8"
-    outside = f"a symlink pointing outside the repository ({code_span(text)})"
-    if not text or text.startswith("/") or "\0" in text:
-        return outside
-    parts = path.split("/")[:-1]
-    components = [c for c in text.split("/") if c not in ("", ".")]
-    for i, comp in enumerate(components):
-        if comp == "..":
-            if not parts:
-                return outside
-            parts.pop()
-            continue
-        parts.append(comp)
-        if canonical(comp) in (".git", "git~1"):
-            return f"a symlink into git metadata ({code_span(text)})"
-        if i < len(components) - 1 and is_link("/".join(parts)):
-            return f"a symlink through another symlink ({code_span(text)})"
-    return None
 
 
 # --- reading the agent's tree ---------------------------------------------------------------
@@ -205,7 +144,7 @@ def _walk_stack(stack: list[tuple[int, str, Iterator[os.DirEntry]]], root_fd: in
             if canonical(name) in (".git", "git~1"):
                 out.files[path] = _Found(path, st, "a `.git` below the top level")
                 continue
-            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
             children = list(os.scandir(child))
             if path in gitlinks:
                 os.close(child)
@@ -225,7 +164,7 @@ def _walk_stack(stack: list[tuple[int, str, Iterator[os.DirEntry]]], root_fd: in
                     and out.gitignore_bytes + st.st_size <= MAX_GITIGNORE_TOTAL and len(path) <= MAX_PATH_BYTES // 2):
                 # Past the total (or too deep for the shadow tree's longer paths), more new files
                 # count as changes: the limits refuse, nothing is lost.
-                out.gitignores[path] = _read(fd, name, st.st_size)
+                out.gitignores[path] = read_file(fd, name, st.st_size)
                 out.gitignore_bytes += st.st_size
         else:
             out.files[path] = _Found(path, st, _kind(st))
@@ -237,49 +176,6 @@ def _utf8(path: str) -> bool:
     except UnicodeEncodeError:  # os.scandir keeps undecodable bytes as surrogates
         return False
     return True
-
-
-def _read(dir_fd: int, name: str, size: int) -> bytes:
-    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-            raise GitError(f"{name} changed while it was read")
-        chunks, left = [], size
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _parent_fd(root_fd: int, path: str) -> tuple[int, str]:
-    """An fd of `path`'s directory, opened component by component without following links."""
-    *dirs, name = path.split("/")
-    fd = os.dup(root_fd)
-    try:
-        for d in dirs:
-            nxt = os.open(d, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, name
-
-
-def read_content(root_fd: int, path: str, st: os.stat_result) -> bytes:
-    """The bytes to commit for `path`: a file's content, or a symlink's target."""
-    fd, name = _parent_fd(root_fd, path)
-    try:
-        return os.readlink(name, dir_fd=fd).encode("utf-8", "surrogateescape") if stat.S_ISLNK(st.st_mode) \
-            else _read(fd, name, st.st_size)
-    finally:
-        os.close(fd)
 
 
 def _blob_sha(data: bytes) -> str:
@@ -324,7 +220,7 @@ def read_changes(ws: Workspace, rules: Rules) -> ChangeSet:
     """Everything the agent changed, validated; `refused` says what may not be committed and why."""
     _commit, base = ws.base()
     gitlinks = {p for p, e in base.items() if e.mode == GITLINK}
-    root_fd = os.open(ws.path, _DIR_FLAGS)
+    root_fd = os.open(ws.path, DIR_FLAGS)
     try:
         walk = _walk(root_fd, gitlinks)
         result = ChangeSet()
@@ -351,8 +247,9 @@ def read_changes(ws: Workspace, rules: Rules) -> ChangeSet:
         links = {p for p, e in base.items() if e.mode == SYMLINK and p in walk.files} | {
             f.path for f, mode in changed if mode == SYMLINK}
         links -= {f.path for f, mode in changed if mode != SYMLINK}
+        checks = _Checks(root_fd, rules, max_bytes, gitlinks, links)
         for found, mode in changed:
-            why = _refusal(root_fd, found, mode, rules, max_bytes, gitlinks, links.__contains__)
+            why = checks.refusal(found, mode)
             if why:
                 result.refused.append((found.path, why))
             else:
@@ -378,67 +275,26 @@ def _same(root_fd: int, found: _Found, entry: BaseEntry, max_bytes: int) -> bool
     return _blob_sha(read_content(root_fd, found.path, st)) == entry.sha
 
 
-def _refusal(root_fd: int, found: _Found, mode: str, rules: Rules, max_bytes: int, gitlinks: set[str],
-             is_link: Callable[[str], bool]) -> str | None:
-    path, st = found.path, found.st
-    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-        return "a hard link (commit a copy, or a symlink)"
-    if st.st_size > max_bytes:
-        return f"{st.st_size / 1024 / 1024:.0f} MB, larger than workspace.max_file_mb ({rules.max_file_mb} MB)"
-    held = next((g for g in gitlinks if g.startswith(path + "/")), None)
-    if held is not None:  # a file or link where a submodule's parent folder was would drop the submodule
-        return f"replaces the folder of the submodule {code_span(held)} (submodules are not changed by agents)"
-    why = rule_refusal(path, rules, mode)
-    if why is None and mode == SYMLINK:
-        why = symlink_refusal(path, read_content(root_fd, path, st), is_link)
-    return why
+@dataclass(frozen=True)
+class _Checks:
+    """What each added or modified path is checked against, beyond the path rules."""
 
+    root_fd: int  # the workspace, to read a symlink's target
+    rules: Rules
+    max_bytes: int  # workspace.max_file_mb in bytes
+    gitlinks: set[str]  # the base commit's submodules
+    links: set[str]  # the symlinks the tree holds once the change set is committed
 
-# --- the commit -----------------------------------------------------------------------------
-
-def _quoted(path: str) -> bytes:
-    """A C-style quoted path, as fast-import reads it whatever the path holds."""
-    out = bytearray(b'"')
-    for byte in path.encode("utf-8", "surrogateescape"):
-        if byte in (0x22, 0x5C):
-            out += b"\\" + bytes([byte])
-        elif byte < 0x20 or byte == 0x7F:
-            out += b"\\%03o" % byte
-        else:
-            out.append(byte)
-    return bytes(out + b'"')
-
-
-def commit(ws: Workspace, changes: ChangeSet, message: str, *, author_name: str, author_email: str) -> str:
-    """Write `changes` on top of the base commit into the host repository; returns the commit.
-
-    Deletions go first, so a file that became a directory (or the reverse) comes out right."""
-    base_commit, _ = ws.base()
-    stamp = f"{author_name} <{author_email}> {int(time.time())} +0000".encode()
-    ordered = sorted(changes.changes, key=lambda c: (c.mode is not None, c.path))
-
-    def stream() -> Iterator[bytes]:
-        msg = message.encode("utf-8", "replace")  # the agent's text may carry lone surrogates
-        yield b"commit refs/agentvine/commit\nmark :1\nauthor " + stamp + b"\ncommitter " + stamp + b"\n"
-        yield b"data %d\n" % len(msg) + msg + b"\nfrom " + base_commit.encode() + b"\n"
-        root_fd = os.open(ws.path, _DIR_FLAGS)
-        try:
-            for change in ordered:
-                if change.mode is None:
-                    yield b"D " + _quoted(change.path) + b"\n"
-                    continue
-                fd, name = _parent_fd(root_fd, change.path)
-                try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                finally:
-                    os.close(fd)
-                data = read_content(root_fd, change.path, st)
-                yield b"M " + change.mode.encode() + b" inline " + _quoted(change.path) + b"\ndata %d\n" % len(data)
-                yield data + b"\n"
-        finally:
-            os.close(root_fd)
-        yield b"get-mark :1\ndone\n"
-
-    out = run_git(ws.git_dir, "fast-import", "--quiet", "--force", "--cat-blob-fd=1", "--done",
-                  user=ws.git_user, input=stream())
-    return out.decode().split()[-1]
+    def refusal(self, found: _Found, mode: str) -> str | None:
+        path, st = found.path, found.st
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            return "a hard link (commit a copy, or a symlink)"
+        if st.st_size > self.max_bytes:
+            return f"{st.st_size / 1024 / 1024:.0f} MB, larger than workspace.max_file_mb ({self.rules.max_file_mb} MB)"
+        held = next((g for g in self.gitlinks if g.startswith(path + "/")), None)
+        if held is not None:  # a file or link where a submodule's parent folder was would drop the submodule
+            return f"replaces the folder of the submodule {code_span(held)} (submodules are not changed by agents)"
+        why = rule_refusal(path, self.rules, mode)
+        if why is None and mode == SYMLINK:
+            why = symlink_refusal(path, read_content(self.root_fd, path, st), self.links.__contains__)
+        return why

@@ -3,7 +3,7 @@
 Each job gets its own Unix socket (mounted into the job's container) and a fresh random token.
 Claude Code in the container sends that token as its API key; the gateway checks it, swaps it for
 the real key and forwards the request to the upstream Messages API, streaming the answer back
-unchanged, chunk by chunk, while it counts tokens for the job. When the job ends the token is
+unchanged, chunk by chunk, while it counts tokens for the job (app/agent/usage.py). When the job ends the token is
 revoked and the socket removed. The contract and the reasons are in docs/model-gateway.md.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import os
 import re
@@ -21,12 +20,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel
 from yarl import URL
+
+from app.agent.claude.command import CLAUDE_CODE_ENV
+from app.agent.usage import Usage, UsageTap
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ FORWARD_RESPONSE_HEADERS = frozenset(
 RATELIMIT_PREFIX = "anthropic-ratelimit-"
 
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # the Messages API's own request limit
-MAX_JSON_USAGE_BYTES = 8 * 1024 * 1024  # JSON answers larger than this are not parsed for usage
 SOCKET_NAME = "model.sock"
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SUN_PATH_MAX = 107  # AF_UNIX path limit (108 bytes with the NUL)
@@ -73,25 +72,6 @@ def anthropic_error(status: int, error_type: str, message: str) -> web.Response:
     request_id = "req_gw_" + secrets.token_hex(12)
     body = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
     return web.json_response(body, status=status, headers={"request-id": request_id})
-
-
-class Usage(BaseModel):
-    """Tokens and requests one job spent through the gateway."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    requests: int = 0  # requests forwarded upstream
-    upstream_errors: int = 0  # forwarded requests upstream answered with status >= 400
-    rejected: int = 0  # requests refused here (bad or missing token, path not allowed)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
-
-
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
 @dataclass
@@ -116,74 +96,8 @@ class JobChannel:
         return {
             "ANTHROPIC_BASE_URL": base_url,
             "ANTHROPIC_API_KEY": self.token,
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
+            **CLAUDE_CODE_ENV,
         }
-
-
-class _UsageTap:
-    """Counts usage from a response as it streams past, adding it to a job's totals live.
-
-    SSE: `message_start.message.usage` gives the first figures, each `message_delta.usage` gives
-    cumulative figures for the same message (the latest value of each field wins). JSON: the
-    top-level `usage` of a message. Deltas are added to the job at once, so a stream cut short
-    still counts what was reported so far.
-    """
-
-    def __init__(self, usage: Usage, content_type: str, count_json: bool) -> None:
-        self._usage = usage
-        self._sse = content_type.startswith("text/event-stream")
-        self._json = count_json and content_type.startswith("application/json")
-        self._buf = bytearray()
-        self._counted = dict.fromkeys(USAGE_FIELDS, 0)
-        self._overflow = False
-
-    def feed(self, chunk: bytes) -> None:
-        if self._overflow or not (self._sse or self._json):
-            return
-        self._buf += chunk
-        if self._sse:
-            while True:
-                nl = self._buf.find(b"\n")
-                if nl < 0:
-                    break
-                line = bytes(self._buf[:nl]).rstrip(b"\r")
-                del self._buf[: nl + 1]
-                self._sse_line(line)
-        if len(self._buf) > MAX_JSON_USAGE_BYTES:
-            self._overflow = True
-            self._buf.clear()
-
-    def finish(self) -> None:
-        if self._json and not self._overflow and self._buf:
-            with contextlib.suppress(ValueError, UnicodeDecodeError):
-                data = json.loads(self._buf)
-                if isinstance(data, dict) and isinstance(data.get("usage"), dict):
-                    self._apply(data["usage"])
-        self._buf.clear()
-
-    def _sse_line(self, line: bytes) -> None:
-        if not line.startswith(b"data:"):
-            return
-        try:
-            data = json.loads(line[5:])
-        except (ValueError, UnicodeDecodeError):
-            return
-        if not isinstance(data, dict):
-            return
-        if data.get("type") == "message_start":
-            message = data.get("message")
-            if isinstance(message, dict) and isinstance(message.get("usage"), dict):
-                self._apply(message["usage"])
-        elif data.get("type") == "message_delta" and isinstance(data.get("usage"), dict):
-            self._apply(data["usage"])
-
-    def _apply(self, reported: dict[str, Any]) -> None:
-        for name in USAGE_FIELDS:
-            value = reported.get(name)
-            if isinstance(value, int) and value >= 0 and value != self._counted[name]:
-                setattr(self._usage, name, getattr(self._usage, name) + value - self._counted[name])
-                self._counted[name] = value
 
 
 class _Redactor:
@@ -366,14 +280,7 @@ class ModelGateway:
         return await self._forward(channel, request, body)
 
     async def _forward(self, channel: JobChannel, request: web.Request, body: bytes) -> web.StreamResponse:
-        # request.path is one of the allow-listed constants; the query (`beta=true`) goes as sent.
-        raw = self.upstream_url + request.path
-        if request.rel_url.raw_query_string:
-            raw += "?" + request.rel_url.raw_query_string
-        url = URL(raw, encoded=True)
-        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_REQUEST_HEADERS}
-        headers["x-api-key"] = self._api_key
-        headers["accept-encoding"] = "identity"  # pass SSE through as it comes, uncompressed
+        url, headers = self._upstream_url(request), self._upstream_headers(request)
         channel.usage.requests += 1
         try:
             upstream = await self._client().request(
@@ -386,29 +293,7 @@ class ModelGateway:
         try:
             if upstream.status >= 400:
                 channel.usage.upstream_errors += 1
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in upstream.headers.items():
-                lname = name.lower()
-                if lname in FORWARD_RESPONSE_HEADERS or lname.startswith(RATELIMIT_PREFIX):
-                    if self._api_key not in value:
-                        response.headers.add(name, value)
-            await response.prepare(request)
-            tap = _UsageTap(
-                channel.usage,
-                upstream.headers.get("content-type", ""),
-                count_json=request.path == "/v1/messages",
-            )
-            redactor = _Redactor(self._key_bytes)
-            async for chunk in upstream.content.iter_any():
-                tap.feed(chunk)
-                out = redactor.feed(chunk)
-                if out:
-                    await response.write(out)
-            tail = redactor.flush()
-            if tail:
-                await response.write(tail)
-            tap.finish()
-            await response.write_eof()
+            response = await self._relay(channel, request, upstream)
             upstream.release()
             return response
         except ConnectionResetError:
@@ -425,3 +310,45 @@ class ModelGateway:
         except BaseException:
             upstream.close()
             raise
+
+    def _upstream_url(self, request: web.Request) -> URL:
+        # request.path is one of the allow-listed constants; the query (`beta=true`) goes as sent.
+        raw = self.upstream_url + request.path
+        if request.rel_url.raw_query_string:
+            raw += "?" + request.rel_url.raw_query_string
+        return URL(raw, encoded=True)
+
+    def _upstream_headers(self, request: web.Request) -> dict[str, str]:
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_REQUEST_HEADERS}
+        headers["x-api-key"] = self._api_key
+        headers["accept-encoding"] = "identity"  # pass SSE through as it comes, uncompressed
+        return headers
+
+    async def _relay(
+        self, channel: JobChannel, request: web.Request, upstream: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
+        """Stream upstream's answer back as it comes: allowed headers, body redacted, usage counted."""
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name, value in upstream.headers.items():
+            lname = name.lower()
+            if lname in FORWARD_RESPONSE_HEADERS or lname.startswith(RATELIMIT_PREFIX):
+                if self._api_key not in value:
+                    response.headers.add(name, value)
+        await response.prepare(request)
+        tap = UsageTap(
+            channel.usage,
+            upstream.headers.get("content-type", ""),
+            count_json=request.path == "/v1/messages",
+        )
+        redactor = _Redactor(self._key_bytes)
+        async for chunk in upstream.content.iter_any():
+            tap.feed(chunk)
+            out = redactor.feed(chunk)
+            if out:
+                await response.write(out)
+        tail = redactor.flush()
+        if tail:
+            await response.write(tail)
+        tap.finish()
+        await response.write_eof()
+        return response

@@ -2,7 +2,7 @@
 
     jobs/<id>/git/            the host's repository (bare; objects, refs, config), owned by the
                               git user, mode 0700; the sandbox never sees it
-    jobs/<id>/disk.img        the job's filesystem (app/sandbox/disk.py), mounted at mnt/
+    jobs/<id>/disk.img        the job's filesystem (app/agent/sandbox/disk.py), mounted at mnt/
     jobs/<id>/mnt/workspace/  the checkout the agent changes (uid 1000), with a `.git` copy of
                               its own that the host never reads again
     jobs/<id>/mnt/home/       the agent's home (Claude Code's sessions, kept for --resume)
@@ -10,7 +10,7 @@
 
 The host writes the checkout itself from git's object database (exact blob bytes: no filter,
 attribute or conversion can apply), records what it wrote, and later reads the agent's tree as
-plain data (app/changeset.py). Git never runs with the agent's tree as its work tree.
+plain data (app/agent/changeset.py). Git never runs with the agent's tree as its work tree.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from app.agent.hostgit import GitError, GitUser, cat_blobs, git, run_git
 from app.agent.sandbox.disk import JobDisk, remove_tree
-from app.agent.sandbox.image import AGENT_GID, AGENT_UID
+from app.agent.sandbox.layout import AGENT_GID, AGENT_UID
 
 __all__ = ["BaseEntry", "GitError", "Workspace", "branch_name", "discard", "prepare", "push"]
 

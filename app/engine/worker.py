@@ -24,6 +24,7 @@ from app.pipeline.questions import expire_question, question_expired
 from app.pipeline.run import RunDeps, run_job
 from app.agent.sandbox import remove_orphans
 from app.agent.sandbox.disk import JobDisk, choose_mode
+from app.agent.sandbox.layout import LABEL_JOB
 from app.settings import Settings
 from app.store.base import JobStore
 from app.agent.hostgit import GitError, GitUser
@@ -103,12 +104,12 @@ class Worker:
             import docker
 
             client = docker.from_env(timeout=120)
-            labelled = client.containers.list(all=True, filters={"label": "agentvine.job"})
+            labelled = client.containers.list(all=True, filters={"label": LABEL_JOB})
         except Exception as exc:  # no Docker here: nothing can be orphaned; runs will say so
             log.info("orphan check skipped: %s", exc)
             return
         self.run_deps.docker_client = client
-        theirs = {c.labels.get("agentvine.job", "") for c in labelled}
+        theirs = {c.labels.get(LABEL_JOB, "") for c in labelled}
         keep = {job_id for job_id in theirs if self.store.get_job(job_id) is None}  # another instance's
         removed = remove_orphans(client, keep=frozenset(keep))
         if removed:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.agent import workspace
-from app.agent.claude.command import build_command
+from app.agent.claude.command import ClaudeOptions, build_command
 from app.agent.claude.events import Result, SystemInit, describe_activity, parse_line
 from app.agent.gateway import ModelGateway, Usage
 from app.agent.sandbox import SandboxResult, SandboxSpec, run_sandbox
@@ -104,8 +104,7 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, pr
     assert job.run is not None and deps.gateway is not None
     channel = await deps.gateway.open_job(job.id)
     try:
-        command = build_command(
-            prompt,
+        command = build_command(prompt, ClaudeOptions(
             model=job.model or "sonnet",
             max_turns=job.run.max_turns,
             permission_mode="bypassPermissions",  # the container is the boundary
@@ -113,7 +112,7 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, pr
             tools=[t for t in job.run.allowed_tools if t in KNOWN_TOOLS],
             max_budget_usd=job.run.max_cost_usd or None,
             resume_session=job.session_id if job.answer is not None else None,
-        )
+        ))
         spec = SandboxSpec(
             job_id=job.id, image=ctx.settings.sandbox_image, command=command, workspace=ws.path, home=ws.home,
             gateway_socket=channel.socket_path,

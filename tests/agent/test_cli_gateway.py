@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from app.agent.claude.command import build_command
+from app.agent.claude.command import ClaudeOptions, build_command
 from app.agent.claude.events import (
     ApiRetry,
     AssistantMessage,
@@ -34,15 +34,14 @@ MODEL = "claude-sonnet-4-5"
 
 
 def argv_for(runner: CliRunner, prompt: str, **kw) -> list[str]:
-    return build_command(
-        prompt,
+    return build_command(prompt, ClaudeOptions(
         model=kw.pop("model", MODEL),
         max_turns=kw.pop("max_turns", 8),
         permission_mode=kw.pop("permission_mode", "bypassPermissions"),
         allowed_tools=kw.pop("allowed_tools", None),
         executable=runner.executable,
         **kw,
-    )
+    ))
 
 
 @pytest.mark.parametrize("bridge", sorted(BRIDGES))

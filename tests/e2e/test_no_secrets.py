@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from app.agent.sandbox.image import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, WORKSPACE
+from app.agent.sandbox.layout import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, WORKSPACE
 from app.fakes.model_api import ScriptedTurn, ToolUse
 from tests.support.harness import REPO, end_to_end, job_containers
 

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from app.agent.sandbox.layout import LABEL_JOB
 from app.domain.job import Job
 from app.fakes.github.state import FakeGitHub
 from app.fakes.github.testing import running_fake
@@ -104,7 +105,7 @@ async def running_agentvine(fake: FakeGitHub, data_root: Path, **settings: Any) 
 def job_containers(docker_client, job: Job | str) -> list:
     """The job's sandbox containers, running or not (none may be left when a job ends)."""
     job_id = job if isinstance(job, str) else job.id
-    return docker_client.containers.list(all=True, filters={"label": f"agentvine.job={job_id}"})
+    return docker_client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
 
 
 @contextlib.asynccontextmanager

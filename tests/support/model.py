@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from app.agent.claude.command import CLAUDE_CODE_ENV
 from app.agent.claude.events import Event, parse_line
 from app.fakes.model_api import FakeModelAPI, serve_fake_model_api
 from app.agent.gateway import ModelGateway
@@ -76,8 +77,7 @@ class CliRunner:
             "HOME": str(self.home),
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
+            **CLAUDE_CODE_ENV,
             **env,
         }
         kwargs = {}

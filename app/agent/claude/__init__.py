@@ -1,6 +1,6 @@
 """Driving the Claude Code CLI: its command line and its stream-json events."""
 
-from app.agent.claude.command import build_command
+from app.agent.claude.command import CLAUDE_CODE_ENV, ClaudeOptions, build_command
 from app.agent.claude.events import (
     ApiRetry,
     AssistantMessage,
@@ -19,6 +19,8 @@ from app.agent.claude.events import (
 __all__ = [
     "ApiRetry",
     "AssistantMessage",
+    "CLAUDE_CODE_ENV",
+    "ClaudeOptions",
     "Event",
     "ParseError",
     "PermissionDenied",

@@ -20,7 +20,16 @@ Why this shape:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from types import MappingProxyType
 
+#: The environment Claude Code runs with wherever AgentVine starts it (set in the image, on the
+#: container, and by the gateway's channel): no telemetry or other non-essential requests (so
+#: the gateway sees only model calls), and no self-update (the version is pinned).
+CLAUDE_CODE_ENV = MappingProxyType({
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_AUTOUPDATER": "1",
+})
 PERMISSION_MODES = frozenset({"default", "acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan"})
 MAX_PROMPT_BYTES = 128 * 1024 - 1
 _SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -42,26 +51,39 @@ def _tool_args(flag: str, tools: list[str] | None) -> list[str]:
 _TOOL_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-def build_command(
-    prompt: str,
-    *,
-    model: str,
-    max_turns: int,
-    permission_mode: str,
-    allowed_tools: list[str] | None,
-    disallowed_tools: list[str] | None = None,
-    resume_session: str | None = None,
-    executable: str = "claude",
-    tools: list[str] | None = None,
-    max_budget_usd: float | None = None,
-) -> list[str]:
-    """The argv for one Claude Code run (see the module docstring for the order and why)."""
+@dataclass(frozen=True)
+class ClaudeOptions:
+    """The CLI options of one run (checked by :func:`build_command`, which adds the prompt).
+
+    ``tools``: the exact set of built-in tools the session has (None: the CLI's default);
+    ``allowed_tools`` / ``disallowed_tools``: permission rules; ``resume_session``: a session
+    id to continue; ``max_budget_usd``: the CLI's own spending limit."""
+
+    model: str
+    max_turns: int
+    permission_mode: str
+    allowed_tools: list[str] | None
+    disallowed_tools: list[str] | None = None
+    resume_session: str | None = None
+    executable: str = "claude"
+    tools: list[str] | None = None
+    max_budget_usd: float | None = None
+
+
+def _check_prompt(prompt: str) -> None:
     if not prompt or not prompt.strip():
         raise ValueError("the prompt is empty")
     if len(prompt.encode()) > MAX_PROMPT_BYTES:
         raise ValueError(f"the prompt is {len(prompt.encode())} bytes; one argument may be at most {MAX_PROMPT_BYTES}")
     if "\x00" in prompt:
         raise ValueError("the prompt contains a NUL byte")
+
+
+def build_command(prompt: str, options: ClaudeOptions) -> list[str]:
+    """The argv for one Claude Code run (see the module docstring for the order and why)."""
+    _check_prompt(prompt)
+    model, max_turns, permission_mode = options.model, options.max_turns, options.permission_mode
+    tools, max_budget_usd, resume_session = options.tools, options.max_budget_usd, options.resume_session
     if not model or model.startswith("-"):
         raise ValueError(f"bad model {model!r}")
     if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
@@ -69,7 +91,7 @@ def build_command(
     if permission_mode not in PERMISSION_MODES:
         raise ValueError(f"permission_mode must be one of {sorted(PERMISSION_MODES)}, not {permission_mode!r}")
     argv = [
-        executable,
+        options.executable,
         "-p",
         "--output-format", "stream-json",
         "--verbose",
@@ -87,8 +109,8 @@ def build_command(
         if max_budget_usd <= 0:
             raise ValueError("max_budget_usd must be positive")
         argv += ["--max-budget-usd", f"{max_budget_usd:.2f}"]
-    argv += _tool_args("--allowedTools", allowed_tools)
-    argv += _tool_args("--disallowedTools", disallowed_tools)
+    argv += _tool_args("--allowedTools", options.allowed_tools)
+    argv += _tool_args("--disallowedTools", options.disallowed_tools)
     if resume_session is not None:
         if not _SESSION_RE.match(resume_session):
             raise ValueError(f"bad session id {resume_session!r}")

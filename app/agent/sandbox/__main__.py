@@ -1,4 +1,4 @@
-"""``python -m app.agent.sandbox build|tag|remove-orphans`` (see docs/sandbox.md)."""
+"""``agentvine sandbox build|tag|remove-orphans`` (app/cli.py forwards here; see docs/sandbox.md)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = ("usage: python -m app.agent.sandbox build [--tag TAG] [--claude-version V] [--force]\n"
-             "       python -m app.agent.sandbox tag            (print the default image tag)\n"
-             "       python -m app.agent.sandbox remove-orphans (remove every agentvine container)")
+    usage = ("usage: agentvine sandbox build [--tag TAG] [--claude-version V] [--force]\n"
+             "       agentvine sandbox tag            (print the default image tag)\n"
+             "       agentvine sandbox remove-orphans (remove every agentvine container)")
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
@@ -19,12 +19,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return build_main(rest)
     if cmd == "tag":
-        from .image import DEFAULT_IMAGE
+        from .recipe import DEFAULT_IMAGE
 
         print(DEFAULT_IMAGE)
         return 0
     if cmd == "remove-orphans":
-        from .container import remove_orphans
+        from .orphans import remove_orphans
 
         for job in remove_orphans():
             print(f"removed the container of job {job}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.agent.claude.command import MAX_PROMPT_BYTES, build_command
+from app.agent.claude.command import MAX_PROMPT_BYTES, ClaudeOptions, build_command
 
 BASE = dict(model="claude-sonnet-4-5", max_turns=30, permission_mode="bypassPermissions", allowed_tools=None)
 
 
 def test_minimal() -> None:
-    assert build_command("Fix the bug", **BASE) == [
+    assert build_command("Fix the bug", ClaudeOptions(**BASE)) == [
         "claude", "-p", "--output-format", "stream-json", "--verbose",
         "--model", "claude-sonnet-4-5", "--max-turns", "30", "--permission-mode", "bypassPermissions",
         "--", "Fix the bug",
@@ -18,13 +18,12 @@ def test_minimal() -> None:
 
 
 def test_tools_resume_and_executable() -> None:
-    argv = build_command(
-        "--answer: use --json",
+    argv = build_command("--answer: use --json", ClaudeOptions(
         **dict(BASE, allowed_tools=["Read", "Edit", "Bash(git diff *)"]),
         disallowed_tools=["WebFetch"],
         resume_session="ab9e9cfa-1fd9-4284-8f9c-633333b154a3",
         executable="/opt/claude/bin/claude",
-    )
+    ))
     assert argv[0] == "/opt/claude/bin/claude"
     i = argv.index("--allowedTools")
     assert argv[i + 1 : i + 4] == ["Read", "Edit", "Bash(git diff *)"]
@@ -36,7 +35,7 @@ def test_tools_resume_and_executable() -> None:
 
 
 def test_empty_tool_lists_are_left_out() -> None:
-    argv = build_command("x", **dict(BASE, allowed_tools=[]), disallowed_tools=[])
+    argv = build_command("x", ClaudeOptions(**dict(BASE, allowed_tools=[]), disallowed_tools=[]))
     assert "--allowedTools" not in argv and "--disallowedTools" not in argv
 
 
@@ -66,9 +65,9 @@ def test_rejects_bad_input(kwargs: dict) -> None:
     args.update(kwargs)
     prompt = args.pop("prompt")
     with pytest.raises(ValueError):
-        build_command(prompt, **args)
+        build_command(prompt, ClaudeOptions(**args))
 
 
 def test_all_permission_modes_of_the_cli() -> None:
     for mode in ("default", "acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan"):
-        assert build_command("x", **dict(BASE, permission_mode=mode))[10] == mode
+        assert build_command("x", ClaudeOptions(**dict(BASE, permission_mode=mode)))[10] == mode

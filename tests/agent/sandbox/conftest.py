@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.agent.sandbox.container import LABEL, LABEL_JOB
+from app.agent.sandbox.layout import LABEL, LABEL_JOB
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 #: Every job id used by this test session starts with this, so that the leftover check only

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from app.agent.sandbox.container import SandboxSpec, run_sandbox
-from app.agent.sandbox.image import PINNED
+from app.agent.sandbox import SandboxSpec, run_sandbox
+from app.agent.sandbox.layout import PINNED
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
 

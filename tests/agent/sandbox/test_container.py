@@ -9,7 +9,7 @@ import time
 import pytest
 from aiohttp import web
 
-from app.agent.sandbox.container import (
+from app.agent.sandbox import (
     SandboxError,
     SandboxResult,
     SandboxSpec,
@@ -17,7 +17,8 @@ from app.agent.sandbox.container import (
     remove_orphans,
     run_sandbox,
 )
-from app.agent.sandbox.image import DEFAULT_GATEWAY_PORT, build_image
+from app.agent.sandbox.image import build_image
+from app.agent.sandbox.layout import DEFAULT_GATEWAY_PORT, LABEL, LABEL_JOB
 
 from .conftest import our_containers
 
@@ -338,7 +339,7 @@ async def test_missing_gateway_socket_is_a_clear_error(sandbox_image, job_id, jo
 
 async def test_missing_image_is_a_clear_error(docker_client, job_id, job_dirs):
     spec = spec_for("agentvine-sandbox:does-not-exist", job_id, job_dirs, ["true"])
-    with pytest.raises(SandboxError, match="python -m app.agent.sandbox build"):
+    with pytest.raises(SandboxError, match="agentvine sandbox build"):
         await run_sandbox(spec, print, client=docker_client)
 
 
@@ -351,7 +352,7 @@ def test_bad_job_id_rejected(job_dirs):
 async def test_leftover_container_with_same_name_is_replaced(sandbox_image, job_id, job_dirs,
                                                              docker_client):
     docker_client.containers.create(sandbox_image, ["sleep", "300"], name=container_name(job_id),
-                                    labels={"agentvine": "1", "agentvine.job": job_id})
+                                    labels={LABEL: "1", LABEL_JOB: job_id})
     out = Collector()
     res = await run_sandbox(spec_for(sandbox_image, job_id, job_dirs, ["echo", "fresh"]), out)
     assert res.exit_code == 0 and out.lines == ["fresh"]
@@ -362,10 +363,10 @@ def test_remove_orphans(sandbox_image, docker_client, job_id):
     for j in (a, b):
         docker_client.containers.run(sandbox_image, ["sleep", "300"], detach=True,
                                      name=container_name(j), network_mode="none",
-                                     labels={"agentvine": "1", "agentvine.job": j})
+                                     labels={LABEL: "1", LABEL_JOB: j})
     # Keep whatever else carries the label on this Docker host (not ours to remove).
     others = {
-        c.labels.get("agentvine.job", "")
+        c.labels.get(LABEL_JOB, "")
         for c in docker_client.containers.list(all=True, filters={"label": "agentvine=1"})
     } - {a, b}
     assert remove_orphans(docker_client, keep=others | {b}) == [a]

@@ -1,0 +1,44 @@
+"""Finding and removing sandbox containers that no running job owns (what a crash left behind).
+
+Every container the runner creates carries the labels of layout.py; at start-up the service
+removes those whose job is not really running. Apart from runner.py because it runs once per
+start, not once per job, and needs nothing of a run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .container import connect_docker, import_docker
+from .layout import LABEL, LABEL_JOB
+
+__all__ = ["remove_orphans"]
+
+log = logging.getLogger(__name__)
+
+
+def remove_orphans(client=None, *, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Remove every container labelled ``agentvine=1`` whose job is not in ``keep``.
+
+    Call it when the service starts (after a crash) with the ids of jobs that are really
+    running. Returns the job ids whose containers were removed.
+    """
+    docker = import_docker()
+    own = client is None
+    client = client or connect_docker()
+    removed: list[str] = []
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+            job = c.labels.get(LABEL_JOB, "")
+            if job in keep:
+                continue
+            try:
+                c.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            log.warning("removed orphan sandbox container %s (job %s)", c.name, job)
+            removed.append(job)
+    finally:
+        if own:
+            client.close()
+    return removed
