@@ -51,15 +51,17 @@ class SandboxResult:
     stopped: str | None = None
 
 
+STDERR_TAIL_BYTES = 64 * 1024  # what is kept of the agent's stderr, for the failure report
+GUARD_INTERVAL_S = 1.0  # how often the guard (the workspace quota) is checked
+
+
 async def run_sandbox(
     spec: SandboxSpec,
     on_line: OnLine,
     *,
     cancel: asyncio.Event | None = None,
     client=None,
-    stderr_tail_bytes: int = 64 * 1024,
     guard: Callable[[], str | None] | None = None,
-    guard_interval_s: float = 1.0,
 ) -> SandboxResult:
     """Run ``spec.command`` in a fresh sandbox container; call ``on_line`` per stdout line.
 
@@ -69,7 +71,7 @@ async def run_sandbox(
     ``cancelled``). The container is removed in every case, also when ``on_line`` raises or
     the calling task is cancelled. Raises :class:`SandboxError` for setup problems.
 
-    ``guard``, when given, is called every ``guard_interval_s`` while the command runs; a
+    ``guard``, when given, is called every GUARD_INTERVAL_S while the command runs; a
     reason it returns kills the container (``stopped``), e.g. the workspace's quota.
     """
     loop = asyncio.get_running_loop()
@@ -83,8 +85,8 @@ async def run_sandbox(
         client = await asyncio.to_thread(connect_docker)
     run = _Run(spec, settings, client, own_client, deadline)
     try:
-        await run.start(on_line, stderr_tail_bytes)
-        outcome = await run.wait(cancel, guard, guard_interval_s)
+        await run.start(on_line, STDERR_TAIL_BYTES)
+        outcome = await run.wait(cancel, guard, GUARD_INTERVAL_S)
         return await run.result(outcome)
     finally:
         await run.clean_up()
