@@ -6,17 +6,15 @@ import argparse
 import logging
 import sys
 
+from aiohttp import web
+
+from app.agent.sandbox import __main__ as sandbox_cli
+from app.assembly import Service, make_production_app, tune_gc
+from app.observability import init_sentry
 from app.settings import Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from app.observability import init_sentry
-    from app.runtime import tune_gc
-    from app.assembly import Service
-    from app.engine.supervisor import make_production_app
-
     settings = Settings()
     missing = settings.missing_for_serve()
     if missing:
@@ -33,6 +31,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from app import demo  # here, not above: the fakes it runs stay out of a production process
+
+    return demo.main(args.keep_running)
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    return sandbox_cli.main(args.rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentvine", description="A GitHub App that hands issues to Claude Code.")
     parser.add_argument("--log-level", default="INFO")
@@ -44,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="the whole flow on embedded fakes (no GitHub App, no API key)")
     demo.add_argument("--keep-running", action="store_true", help="keep the fakes and AgentVine up afterwards")
-    demo.set_defaults(func=lambda a: __import__("app.demo", fromlist=["main"]).main(a.keep_running))
+    demo.set_defaults(func=_demo)
     sandbox = sub.add_parser("sandbox", help="build the sandbox image, remove orphan containers (see `sandbox --help`)")
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
-    sandbox.set_defaults(func=lambda a: __import__("app.agent.sandbox.__main__", fromlist=["main"]).main(a.rest))
+    sandbox.set_defaults(func=_sandbox)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -12,14 +12,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
-
-from app.fakes.github.testing import running_fake
-from app.fakes.github.webhooks import signed_delivery
-from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse, serve_fake_model_api
 from app.assembly import Service
+from app.domain.job import Job
+from app.fakes.github.state import FakeGitHub
+from app.fakes.github.testing import deliver, running_fake, serving
+from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse, serve_fake_model_api
 from app.settings import Settings
 
 REPO = "demo-org/wordcount"
@@ -81,77 +80,95 @@ async def _watch(github, say, issue_number: int, done: asyncio.Event) -> None:
         await asyncio.sleep(0.2)
 
 
+def _arrange(github: FakeGitHub) -> dict[str, Any]:
+    """The demo organisation, its repository, a maintainer, and the issue they will label."""
+    github.add_installation(INSTALLATION, "demo-org", account_type="Organization")
+    github.add_repo(REPO, installation_id=INSTALLATION, files={"wordcount.py": WORDCOUNT, "README.md": "# wordcount\n"})
+    github.add_user("maintainer")
+    github.set_permission(REPO, "maintainer", "write")
+    return github.add_issue(REPO, title="Words separated by tabs are counted as one", body=ISSUE_BODY, user="maintainer")
+
+
+def _settings(github: FakeGitHub, model: FakeModelAPI, model_url: str, work: Path, secret: str) -> Settings:
+    return Settings(
+        app_id=github.app_id, private_key=github.private_key_pem, webhook_secret=secret,
+        github_api_url=github.url, git_url=github.url, data_dir=work / "agentvine",
+        model_api_url=model_url, ANTHROPIC_API_KEY=model.api_key, progress_interval=1.0,
+    )
+
+
+async def _label(github: FakeGitHub, service: Service, issue: dict[str, Any], say) -> str:
+    """The maintainer labels the issue and GitHub delivers the webhook; the delivery's id once the
+    job has run its course (the narration follows it as it goes)."""
+    say(f"@maintainer adds the label agentvine:bugfix to {REPO}#{issue['number']}: “{issue['title']}”")
+    issue["labels"].append(github.ensure_label(github.repo(REPO), "agentvine:bugfix"))
+    payload = github.webhook("issues", "labeled", repo=REPO, sender="maintainer", issue=issue,
+                             label=github.labels[REPO]["agentvine:bugfix"])
+    done = asyncio.Event()
+    watcher = asyncio.create_task(_watch(github, say, issue["number"], done))
+    secret = service.settings.webhook_secret.get_secret_value()
+    status, answer = await deliver(f"{service.settings.public_url}/webhooks", "issues", payload, secret)
+    say(f"GitHub delivered the webhook: {status} {answer['status']}")
+    try:
+        await service.dispatcher.wait_idle(timeout=240)
+    finally:
+        await asyncio.sleep(0.5)
+        done.set()
+        await watcher
+    return answer["delivery"]
+
+
+def _finished_job(service: Service, delivery: str, say) -> Job | None:
+    """The job the delivery started, if it ran its course; otherwise None, after saying so."""
+    job_ids = service.store.delivery_jobs(delivery)
+    job = service.store.get_job(job_ids[0]) if job_ids else None
+    print()
+    if job is None or job.outcome is None:
+        say(f"the job did not finish: {job.state if job else 'missing'} {job.reason if job else ''}")
+        return None
+    return job
+
+
+def _report(github: FakeGitHub, service: Service, job: Job, say) -> int:
+    """What a person would look at: the job's outcome, its pull request and the change; the exit code."""
+    outcome = job.outcome
+    say(f"job {job.id}: {job.state.value} ({outcome.conclusion}) — {outcome.title}")
+    if outcome.pr_number:
+        pull = github.pull(REPO, outcome.pr_number)
+        print(f"\n  Pull request #{pull['number']}: {pull['title']}  ({'draft' if pull['draft'] else 'ready'})")
+        print(f"  {pull['html_url']}\n")
+        print("  " + "\n  ".join(pull["body"].splitlines()[:14]))
+        diff = github.repo(REPO).git.git("diff", f"main...{job.branch}").decode()
+        print("\n  The change:\n  " + "\n  ".join(diff.splitlines()))
+    print(
+        "\nWhere to look next:\n"
+        f"  - the job's page: {service.settings.public_url}/jobs/{job.id}\n"
+        "  - docs/usage.md: labels, commands and what appears on GitHub\n"
+        "  - README.md, 'Running it for real': connect a GitHub App\n"
+    )
+    return 0 if outcome.conclusion == "success" else 1
+
+
 async def run_demo(keep_running: bool) -> int:
-    narrator = Narrator()
-    say = narrator.say
+    say = Narrator().say
     work = Path(tempfile.mkdtemp(prefix="agentvine-demo-"))
     work.chmod(0o711)  # host git runs as an unprivileged user and must pass through (app/hostgit.py)
-    secret = secrets.token_hex(16)
     model = FakeModelAPI(SCRIPT)
     say("starting the embedded GitHub (REST API + git over HTTP) and a scripted model API")
     async with running_fake(work) as github, serve_fake_model_api(model) as model_server:
-        github.add_installation(INSTALLATION, "demo-org", account_type="Organization")
-        github.add_repo(REPO, installation_id=INSTALLATION, files={"wordcount.py": WORDCOUNT, "README.md": "# wordcount\n"})
-        github.add_user("maintainer")
-        github.set_permission(REPO, "maintainer", "write")
-        issue = github.add_issue(REPO, title="Words separated by tabs are counted as one", body=ISSUE_BODY, user="maintainer")
-
-        settings = Settings(
-            app_id=github.app_id, private_key=github.private_key_pem, webhook_secret=secret,
-            github_api_url=github.url, git_url=github.url, data_dir=work / "agentvine",
-            model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key, progress_interval=1.0,
-        )
-        service = Service(settings)
-        server = TestServer(service.make_app(), host="127.0.0.1")
-        await server.start_server()
-        service.settings.public_url = str(server.make_url("")).rstrip("/")
-        say(f"AgentVine is listening on {service.settings.public_url} (sandbox image {settings.sandbox_image})")
-
-        say(f"@maintainer adds the label agentvine:bugfix to {REPO}#{issue['number']}: “{issue['title']}”")
-        issue["labels"].append(github.ensure_label(github.repo(REPO), "agentvine:bugfix"))
-        payload = github.webhook("issues", "labeled", repo=REPO, sender="maintainer", issue=issue,
-                                 label=github.labels[REPO]["agentvine:bugfix"])
-        body, headers = signed_delivery(payload, "issues", secret)
-        done = asyncio.Event()
-        watcher = asyncio.create_task(_watch(github, say, issue["number"], done))
-        async with ClientSession() as http:
-            async with http.post(f"{service.settings.public_url}/webhooks", data=body, headers=headers) as response:
-                answer = await response.json()
-                say(f"GitHub delivered the webhook: {response.status} {answer['status']}")
-        try:
-            await service.dispatcher.wait_idle(timeout=240)
-        finally:
-            await asyncio.sleep(0.5)
-            done.set()
-            await watcher
-
-        job_ids = service.store.delivery_jobs(answer["delivery"])
-        job = service.store.get_job(job_ids[0]) if job_ids else None
-        print()
-        if job is None or job.outcome is None:
-            say(f"the job did not finish: {job.state if job else 'missing'} {job.reason if job else ''}")
-            await server.close()
-            return 1
-        outcome = job.outcome
-        say(f"job {job.id}: {job.state.value} ({outcome.conclusion}) — {outcome.title}")
-        if outcome.pr_number:
-            pull = github.pull(REPO, outcome.pr_number)
-            print(f"\n  Pull request #{pull['number']}: {pull['title']}  ({'draft' if pull['draft'] else 'ready'})")
-            print(f"  {pull['html_url']}\n")
-            print("  " + "\n  ".join(pull["body"].splitlines()[:14]))
-            diff = github.repo(REPO).git.git("diff", f"main...{job.branch}").decode()
-            print("\n  The change:\n  " + "\n  ".join(diff.splitlines()))
-        print(
-            "\nWhere to look next:\n"
-            f"  - the job's page: {service.settings.public_url}/jobs/{job.id}\n"
-            "  - docs/usage.md: labels, commands and what appears on GitHub\n"
-            "  - README.md, 'Running it for real': connect a GitHub App\n"
-        )
-        if keep_running:
-            say("still running (Ctrl-C to stop)")
-            await asyncio.Event().wait()
-        await server.close()
-        return 0 if outcome.conclusion == "success" else 1
+        issue = _arrange(github)
+        service = Service(_settings(github, model, model_server.url, work, secrets.token_hex(16)))
+        async with serving(service.make_app()) as url:
+            service.settings.public_url = url
+            say(f"AgentVine is listening on {url} (sandbox image {service.settings.sandbox_image})")
+            job = _finished_job(service, await _label(github, service, issue, say), say)
+            if job is None:
+                return 1
+            code = _report(github, service, job, say)
+            if keep_running:
+                say("still running (Ctrl-C to stop)")
+                await asyncio.Event().wait()
+            return code
 
 
 def main(keep_running: bool = False) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,9 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
-DEFAULT_BOT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "bot_config"
 # Keys a repository may not set: routing reads them before any repository file is loaded.
 SERVICE_ONLY_KEYS = ("command_prefix", "label_prefix")
+
+
+def _shipped_bot_config_dir() -> Path:
+    """bot_config/: package data `app.bot_config` in an installed copy (pyproject.toml maps it there),
+    the folder at the top of the repository in a checkout (which has no app/bot_config/)."""
+    # Why both: `pip install .` copies only packages, so an installed copy has no repository
+    # around it; a checkout (tests, an editable install) keeps the one folder people edit.
+    installed = resources.files("app") / "bot_config"
+    if installed.is_dir():
+        return Path(str(installed))
+    return Path(__file__).resolve().parents[2] / "bot_config"
+
+
+DEFAULT_BOT_CONFIG_DIR = _shipped_bot_config_dir()
 
 Permission = Literal["read", "triage", "write", "maintain", "admin"]
 Level = Literal["autonomous", "supervised", "human-required"]

@@ -3,7 +3,6 @@ to the inbox and reads the store; the worker (in this process or another) does e
 
 from __future__ import annotations
 
-import asyncio
 import html
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -51,7 +50,11 @@ def make_web_app(
         raise ValueError("missing settings: AGENTVINE_WEBHOOK_SECRET")
     app = web.Application(client_max_size=settings.max_body_bytes)
     inbox = InboxWriter(settings.inbox_path)
-    app.on_cleanup.append(lambda _app: asyncio.sleep(0, inbox.close()))
+
+    async def close_inbox(_app: web.Application) -> None:
+        inbox.close()
+
+    app.on_cleanup.append(close_inbox)
     app.router.add_post(
         "/webhooks", make_handler(secret=settings.webhook_secret.get_secret_value(), inbox=inbox, on_stored=on_stored)
     )

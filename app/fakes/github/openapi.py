@@ -27,6 +27,9 @@ from referencing.jsonschema import DRAFT4
 
 SPEC_ENV = "AGENTVINE_OPENAPI_SPEC"
 SUPPLEMENT_PATH = Path(__file__).with_name("openapi_supplement.json")
+# A copy of ../shared/testdata/github/openapi/rest-subset.json, shipped with the package so the demo
+# runs from any clone or installed copy (MIT, see NOTICE.md beside it); a test keeps it identical.
+SHIPPED_SPEC_PATH = Path(__file__).with_name("rest-subset.json")
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 # The whole document is registered under this URI so `#/components/...` refs resolve.
 _DOC_URI = "urn:agentvine:github-rest"
@@ -34,11 +37,10 @@ _TARGETS = "x-agentvine-validation-targets"
 
 
 def default_spec_path() -> Path:
-    """`<checkout>/../shared/testdata/github/openapi/rest-subset.json`, or $AGENTVINE_OPENAPI_SPEC."""
+    """$AGENTVINE_OPENAPI_SPEC, or the subset shipped beside this module."""
     if os.environ.get(SPEC_ENV):
         return Path(os.environ[SPEC_ENV])
-    repo_root = Path(__file__).resolve().parents[3]  # app/fakes/github/openapi.py -> checkout
-    return repo_root.parent / "shared/testdata/github/openapi/rest-subset.json"
+    return SHIPPED_SPEC_PATH
 
 
 def load_document(spec_path: Path | None = None) -> dict[str, Any]:
