@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.agent.hostgit import DEFAULT_GIT_USER
+from app.agent.boundary.hostgit import DEFAULT_GIT_USER
 from app.agent.sandbox.recipe import DEFAULT_IMAGE
 
 

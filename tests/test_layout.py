@@ -29,7 +29,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 6
 # A subprocess wrapper's keyword options read better spelled out than bundled.
-MANY_PARAMETERS_OK = {"app.agent.hostgit.run_git"}
+MANY_PARAMETERS_OK = {"app.agent.boundary.hostgit.run_git"}
 
 
 def _modules() -> dict[str, Path]:

@@ -27,8 +27,8 @@ from app.agent.sandbox.disk import JobDisk, choose_mode
 from app.agent.sandbox.layout import LABEL_JOB
 from app.settings import Settings
 from app.store.base import JobStore
-from app.agent.hostgit import GitError, GitUser
-from app.agent.workspace import discard
+from app.agent.boundary.hostgit import GitError, GitUser
+from app.agent.boundary.workspace import discard
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import logging
 from app.pipeline.present import render, texts
 from app.domain.config import BotConfig
 from app.domain.job import Job, JobState, RunSettings
-from app.agent.workspace import branch_name
+from app.agent.boundary.workspace import branch_name
 from app.pipeline.admit import Admission, admit, resolve_model, unauthorized_text
 from app.pipeline.context import JobContext
 

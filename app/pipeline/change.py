@@ -8,7 +8,7 @@ import asyncio
 
 import gidgethub
 
-from app.agent import changeset, workspace
+from app.agent.boundary import changeset, workspace
 from app.domain.job import Outcome
 from app.domain.untrusted import defuse_mentions
 from app.pipeline.context import JobContext

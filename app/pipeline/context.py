@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from app.agent import workspace
+from app.agent.boundary import workspace
 from app.domain.config import BotConfig
 from app.github.client import InstallationAPI
 from app.github.ops import RepoOps
-from app.agent.hostgit import GitUser
+from app.agent.boundary.hostgit import GitUser
 from app.domain.job import Job, JobState
 from app.agent.sandbox.disk import JobDisk, choose_mode
 from app.settings import Settings

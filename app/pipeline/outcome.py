@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from app.agent.claude.events import Result
 from app.agent.gateway import Usage
 from app.agent.sandbox import SandboxResult
-from app.agent.workspace import Workspace
+from app.agent.boundary.workspace import Workspace
 from app.domain.job import Figures, JobState, Outcome
 from app.domain.untrusted import defuse_mentions
 from app.pipeline.context import JobContext

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.agent import workspace
+from app.agent.boundary import workspace
 from app.agent.claude.command import ClaudeOptions, build_command
 from app.agent.claude.events import Result, SystemInit, describe_activity, parse_line
 from app.agent.gateway import ModelGateway, Usage

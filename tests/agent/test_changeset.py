@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.agent import changeset, workspace
-from app.agent.changeset import Rules, canonical, rule_refusal, symlink_refusal
-from app.agent.hostgit import GitUser
+from app.agent.boundary import changeset, workspace
+from app.agent.boundary.changeset import Rules, canonical, rule_refusal, symlink_refusal
+from app.agent.boundary.hostgit import GitUser
 from app.agent.sandbox.disk import JobDisk, loop_supported, remove_tree
 from tests.support.harness import INSTALLATION
 from tests.support.env import reachable_by_host_git, unavailable
@@ -382,7 +382,7 @@ async def test_a_tree_too_deep_for_shutil_is_still_removed(ws):
 async def test_a_tree_with_a_symlink_and_a_folder_of_the_same_name_is_not_checked_out(ws, tmp_path):
     import binascii
 
-    from app.agent.hostgit import GitError, run_git
+    from app.agent.boundary.hostgit import GitError, run_git
 
     outside = tmp_path / "outside"
     outside.mkdir()

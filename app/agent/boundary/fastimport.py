@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from app.agent.hostgit import run_git
-from app.agent.nofollow import DIR_FLAGS, parent_fd, read_content
-from app.agent.workspace import Workspace
+from app.agent.boundary.hostgit import run_git
+from app.agent.boundary.nofollow import DIR_FLAGS, parent_fd, read_content
+from app.agent.boundary.workspace import Workspace
 
 if TYPE_CHECKING:
-    from app.agent.changeset import ChangeSet
+    from app.agent.boundary.changeset import ChangeSet
 
 __all__ = ["commit"]
 

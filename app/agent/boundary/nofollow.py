@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 
-from app.agent.hostgit import GitError
+from app.agent.boundary.hostgit import GitError
 
 __all__ = ["DIR_FLAGS", "FILE_FLAGS", "parent_fd", "read_content", "read_file"]
 

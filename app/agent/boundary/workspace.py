@@ -25,7 +25,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.agent.hostgit import GitError, GitUser, cat_blobs, git, run_git
+from app.agent.boundary.hostgit import GitError, GitUser, cat_blobs, git, run_git
 from app.agent.sandbox.disk import JobDisk, remove_tree
 from app.agent.sandbox.layout import AGENT_GID, AGENT_UID
 

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.agent.workspace import SYMLINK
+from app.agent.boundary.workspace import SYMLINK
 from app.domain.untrusted import code_span
 
 __all__ = ["WORKFLOWS_DIR", "Rules", "canonical", "path_matches", "rule_refusal", "symlink_refusal"]

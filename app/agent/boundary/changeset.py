@@ -30,11 +30,11 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from app.agent.fastimport import commit
-from app.agent.hostgit import run_git
-from app.agent.nofollow import DIR_FLAGS, read_content, read_file
-from app.agent.pathrules import Rules, canonical, path_matches, rule_refusal, symlink_refusal
-from app.agent.workspace import EXECUTABLE, GITLINK, REGULAR, SYMLINK, BaseEntry, Workspace
+from app.agent.boundary.fastimport import commit
+from app.agent.boundary.hostgit import run_git
+from app.agent.boundary.nofollow import DIR_FLAGS, read_content, read_file
+from app.agent.boundary.pathrules import Rules, canonical, path_matches, rule_refusal, symlink_refusal
+from app.agent.boundary.workspace import EXECUTABLE, GITLINK, REGULAR, SYMLINK, BaseEntry, Workspace
 from app.domain.untrusted import code_span
 
 # The path rules (pathrules.py) and the commit (fastimport.py) are part of this module's API.
