@@ -22,7 +22,7 @@ DOCKER_WAIT_SECONDS="${DOCKER_WAIT_SECONDS:-60}"
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
-# e2fsprogs and mount: each job's own filesystem (app/sandbox/disk.py).
+# e2fsprogs and mount: each job's own filesystem (app/agent/sandbox/disk.py).
 for pkg in mmdebstrap socat git ca-certificates e2fsprogs mount; do
     installed "$pkg" || missing+=("$pkg")
 done

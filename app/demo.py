@@ -152,7 +152,7 @@ def _report(github: FakeGitHub, service: Service, job: Job, say) -> int:
 async def run_demo(keep_running: bool) -> int:
     say = Narrator().say
     work = Path(tempfile.mkdtemp(prefix="agentvine-demo-"))
-    work.chmod(0o711)  # host git runs as an unprivileged user and must pass through (app/hostgit.py)
+    work.chmod(0o711)  # host git runs as an unprivileged user and must pass through (app/agent/boundary/hostgit.py)
     model = FakeModelAPI(SCRIPT)
     say("starting the embedded GitHub (REST API + git over HTTP) and a scripted model API")
     async with running_fake(work) as github, serve_fake_model_api(model) as model_server:

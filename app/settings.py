@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     expiry_check_interval: float = 60.0  # seconds between two looks for unanswered questions
     progress_interval: float = 3.0  # seconds between two progress edits of one job, at least
     sentry_dsn: str | None = None
-    # Host git runs as this uid:gid when AgentVine runs as root (app/agent/hostgit.py).
+    # Host git runs as this uid:gid when AgentVine runs as root (app/agent/boundary/hostgit.py).
     git_user: str = Field(default=DEFAULT_GIT_USER, pattern=r"^[0-9]+(:[0-9]+)?$")
     # auto: each job gets its own loop-mounted filesystem (the quota) where root and loop devices allow.
     workspace_disk: Literal["auto", "loop", "dir"] = "auto"
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
 
     @property
     def jobs_dir(self) -> Path:
-        """Each job's files (app/agent/workspace.py) live in a folder named by its id in here."""
+        """Each job's files (app/agent/boundary/workspace.py) live in a folder named by its id in here."""
         return self.data_dir / "jobs"
 
     def private_key_pem(self) -> str | None:

@@ -1,7 +1,7 @@
 """The inbox: verified webhook deliveries, exactly as GitHub sent them, in append-only files.
 
 The web process appends each delivery before its 202 (one `writev` for those that arrive together, no parsing beyond
-validation, no database); the worker reads them back and interprets them (app/ingest.py).
+validation, no database); the worker reads them back and interprets them (app/intake/ingest.py).
 Storing the raw delivery first means nothing is lost when interpreting it fails: the record
 stays, and the worker says why in the delivery's outcome. docs/design.md explains the choice.
 

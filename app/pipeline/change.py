@@ -87,7 +87,7 @@ def commit_message(ctx: JobContext, outcome: Outcome) -> str:
 
 async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, changes: changeset.ChangeSet, outcome: Outcome,
                           expected_remote: str | None) -> str:
-    """The commit is built in the host's repository from the validated change set (app/agent/changeset.py)."""
+    """The commit is built in the host's repository from the validated change set (app/agent/boundary/changeset.py)."""
     bot = f"{ctx.settings.app_slug}[bot]"
     sha = await asyncio.to_thread(
         changeset.commit, ws, changes, commit_message(ctx, outcome),

@@ -56,7 +56,7 @@ class JobContext:
         return job.moved_to(to, reason, conclusion=conclusion) if to is not None else job
 
     def workspace(self) -> workspace.Workspace:
-        """The job's files on the host (app/agent/workspace.py), whether they exist yet or not."""
+        """The job's files on the host (app/agent/boundary/workspace.py), whether they exist yet or not."""
         job, run = self.job, self.job.run
         root = self.settings.jobs_dir / job.id
         size, files = (run.max_size_mb, run.max_files) if run else (0, 0)  # only a run's quota is checked

@@ -1,5 +1,5 @@
 """POST /webhooks: verify, validate, append to the inbox, answer 202. Nothing slow happens here:
-no GitHub API call, no database; the worker interprets the delivery (app/ingest.py)."""
+no GitHub API call, no database; the worker interprets the delivery (app/intake/ingest.py)."""
 
 from __future__ import annotations
 

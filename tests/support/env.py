@@ -38,7 +38,7 @@ def unavailable(message: str):
 
 
 def reachable_by_host_git(path: Path) -> Path:
-    """pytest's temporary folders are mode 0700; host git runs as another user (app/agent/hostgit.py)
+    """pytest's temporary folders are mode 0700; host git runs as another user (app/agent/boundary/hostgit.py)
     and must be able to pass through them, as through any operator's data directory."""
     for folder in [path, *path.parents]:
         if folder == Path(tempfile.gettempdir()) or folder == folder.parent:

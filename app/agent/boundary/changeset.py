@@ -2,7 +2,7 @@
 
 The agent's tree is hostile input. The host walks it with directory file descriptors and
 `O_NOFOLLOW` (a symlink is read as a link, never followed), only after the container is gone (so
-nothing changes while it reads), compares it with what it wrote at checkout (app/agent/workspace.py),
+nothing changes while it reads), compares it with what it wrote at checkout (app/agent/boundary/workspace.py),
 and validates every change before anything is committed:
 
 - only regular files and symlinks; a symlink's target must stay inside the repository;

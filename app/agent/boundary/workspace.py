@@ -10,7 +10,7 @@
 
 The host writes the checkout itself from git's object database (exact blob bytes: no filter,
 attribute or conversion can apply), records what it wrote, and later reads the agent's tree as
-plain data (app/agent/changeset.py). Git never runs with the agent's tree as its work tree.
+plain data (app/agent/boundary/changeset.py). Git never runs with the agent's tree as its work tree.
 """
 
 from __future__ import annotations
