@@ -97,3 +97,19 @@ async def test_losing_access_cancels_waiting_work_and_stops_running_work(tmp_pat
     assert cancels[running.id].is_set()  # the run stage stops the container and reports
     assert store.get_job(other.id).state is JobState.QUEUED
     assert discarded == [queued.id]  # a cancelled job's files go (the running one's go when its run ends)
+
+
+def test_a_batch_that_fails_part_way_stores_nothing_and_the_store_goes_on(tmp_path):
+    import sqlite3
+
+    store = SQLiteJobStore(tmp_path / "db.sqlite")
+    orphan = _job("no-such-delivery")  # its delivery_id names no delivery: the foreign key refuses it
+    batch = [(Delivery(id="d1", event="issues"), [_job("d1")], []), (Delivery(id="d2", event="issues"), [orphan], [])]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_deliveries(batch, inbox_position=("seg", 42))
+    assert store.get_delivery("d1") is None and store.list_jobs() == []
+    assert store.inbox_offset("seg") == 0
+    # The failed transaction was rolled back, not left open: the next write commits on its own.
+    assert store.record_delivery(Delivery(id="d1", event="issues"), [_job("d1")])
+    store.close()
+    assert [j.delivery_id for j in SQLiteJobStore(tmp_path / "db.sqlite").list_jobs()] == ["d1"]
