@@ -69,6 +69,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+# The deliveries table's columns in table order: one list for the row written and the row read.
+_DELIVERY_COLUMNS = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome")
+
+
 class SQLiteJobStore:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
@@ -127,16 +131,8 @@ class SQLiteJobStore:
 
     def _insert_delivery(self, delivery: Delivery, jobs: list[Job], commands: list[JobCommand]) -> bool:
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?)",
-            (
-                delivery.id,
-                delivery.event,
-                delivery.action,
-                delivery.installation_id,
-                delivery.repo,
-                delivery.received_at,
-                delivery.outcome,
-            ),
+            f"INSERT OR IGNORE INTO deliveries VALUES ({','.join('?' * len(_DELIVERY_COLUMNS))})",
+            tuple(getattr(delivery, column) for column in _DELIVERY_COLUMNS),
         )
         if cur.rowcount == 0:
             return False
@@ -162,13 +158,9 @@ class SQLiteJobStore:
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = self._db.execute(
-            "SELECT id, event, action, installation_id, repo, received_at, outcome FROM deliveries WHERE id=?",
-            (delivery_id,),
+            f"SELECT {', '.join(_DELIVERY_COLUMNS)} FROM deliveries WHERE id=?", (delivery_id,)
         ).fetchone()
-        if row is None:
-            return None
-        keys = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome")
-        return Delivery(**dict(zip(keys, row)))
+        return Delivery(**dict(zip(_DELIVERY_COLUMNS, row))) if row else None
 
     def get_job(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT doc FROM jobs WHERE id=?", (job_id,)).fetchone()

@@ -113,3 +113,12 @@ def test_a_batch_that_fails_part_way_stores_nothing_and_the_store_goes_on(tmp_pa
     assert store.record_delivery(Delivery(id="d1", event="issues"), [_job("d1")])
     store.close()
     assert [j.delivery_id for j in SQLiteJobStore(tmp_path / "db.sqlite").list_jobs()] == ["d1"]
+
+
+def test_a_delivery_reads_back_field_for_field(tmp_path):
+    store = SQLiteJobStore(tmp_path / "db.sqlite")
+    delivery = Delivery(id="d9", event="issue_comment", action="created", installation_id=7, repo="o/r",
+                        received_at=123.5, outcome="1 job")
+    store.record_delivery(delivery)
+    assert store.get_delivery("d9") == delivery
+    assert store.get_delivery("nope") is None
