@@ -35,6 +35,15 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Hooks:
+    """What the dispatcher calls besides the stages; each may be left out."""
+
+    intake: Callable[[], Awaitable[int]] | None = None  # brings new work in (the inbox); returns how much
+    on_command: Callable[[JobCommand], Awaitable[str]] | None = None  # carries out a command; returns its outcome
+    on_error: Callable[[Job, BaseException], Awaitable[None]] | None = None  # records a stage's failure on the job
+
+
+@dataclass(frozen=True)
 class _Active:
     stage: Stage
     job: Job
@@ -47,21 +56,17 @@ class Dispatcher:
         self,
         store: JobStore,
         stages: list[Stage],
+        hooks: Hooks = Hooks(),
         *,
-        on_command: Callable[[JobCommand], Awaitable[str]] | None = None,
-        on_error: Callable[[Job, BaseException], Awaitable[None]] | None = None,
         interrupted_states: dict[JobState, JobState] | None = None,
         poll_interval: float = 2.0,
-        intake: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         # In one process the web app wakes the dispatcher at once; in a worker process of its
         # own, the poll interval is how soon new work is seen.
         self._poll_interval = poll_interval
         self._store = store
         self._stages = stages
-        self._on_command = on_command
-        self._on_error = on_error
-        self._intake = intake  # brings new work in (the inbox); returns how much
+        self._hooks = hooks
         # What a job left in a state by a crash goes back to (e.g. running → acknowledged).
         self._interrupted = interrupted_states or {}
         self._wake = asyncio.Event()
@@ -121,7 +126,7 @@ class Dispatcher:
                 pass
             self._wake.clear()
             try:
-                if self._intake is not None and await self._intake():
+                if self._hooks.intake is not None and await self._hooks.intake():
                     self.wake()  # there may be more behind what one pass takes in
                 await self._drain_commands()
                 self._start_ready()
@@ -131,11 +136,11 @@ class Dispatcher:
                 self._idle.set()
 
     async def _drain_commands(self) -> None:
-        if self._on_command is None:
+        if self._hooks.on_command is None:
             return
         for seq, command in self._store.pending_commands():
             try:
-                outcome = await self._on_command(command)
+                outcome = await self._hooks.on_command(command)
             except Exception as exc:
                 log.exception("command %s failed", command.name)
                 outcome = f"error: {exc}"
@@ -181,9 +186,9 @@ class Dispatcher:
             raise
         except Exception as exc:
             log.exception("job %s failed in stage %s", job.id, stage.name)
-            if self._on_error is not None:
+            if self._hooks.on_error is not None:
                 try:
-                    await self._on_error(job, exc)
+                    await self._hooks.on_error(job, exc)
                 except Exception:
                     log.exception("could not record the failure of job %s", job.id)
         finally:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from app.domain.config import BotConfig
-from app.engine.dispatcher import Dispatcher, Limits, Stage
+from app.engine.dispatcher import Dispatcher, Hooks, Limits, Stage
 from app.agent.gateway import ModelGateway
 from app.github.client import GitHubClients
 from app.intake.ingest import InboxImporter
@@ -60,12 +60,10 @@ class Worker:
                     ),
                 ),
             ],
-            on_command=self._command,
-            on_error=self._failed,
+            Hooks(intake=self.importer.import_new, on_command=self._command, on_error=self._failed),
             poll_interval=poll_interval,
             # A run that a restart interrupted starts again from the default branch.
             interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
-            intake=self.importer.import_new,
         )
         self.commands = CommandHandler(self.context, store, config, cancel_running=self.dispatcher.cancel)
 

@@ -9,7 +9,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from app.domain.intents import JobCommand
@@ -68,6 +69,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+# The deliveries table's columns in table order: one list for the row written and the row read.
+_DELIVERY_COLUMNS = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome")
+
+
 class SQLiteJobStore:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
@@ -82,20 +87,28 @@ class SQLiteJobStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
 
-    def _migrate(self) -> None:
-        # The version is read under the write lock: the web and worker processes may start together.
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, under the thread lock. BEGIN IMMEDIATE takes SQLite's write
+        lock at the start, so another process cannot write between what this one reads and
+        writes; anything raised (a cancellation too), or a failed COMMIT, rolls it all back."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                version = self._db.execute("PRAGMA user_version").fetchone()[0]
-                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                    for statement in filter(str.strip, script.split(";")):
-                        self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version={number}")
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def _migrate(self) -> None:
+        # The version is read under the write lock: the web and worker processes may start together.
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
 
     @property
     def schema_version(self) -> int:
@@ -109,33 +122,17 @@ class SQLiteJobStore:
     def record_deliveries(self, batch: list[DeliveryRecord], inbox_position: tuple[str, int] | None = None) -> list[bool]:
         """Several deliveries in one transaction (group commit); False for each one seen before.
         `inbox_position` (segment, offset) moves forward in the same transaction."""
-        results = []
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for delivery, jobs, commands in batch:
-                    results.append(self._insert_delivery(delivery, jobs, commands))
-                if inbox_position is not None:
-                    self._db.execute("INSERT INTO inbox_progress VALUES (?,?) ON CONFLICT(segment) DO UPDATE "
-                                     "SET read_to=excluded.read_to", inbox_position)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            results = [self._insert_delivery(delivery, jobs, commands) for delivery, jobs, commands in batch]
+            if inbox_position is not None:
+                db.execute("INSERT INTO inbox_progress VALUES (?,?) ON CONFLICT(segment) DO UPDATE "
+                           "SET read_to=excluded.read_to", inbox_position)
         return results
 
     def _insert_delivery(self, delivery: Delivery, jobs: list[Job], commands: list[JobCommand]) -> bool:
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO deliveries VALUES (?,?,?,?,?,?,?)",
-            (
-                delivery.id,
-                delivery.event,
-                delivery.action,
-                delivery.installation_id,
-                delivery.repo,
-                delivery.received_at,
-                delivery.outcome,
-            ),
+            f"INSERT OR IGNORE INTO deliveries VALUES ({','.join('?' * len(_DELIVERY_COLUMNS))})",
+            tuple(getattr(delivery, column) for column in _DELIVERY_COLUMNS),
         )
         if cur.rowcount == 0:
             return False
@@ -161,13 +158,9 @@ class SQLiteJobStore:
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = self._db.execute(
-            "SELECT id, event, action, installation_id, repo, received_at, outcome FROM deliveries WHERE id=?",
-            (delivery_id,),
+            f"SELECT {', '.join(_DELIVERY_COLUMNS)} FROM deliveries WHERE id=?", (delivery_id,)
         ).fetchone()
-        if row is None:
-            return None
-        keys = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome")
-        return Delivery(**dict(zip(keys, row)))
+        return Delivery(**dict(zip(_DELIVERY_COLUMNS, row))) if row else None
 
     def get_job(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT doc FROM jobs WHERE id=?", (job_id,)).fetchone()
@@ -190,15 +183,9 @@ class SQLiteJobStore:
         return [Job.model_validate_json(doc) for (doc,) in self._db.execute(sql, args)]
 
     def save_job(self, job: Job, event: str, **data: object) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._write_job(job)
-                self._write_event(job.id, event, {"state": job.state.value, **data})
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            self._write_job(job)
+            self._write_event(job.id, event, {"state": job.state.value, **data})
 
     def add_event(self, job_id: str, kind: str, **data: object) -> None:
         with self._lock:
@@ -224,21 +211,15 @@ class SQLiteJobStore:
         """Forget carried-out commands and job-less deliveries received before `older_than`.
 
         Jobs and their events are kept: they are the record of what AgentVine did."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                commands = self._db.execute(
-                    "DELETE FROM commands WHERE done_at IS NOT NULL AND done_at < ?", (older_than,)
-                ).rowcount
-                deliveries = self._db.execute(
-                    "DELETE FROM deliveries WHERE received_at < ? AND id NOT IN (SELECT delivery_id FROM jobs)"
-                    " AND id NOT IN (SELECT delivery_id FROM commands)",
-                    (older_than,),
-                ).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            commands = db.execute(
+                "DELETE FROM commands WHERE done_at IS NOT NULL AND done_at < ?", (older_than,)
+            ).rowcount
+            deliveries = db.execute(
+                "DELETE FROM deliveries WHERE received_at < ? AND id NOT IN (SELECT delivery_id FROM jobs)"
+                " AND id NOT IN (SELECT delivery_id FROM commands)",
+                (older_than,),
+            ).rowcount
         return commands, deliveries
 
     def healthy(self) -> bool:

@@ -67,3 +67,28 @@ def time_after_now() -> float:
     import time
 
     return time.time() + 1
+
+
+def test_a_batch_that_fails_part_way_stores_nothing_and_the_store_goes_on(tmp_path):
+    import sqlite3
+
+    store = SQLiteJobStore(tmp_path / "db.sqlite")
+    orphan = _job("no-such-delivery")  # its delivery_id names no delivery: the foreign key refuses it
+    batch = [(Delivery(id="d1", event="issues"), [_job("d1")], []), (Delivery(id="d2", event="issues"), [orphan], [])]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_deliveries(batch, inbox_position=("seg", 42))
+    assert store.get_delivery("d1") is None and store.list_jobs() == []
+    assert store.inbox_offset("seg") == 0
+    # The failed transaction was rolled back, not left open: the next write commits on its own.
+    assert store.record_delivery(Delivery(id="d1", event="issues"), [_job("d1")])
+    store.close()
+    assert [j.delivery_id for j in SQLiteJobStore(tmp_path / "db.sqlite").list_jobs()] == ["d1"]
+
+
+def test_a_delivery_reads_back_field_for_field(tmp_path):
+    store = SQLiteJobStore(tmp_path / "db.sqlite")
+    delivery = Delivery(id="d9", event="issue_comment", action="created", installation_id=7, repo="o/r",
+                        received_at=123.5, outcome="1 job")
+    store.record_delivery(delivery)
+    assert store.get_delivery("d9") == delivery
+    assert store.get_delivery("nope") is None
