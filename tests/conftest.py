@@ -42,7 +42,7 @@ def app_private_key() -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
-# --- Docker and the sandbox image (shared by tests/sandbox and tests/e2e) ----------------------
+# --- Docker and the sandbox image (shared by tests/agent/sandbox and tests/e2e) ----------------------
 
 
 @pytest.fixture(scope="session")

@@ -96,6 +96,9 @@ class RepoOps:
     async def create_check_run(self, body: dict) -> dict:
         return await self.api.post("/repos/{owner}/{repo}/check-runs", self._vars(), data=body)
 
+    async def check_run(self, check_run_id: int) -> dict:
+        return await self.api.getitem("/repos/{owner}/{repo}/check-runs/{check_run_id}", self._vars(check_run_id=check_run_id))
+
     async def update_check_run(self, check_run_id: int, body: dict) -> dict:
         return await self.api.patch("/repos/{owner}/{repo}/check-runs/{check_run_id}",
                                     self._vars(check_run_id=check_run_id), data=body)

@@ -126,12 +126,12 @@ async def _check_run(ctx: JobContext, shown: Job) -> None:
     job = ctx.job
     if job.check_run_id is not None:
         return
+    await create_check_run(ctx, shown)
+
+
+async def create_check_run(ctx: JobContext, shown: Job) -> None:
+    """A check run for the job as `shown`, remembered with its link (GitHub's own, right on any GitHub host)."""
     body = render.check_run_create(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
-    await create_check_run(ctx, body)
-
-
-async def create_check_run(ctx: JobContext, body: dict) -> None:
-    """A check run for the job, remembered with its link (GitHub's own, right on any GitHub host)."""
     run = await ctx.github.create_check_run(body)
     ctx.update("check_run", log={"check_run_id": run["id"]}, check_run_id=run["id"], check_run_url=run.get("html_url"))
 

@@ -17,9 +17,6 @@ from app.pipeline.present import render, texts
 from app.pipeline.prompt import build_prompt
 from app.pipeline.questions import ask, parse_question
 
-STEP_AGENT, STEP_PUBLISH = 2, 3
-
-
 class ChangeFlow:
     steps = texts.DEFAULT_STEPS
 
@@ -36,7 +33,7 @@ class ChangeFlow:
         if question is not None:
             await ask(ctx, run.reporter, question)  # the workspace and the session stay for the answer
             return
-        run.reporter.step_done(STEP_AGENT)
+        run.reporter.step_done(texts.STEP_AGENT)
         await publish_changes(ctx, run, summary)
 
 
@@ -46,7 +43,7 @@ async def publish_changes(ctx: JobContext, run: AgentRun, summary: str) -> None:
     rules = changeset.Rules(allowed_paths=limits.allowed_paths, allow_workflows=limits.allow_workflow_changes,
                             max_file_mb=limits.max_file_mb, max_changed_files=limits.max_changed_files)
     changes = await asyncio.to_thread(changeset.read_changes, run.ws, rules)
-    paths, stats = changes.paths, run.figures()
+    paths, stats = changes.paths, run.stats
     if changes.refused:
         outcome = ended(ctx, "refused_paths", summary=summary, paths=changes.refusals_text())
         await finish(ctx, run.reporter, outcome.model_copy(update={"files": paths, "figures": stats}))
@@ -59,11 +56,12 @@ async def publish_changes(ctx: JobContext, run: AgentRun, summary: str) -> None:
     await commit_and_push(ctx, run.ws, changes, outcome, job.remote_sha)
     if job.is_pull_request:
         # A follow-up on a pull request: its own branch got the commits; the PR is already there.
-        number, url, key = job.issue_number, job.pull_url, "pushed"
+        url = job.pull_url or (await ctx.github.pull(job.issue_number))["html_url"]  # (jobs saved before pull_url)
+        number, key = job.issue_number, "pushed"
     else:
         pull, created = await open_or_update_pull(ctx, outcome)
         number, url, key = pull["number"], pull["html_url"], "pr_opened" if created else "pr_updated"
-    run.reporter.step_done(STEP_PUBLISH)
+    run.reporter.step_done(texts.STEP_PUBLISH)
     await finish(ctx, run.reporter, outcome.model_copy(update={
         "title": texts.OUTCOME[key].format(pr_number=number), "pr_number": number, "pr_url": url,
         "figures": run.figures(),
@@ -101,7 +99,10 @@ async def open_or_update_pull(ctx: JobContext, outcome: Outcome) -> tuple[dict, 
     """(pull request, created): a PR that already exists for the branch is reused, never duplicated."""
     job, github = ctx.job, ctx.github
     assert job.branch is not None
-    check_url = job.check_run_url or render.details_url(ctx.settings.public_url, job)
+    check_url = job.check_run_url
+    if check_url is None and job.check_run_id is not None:  # a job saved before check_run_url existed
+        check_url = (await github.check_run(job.check_run_id)).get("html_url")
+    check_url = check_url or render.details_url(ctx.settings.public_url, job)
     body = render.pull_request_body(job, outcome, check_url)
     title = texts.PR_TITLE.format(issue_title=job.issue_title)[:256]
     existing = await github.open_pull_for(job.branch)

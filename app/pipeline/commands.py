@@ -14,7 +14,6 @@ from app.domain.intents import Command, JobCommand
 from app.domain.job import Job, JobState, Outcome, Trigger
 from app.pipeline.context import JobContext
 from app.pipeline.progress import ProgressReporter
-from app.pipeline.present.render import Progress
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class CommandHandler:
     async def _show(self, ctx: JobContext) -> None:
         """The tracking comment and the check run, redrawn for the job's new state."""
         if ctx.job.tracking_comment_id is not None and ctx.job.check_run_id is not None:
-            await ProgressReporter(ctx, Progress(), prefix=self._config.command_prefix, interval=0).final()
+            await ProgressReporter.redraw(ctx)
 
     # --- the commands -------------------------------------------------------------------------
 

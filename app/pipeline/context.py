@@ -44,6 +44,11 @@ class JobContext:
         await show(job)
         return self._save(job, event, log)
 
+    def reload(self) -> Job:
+        """The job as the store has it (a stage that failed may have saved more than it handed back)."""
+        self.job = self.store.get_job(self.job.id) or self.job
+        return self.job
+
     def _save(self, job: Job, event: str, log: dict | None) -> Job:
         self.store.save_job(job, event, **(log or {}))
         self.job = job

@@ -21,8 +21,7 @@ def describe(exc: BaseException) -> str:
 
 
 async def fail_job(ctx: JobContext, exc: BaseException) -> Job:
-    ctx.job = ctx.store.get_job(ctx.job.id) or ctx.job  # the stage may have saved more than it handed back
-    if ctx.job.terminal:
+    if ctx.reload().terminal:
         return ctx.job
     reason = describe(exc)
     failed = ctx.update("failed", to=JobState.FAILED, reason=reason, conclusion="failure", log={"error": reason})

@@ -4,7 +4,7 @@ final report (tracking comment and check run show the outcome, then the job is s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.agent.claude.events import Result
 from app.agent.gateway import Usage
@@ -91,6 +91,11 @@ class AgentRun:
     result: Result | None
     usage: Usage | None
     started: float
+    stats: Figures = field(init=False)  # as the agent finished; publishing may take more time
+
+    def __post_init__(self) -> None:
+        self.stats = self.figures()
 
     def figures(self) -> Figures:
+        """The figures now (a published change counts the time its publishing took)."""
         return figures(self.result, self.usage, self.started)

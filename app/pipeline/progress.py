@@ -78,6 +78,11 @@ class ProgressReporter:
         if self._pending is not None and not self._pending.done():
             self._pending.cancel()
 
+    @classmethod
+    async def redraw(cls, ctx: JobContext, job: Job | None = None) -> None:
+        """The tracking comment and the check run, redrawn once for the job's state (no run is under way)."""
+        await cls(ctx, Progress(), prefix=ctx.service_config.command_prefix, interval=0).final(job)
+
     async def final(self, job: Job | None = None) -> None:
         """The last edit: waits for nothing, and its failure is the caller's to handle."""
         if self._pending is not None and not self._pending.done():

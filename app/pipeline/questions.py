@@ -11,7 +11,6 @@ from app.pipeline.present import render, texts
 from app.domain.config import BotConfig
 from app.domain.job import Job, JobState, Outcome
 from app.pipeline.context import JobContext
-from app.pipeline.present.render import Progress
 from app.pipeline.progress import ProgressReporter
 
 _QUESTION = re.compile(r"^\s*\**QUESTION:?\**:?\s*(.+)", re.IGNORECASE | re.DOTALL)
@@ -50,7 +49,6 @@ async def expire_question(ctx: JobContext, config: BotConfig) -> None:
     detail = texts.QUESTION_EXPIRED.format(hours=expiry_hours(ctx.job, config), prefix=config.command_prefix)
     await ctx.github.comment(ctx.job.issue_number, detail)
     outcome = Outcome(conclusion="timed_out", title="No answer", detail=detail)
-    reporter = ProgressReporter(ctx, Progress(), prefix=config.command_prefix, interval=0)
-    await ctx.update_shown(reporter.final, "question_expired", to=JobState.FAILED, reason=detail,
+    await ctx.update_shown(lambda job: ProgressReporter.redraw(ctx, job), "question_expired", to=JobState.FAILED, reason=detail,
                            conclusion="timed_out", outcome=outcome)
     ctx.discard_files()

@@ -24,7 +24,7 @@ from app.pipeline.acknowledge import create_check_run
 from app.pipeline.change import ChangeFlow
 from app.pipeline.context import JobContext
 from app.pipeline.outcome import AgentRun, classify, ended, finish, figures
-from app.pipeline.present import render
+from app.pipeline.present import texts
 from app.pipeline.present.render import Progress
 from app.pipeline.progress import ProgressReporter
 from app.pipeline.review.flow import ReviewFlow
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 # Built-in tools a worker may be given; anything else in its config is ignored (docs/configuration.md).
 KNOWN_TOOLS = ("Bash", "Edit", "Glob", "Grep", "NotebookEdit", "Read", "TodoWrite", "Write")
-STEP_WORKSPACE = 1
 
 
 @dataclass
@@ -128,8 +127,7 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, pr
 
 async def _resumed_check_run(ctx: JobContext) -> None:
     """The question concluded the job's check run (action_required); the resumed work gets a new one."""
-    await create_check_run(ctx, render.check_run_create(ctx.job, prefix=ctx.service_config.command_prefix,
-                                                        public_url=ctx.settings.public_url))
+    await create_check_run(ctx, ctx.job)
 
 
 async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None:
@@ -151,7 +149,7 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
             await finish(ctx, reporter, ended(ctx, "no_model_key"))
             return
         ws = await _workspace(ctx)
-        reporter.step_done(STEP_WORKSPACE)
+        reporter.step_done(texts.STEP_WORKSPACE)
         transcript = Transcript(reporter)
         sandbox, usage = await _run_agent(ctx, deps, ws, await flow.prompt(ctx), transcript, cancel)
         ctx.update("agent_finished", log={"exit_code": sandbox.exit_code, "lines": transcript.lines},

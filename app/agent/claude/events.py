@@ -1,7 +1,7 @@
 """Typed events for the lines `claude -p ... --output-format stream-json --verbose` prints.
 
 Field names follow what Claude Code 2.1.330 really prints (a captured transcript is in
-tests/model/fixtures/). Every model keeps unknown fields (`extra="allow"`), so a newer CLI that adds
+tests/support/claude_streams/). Every model keeps unknown fields (`extra="allow"`), so a newer CLI that adds
 fields parses the same; a line of a type we do not know becomes `Unknown`, a line that is not JSON
 becomes `ParseError`. `parse_line` never raises.
 

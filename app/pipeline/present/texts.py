@@ -61,6 +61,8 @@ Fix the file on the default branch, then add the label or send the command again
 
 DEFAULT_STEPS = ("Prepare the workspace", "Run Claude Code", "Open a pull request")
 REVIEW_STEPS = ("Prepare the workspace", "Run Claude Code (read-only)", "Publish the review")
+# How many of the steps are done once each is through (the check list on GitHub).
+STEP_WORKSPACE, STEP_AGENT, STEP_PUBLISH = 1, 2, 3
 
 CHECK_RUN_PROGRESS_TITLE = "Working: {worker} for #{issue_number}"
 

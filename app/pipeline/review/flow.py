@@ -9,12 +9,9 @@ from app.pipeline.context import JobContext
 from app.pipeline.outcome import AgentRun, ended, finish
 from app.pipeline.present import render, texts
 from app.pipeline.prompt import build_prompt
-from app.pipeline.review.prompt import REVIEW_INSTRUCTIONS, render_diff_for_prompt
-from app.pipeline.review.publish import check_annotations, fetch_pull_files, publish_review, review_conclusion
+from app.pipeline.review.prompt import REVIEW_INSTRUCTIONS, fetch_pull_files, render_diff_for_prompt
+from app.pipeline.review.publish import check_annotations, publish_review, review_conclusion
 from app.pipeline.review.report import parse_report
-
-STEP_PUBLISH = 3
-
 
 class ReviewFlow:
     steps = texts.REVIEW_STEPS
@@ -33,19 +30,19 @@ class ReviewFlow:
         report, error = parse_report(run.text)
         if report is None:
             outcome = ended(ctx, "review_unreadable", error=error)
-            await finish(ctx, run.reporter, outcome.model_copy(update={"figures": run.figures()}))
+            await finish(ctx, run.reporter, outcome.model_copy(update={"figures": run.stats}))
             return
         assert job.head_sha is not None
         published = await publish_review(ctx.github, pull_number=job.issue_number, commit_sha=job.head_sha,
                                          report=report, files=self.files)
-        run.reporter.step_done(STEP_PUBLISH)
+        run.reporter.step_done(texts.STEP_PUBLISH)
         count = len(report.findings)
         findings = "no findings" if not count else f"{count} finding{'s' if count != 1 else ''}"
         outcome = Outcome(
             conclusion=review_conclusion(report),
             title=texts.OUTCOME["reviewed"].format(pr_number=job.issue_number, findings=findings),
             summary=defuse_mentions(report.summary), files=sorted({f.path for f in report.findings}),
-            figures=run.figures(), pr_number=job.issue_number, pr_url=published.html_url,
+            figures=run.stats, pr_number=job.issue_number, pr_url=published.html_url,
             annotations=check_annotations(report),
         )
         await finish(ctx, run.reporter, outcome, published=True)

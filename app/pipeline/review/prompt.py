@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import re
 
+from app.github.ops import RepoOps
 from app.pipeline.review.report import MAX_FINDINGS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS
+
+MAX_PULL_FILES = 300
+
+
+async def fetch_pull_files(github: RepoOps, pull_number: int) -> list[dict]:
+    """The pull request's changed files the reviewer is shown, at most MAX_PULL_FILES of them."""
+    return await github.pull_files(pull_number, limit=MAX_PULL_FILES)
 
 REVIEW_INSTRUCTIONS = f"""\
 ## How to report your review

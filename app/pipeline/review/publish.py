@@ -14,14 +14,8 @@ from app.github.ops import RepoOps
 from app.pipeline.review.diff import commentable_lines
 from app.pipeline.review.report import Finding, ReviewReport
 
-MAX_PULL_FILES = 300
 MAX_BODY_CHARS = 60_000  # GitHub refuses a review body over 65,536 characters
 MAX_TITLE_CHARS = 255  # check-run annotation title
-
-
-async def fetch_pull_files(github: RepoOps, pull_number: int) -> list[dict]:
-    """The pull request's changed files, at most MAX_PULL_FILES of them."""
-    return await github.pull_files(pull_number, limit=MAX_PULL_FILES)
 
 
 _defuse = defuse_mentions  # the agent read untrusted code: what it writes must not ping anyone

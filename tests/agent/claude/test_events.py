@@ -1,4 +1,4 @@
-"""parse_line / describe_activity on real transcripts (tests/model/fixtures, captured from Claude
+"""parse_line / describe_activity on real transcripts (tests/support/claude_streams, captured from Claude
 Code 2.1.330 against the fake) and on garbage."""
 
 from __future__ import annotations

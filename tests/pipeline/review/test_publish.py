@@ -10,8 +10,8 @@ from app.fakes.github.testing import running_fake
 from app.github.client import GitHubClients
 from app.github.ops import RepoOps
 from app.pipeline.review.diff import commentable_lines
-from app.pipeline.review.prompt import render_diff_for_prompt
-from app.pipeline.review.publish import check_annotations, fetch_pull_files, publish_review
+from app.pipeline.review.prompt import fetch_pull_files, render_diff_for_prompt
+from app.pipeline.review.publish import check_annotations, publish_review
 from app.pipeline.review.report import Finding, ReviewReport
 
 REPO = "octo-org/hello"

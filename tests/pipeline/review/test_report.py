@@ -12,11 +12,10 @@ import pytest
 
 from app.github.ops import RepoOps
 from app.pipeline.review.diff import commentable_lines
-from app.pipeline.review.prompt import REVIEW_INSTRUCTIONS, render_diff_for_prompt
+from app.pipeline.review.prompt import REVIEW_INSTRUCTIONS, fetch_pull_files, render_diff_for_prompt
 from app.pipeline.review.publish import (
     PublishedReview,
     check_annotations,
-    fetch_pull_files,
     publish_review,
     review_body,
     review_conclusion,
