@@ -76,8 +76,21 @@ class Settings(BaseSettings):
         missing = []
         if not self.webhook_secret or not self.webhook_secret.get_secret_value():
             missing.append("AGENTVINE_WEBHOOK_SECRET")
+        return missing + self._missing_credentials()
+
+    def _missing_credentials(self) -> list[str]:
+        missing = []
         if self.app_id is None:
             missing.append("AGENTVINE_APP_ID")
         if self.private_key is None and self.private_key_path is None:
             missing.append("AGENTVINE_PRIVATE_KEY (or AGENTVINE_PRIVATE_KEY_PATH)")
         return missing
+
+    def app_credentials(self) -> tuple[int, str]:
+        """The App's id and private key (what the worker signs in with); ValueError names what is missing."""
+        missing = self._missing_credentials()
+        if missing:
+            raise ValueError("missing settings: " + ", ".join(missing))
+        pem = self.private_key_pem()
+        assert self.app_id is not None and pem is not None
+        return self.app_id, pem

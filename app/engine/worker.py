@@ -68,10 +68,8 @@ class Worker:
         self.commands = CommandHandler(self.context, store, config, cancel_running=self.dispatcher.cancel)
 
     async def start(self) -> None:
-        pem = self.settings.private_key_pem()
-        if pem is None or self.settings.app_id is None:
-            raise ValueError("the worker needs AGENTVINE_APP_ID and a private key")
-        self.clients = GitHubClients(app_id=self.settings.app_id, private_key_pem=pem, base_url=self.settings.github_api_url)
+        app_id, pem = self.settings.app_credentials()
+        self.clients = GitHubClients(app_id=app_id, private_key_pem=pem, base_url=self.settings.github_api_url)
         if self.settings.anthropic_api_key is not None:
             self.run_deps.gateway = ModelGateway(
                 self.settings.model_api_url,
