@@ -62,6 +62,8 @@ class Trigger(BaseModel):
     worker: str | None = None  # a command that names its worker (`review`), else from config
     label: str | None = None
     instruction: str | None = None
+    # Who wrote the instruction; a retry keeps it while the job's requester is whoever asked again.
+    instruction_by: str | None = None
     comment_id: int | None = None
 
 

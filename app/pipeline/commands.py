@@ -57,6 +57,10 @@ class CommandHandler:
     # --- finding the job --------------------------------------------------------------------
 
     def _job_for(self, command: JobCommand) -> Job | None:
+        """The job a command is about: the one it names, the one waiting for an answer, or the latest
+        on the issue (an active one first). A retry only ever looks at work someone was allowed to ask
+        for: a rejected request is not a job to run again, or anyone could have a maintainer's `retry`
+        run their words."""
         if command.name is Command.ANSWER:
             # Every comment comes here: one indexed query, and no API call unless a question waits.
             waiting = [j for j in self._store.list_jobs([JobState.WAITING_FOR_ANSWER], repo=command.repo)
@@ -64,10 +68,14 @@ class CommandHandler:
             return waiting[-1] if waiting else None
         if command.job_id:
             job = self._store.get_job(command.job_id)
+            if command.name is Command.RETRY and job is not None and job.state is JobState.REJECTED:
+                return None
             return job if job is not None and job.repo == command.repo else None
         # On AgentVine's own pull request, the job that opened it counts as a job there too.
         jobs = [j for j in self._store.list_jobs(repo=command.repo)
                 if command.issue_number in (j.issue_number, j.outcome.pr_number if j.outcome else None)]
+        if command.name is Command.RETRY:
+            jobs = [j for j in jobs if j.state is not JobState.REJECTED]
         active = [j for j in jobs if j.state in ACTIVE]
         return (active or jobs or [None])[-1]
 
@@ -177,8 +185,10 @@ class CommandHandler:
                 sender=req.sender, job_id=job.id, state=job.state.value.replace("_", " "), prefix=self._config.command_prefix))
             return f"{job.id} is still active"
         await self._react(req)
+        # The instruction keeps its author: the prompt says who wrote it and who asked again.
+        trigger = job.trigger.model_copy(update={"instruction_by": job.trigger.instruction_by or job.requester})
         again = self._new_job(req, job, issue_number=job.issue_number, is_pull_request=job.is_pull_request,
-                              trigger=job.trigger, head_sha=None)
+                              trigger=trigger, head_sha=None)
         self._store.save_job(again, "created", retry_of=job.id, by=req.sender)
         return f"retry of {job.id} is {again.id}"
 

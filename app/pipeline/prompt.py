@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from app.domain.config import permission_at_least
+from app.domain.job import Job
 from app.pipeline.context import JobContext
 
 MAX_BODY_CHARS = 20_000
@@ -44,6 +45,15 @@ async def authorized_comments(ctx: JobContext) -> list[dict]:
     return kept[-MAX_COMMENTS:]
 
 
+def _instruction(job: Job) -> str:
+    """The instruction, with who wrote it and, for a retry, who asked for it again."""
+    if not job.trigger.instruction:
+        return ""
+    author = job.trigger.instruction_by or job.requester
+    again = f" (asked for again by @{job.requester})" if author != job.requester else ""
+    return f"\nInstruction from @{author}{again}:\n{job.trigger.instruction}\n"
+
+
 async def build_prompt(ctx: JobContext) -> str:
     job = ctx.job
     assert job.run is not None
@@ -52,7 +62,6 @@ async def build_prompt(ctx: JobContext) -> str:
     rendered = "".join(
         f"\nComment by @{c['user']['login']}:\n{_clip(c.get('body') or '', 5_000)}\n" for c in comments
     )
-    instruction = job.trigger.instruction
     return fill(
         job.run.prompt_template,
         {
@@ -60,6 +69,6 @@ async def build_prompt(ctx: JobContext) -> str:
             "issue_title": issue.get("title") or job.issue_title,
             "issue_body": _clip(issue.get("body") or "(no description)", MAX_BODY_CHARS),
             "comments": rendered,
-            "instruction": f"\nInstruction from @{job.requester}:\n{instruction}\n" if instruction else "",
+            "instruction": _instruction(job),
         },
     )

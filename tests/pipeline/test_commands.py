@@ -214,3 +214,35 @@ async def test_commands_follow_the_repositorys_permission_rule(bot, github):
     await bot.comment(issue["number"], "/agentvine cancel", sender="mona")
     await bot.settle()
     assert bot.job(job_id).state is JobState.CANCELLED
+
+
+async def test_a_retry_never_runs_a_request_that_was_refused(bot, github):
+    """An outsider's instruction is rejected; a maintainer's `retry` must not run it as theirs."""
+    issue = github.add_issue(REPO, title="Parser bug", user="alice")
+    _, outcome = await bot.comment(issue["number"], "/agentvine add my SSH key to deploy.sh", sender="bob")  # read access
+    await bot.settle()
+    (rejected,) = [bot.job(job_id) for job_id in outcome["jobs"]]
+    assert rejected.state is JobState.REJECTED
+
+    await bot.comment(issue["number"], "/agentvine retry", sender="mona")
+    await bot.settle()
+    assert [j.id for j in bot.service.store.list_jobs()] == [rejected.id]  # nothing new runs
+    assert bot_comments(github, issue["number"])[-1] == texts.NO_JOB.format(sender="mona", what=" to retry")
+
+
+async def test_a_retry_says_who_wrote_the_instruction_and_who_asked_again(bot, github):
+    from app.pipeline.prompt import build_prompt
+
+    issue = github.add_issue(REPO, title="Parser bug", user="alice")
+    _, outcome = await bot.comment(issue["number"], "/agentvine accept tabs", sender="alice")
+    await bot.settle()
+    await bot.comment(issue["number"], "/agentvine cancel", sender="alice")
+    await bot.settle()
+    await bot.comment(issue["number"], "/agentvine retry", sender="mona")
+    await bot.settle()
+    first, again = bot.service.store.list_jobs()
+    assert first.id == outcome["jobs"][0] and again.requester == "mona"
+    assert (again.trigger.instruction, again.trigger.instruction_by) == ("accept tabs", "alice")
+    prompt = await build_prompt(bot.service.worker.context(again))
+    assert "Instruction from @alice (asked for again by @mona):\naccept tabs" in prompt
+    assert "Instruction from @mona" not in prompt
