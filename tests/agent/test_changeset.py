@@ -13,6 +13,7 @@ import pytest
 from app.agent.boundary import changeset, workspace
 from app.agent.boundary.changeset import Rules, canonical, rule_refusal, symlink_refusal
 from app.agent.boundary.hostgit import GitUser
+from app.agent.boundary.workspace import SYMLINK as SYMLINK_MODE
 from app.agent.sandbox.disk import JobDisk, loop_supported, remove_tree
 from tests.support.harness import INSTALLATION
 from tests.support.env import reachable_by_host_git, unavailable
@@ -200,6 +201,21 @@ async def test_commit_writes_exactly_what_was_read_and_pushes(ws, github):
 def test_paths_that_normalise_into_workflows_are_protected(path):
     assert "workflows" in rule_refusal(path, RULES)
     assert rule_refusal(path, Rules(["**"], True, 1, 1)) is None
+
+
+@pytest.mark.parametrize("path", [
+    ".github/actions/setup/action.yml", ".GitHub/Actions/setup/action.yaml", ".github/actions", ".github/actions/x",
+])
+def test_local_actions_are_protected_like_workflows(path):
+    """`uses: ./.github/actions/x` runs that code in CI with the repository's secrets."""
+    assert ".github/actions/" in rule_refusal(path, RULES)
+    assert rule_refusal(path, RULES, SYMLINK_MODE) is not None
+    assert ".github/actions/" in rule_refusal(".github/actions", RULES, SYMLINK_MODE)
+
+
+def test_actions_may_change_where_workflow_changes_are_allowed():
+    allowed = Rules(allowed_paths=["**"], allow_workflows=True, max_file_mb=1, max_changed_files=50)
+    assert rule_refusal(".github/actions/setup/action.yml", allowed) is None
 
 
 @pytest.mark.parametrize("path", ["a/.git/config", "a/.GIT/x", "a/git~1/x", "a/.git./x"])

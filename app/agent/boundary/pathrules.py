@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from app.agent.boundary.workspace import SYMLINK
 from app.domain.untrusted import code_span
 
-__all__ = ["WORKFLOWS_DIR", "Rules", "canonical", "path_matches", "rule_refusal", "symlink_refusal"]
+__all__ = ["CI_DIRS", "WORKFLOWS_DIR", "Rules", "canonical", "path_matches", "rule_refusal", "symlink_refusal"]
 
 WORKFLOWS_DIR = ".github/workflows/"
+# What GitHub Actions runs with the repository's secrets: workflows, and the local actions they use
+# (`uses: ./.github/actions/x`), which run as much code as a workflow does.
+CI_DIRS = (WORKFLOWS_DIR, ".github/actions/")
 # Code points that HFS+ and others ignore in names, so `.git\u200chub` is `.github` there.
 _IGNORABLE = re.compile("[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180e\u200b-\u200f\u202a-\u202e"
                         "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
@@ -51,14 +54,16 @@ def path_matches(path: str, pattern: str) -> bool:
 def rule_refusal(path: str, rules: Rules, mode: str | None = None) -> str | None:
     """Why the job may not change `path` (added, modified or deleted; `mode` of what it becomes), or None."""
     canon = canonical(path)
-    if mode == SYMLINK and not rules.allow_workflows and WORKFLOWS_DIR.startswith(canon + "/"):
-        return "a symlink in place of .github/ or .github/workflows/ (allow_workflow_changes)"
+    held = [d for d in CI_DIRS if d.startswith(canon + "/")]
+    if mode == SYMLINK and not rules.allow_workflows and held:
+        return f"a symlink in place of .github/ or {held[0]} (allow_workflow_changes)"
     if any(part in (".git", "git~1") for part in canon.split("/")):
         return "git metadata"
     if canon == ".gitmodules":
         return "submodule configuration (.gitmodules) is not changed by agents"
-    if not rules.allow_workflows and (canon + "/").startswith(WORKFLOWS_DIR):
-        return "changes to .github/workflows/ are not allowed (allow_workflow_changes)"
+    inside = [d for d in CI_DIRS if (canon + "/").startswith(d)]
+    if not rules.allow_workflows and inside:
+        return f"changes to {inside[0]} are not allowed (allow_workflow_changes)"
     if not any(path_matches(path, pattern) for pattern in rules.allowed_paths):
         return f"outside the worker's allowed paths ({', '.join(rules.allowed_paths) or 'none'})"
     return None
