@@ -77,6 +77,10 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def is_active(self, job_id: str) -> bool:
+        """Whether a stage is working on the job in this process."""
+        return job_id in self._active
+
     def cancel(self, job_id: str) -> bool:
         """Ask the stage running `job_id` to stop; False when no stage runs it in this process."""
         active = self._active.get(job_id)

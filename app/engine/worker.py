@@ -78,6 +78,7 @@ class Worker:
                 socket_dir=Path(tempfile.mkdtemp(prefix="agentvine-gw-")),
             )
         await asyncio.to_thread(self._remove_orphan_containers)
+        await asyncio.to_thread(self._check_job_files)
         await asyncio.to_thread(self._tidy_job_files)
         await self.dispatcher.start()
         self._housekeeper = asyncio.create_task(self._housekeeping())
@@ -111,26 +112,35 @@ class Worker:
         if removed:
             log.warning("removed containers left by a previous run: %s", ", ".join(removed))
 
-    def _tidy_job_files(self) -> None:
-        """What a crash left: files of ended jobs are removed, and no job filesystem stays mounted
-        (a job waiting for an answer mounts its own again when it resumes)."""
+    def _check_job_files(self) -> None:
+        """At start: host git must reach the job folders, and the operator hears when there is no quota."""
         jobs_dir = self.settings.jobs_dir
         jobs_dir.mkdir(parents=True, exist_ok=True)
         try:
             GitUser.parse(self.settings.git_user).check_reachable(jobs_dir)
         except GitError as exc:
             log.error("no job can run: %s", exc)
-        mode = choose_mode(self.settings.workspace_disk)
-        if mode == "dir":
+        if choose_mode(self.settings.workspace_disk) == "dir":
             log.warning("workspace quotas are not enforced: loop devices need root and /dev/loop-control "
                         "(AGENTVINE_WORKSPACE_DISK, docs/sandbox.md)")
+
+    def _tidy_job_files(self, *, at_start: bool = True) -> None:
+        """The janitor: files of ended jobs, and of jobs the store does not know, are removed. At start
+        (nothing runs yet) no job filesystem stays mounted either: a job waiting for an answer mounts its
+        own again when it resumes. Later (every housekeeping round) it leaves alone what a stage is using."""
+        jobs_dir = self.settings.jobs_dir
+        mode = choose_mode(self.settings.workspace_disk)
         for root in sorted(jobs_dir.iterdir()) if jobs_dir.is_dir() else []:
+            if not at_start and self.dispatcher.is_active(root.name):
+                continue  # its stage removes or keeps its files when it ends
             job = self.store.get_job(root.name)
             disk = JobDisk(root, mode, max_size_mb=0, max_files=0)
             try:
                 if job is None or job.terminal:
                     discard(disk)
-                else:
+                    if not at_start:
+                        log.warning("removed the files job %s left behind", root.name)
+                elif at_start:
                     disk.unmount()
             except Exception:
                 log.exception("could not tidy the files of job %s", root.name)
@@ -158,12 +168,13 @@ class Worker:
         return await self.commands.handle(command)
 
     async def _housekeeping(self) -> None:
-        """Every minute: ends jobs whose question went unanswered too long, and forgets old
-        deliveries and carried-out commands."""
+        """Every minute: ends jobs whose question went unanswered too long, removes files no job needs
+        any more, and forgets old deliveries and carried-out commands."""
         while True:
             await asyncio.sleep(self.settings.expiry_check_interval)
             now = time.time()
             self.store.prune(now - self.settings.retention_days * 86400)
+            await asyncio.to_thread(self._tidy_job_files, at_start=False)
             for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER]):
                 if question_expired(job, self.config, now):
                     try:

@@ -4,6 +4,7 @@ to the inbox and reads the store; the worker (in this process or another) does e
 from __future__ import annotations
 
 import html
+import shutil
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -38,6 +39,15 @@ def job_page_html(job: dict, events: list[dict]) -> str:
     )
 
 
+def _disk(settings: Settings) -> dict[str, int]:
+    """The data directory's file system (what jobs, each up to workspace.max_size_mb, still have), and
+    how many job folders it holds (a number that only grows means files are leaking)."""
+    usage = shutil.disk_usage(settings.data_dir)
+    jobs = settings.jobs_dir
+    return {"total_bytes": usage.total, "free_bytes": usage.free,
+            "job_folders": sum(1 for _ in jobs.iterdir()) if jobs.is_dir() else 0}
+
+
 def make_web_app(
     settings: Settings,
     store: JobStore,
@@ -64,7 +74,7 @@ def make_web_app(
             return web.json_response({"status": "store unavailable"}, status=503)
         if not worker_alive():
             return web.json_response({"status": "worker not running"}, status=503)
-        return web.json_response({"status": "ok", "worker_pid": worker_pid()})
+        return web.json_response({"status": "ok", "worker_pid": worker_pid(), "data_dir": _disk(settings)})
 
     async def delivery_page(request: web.Request) -> web.Response:
         """What became of a delivery: 404 until the worker has taken it from the inbox."""

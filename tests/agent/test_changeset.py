@@ -315,6 +315,41 @@ def test_start_up_removes_what_a_crash_left_and_keeps_a_waiting_jobs_files(tmp_p
         store.close()
 
 
+def test_the_janitor_later_removes_leftovers_and_leaves_running_and_waiting_jobs_alone(tmp_path):
+    if not loop_supported():
+        unavailable("the job filesystem needs root, /dev/loop-control and mkfs.ext4")
+    from app.domain.config import load_default
+    from app.domain.job import Delivery, Job, JobState, Trigger
+    from app.engine.worker import Worker
+    from app.store import SQLiteJobStore
+    from tests.support.env import make_settings
+
+    settings = make_settings(tmp_path, private_key="unused")
+    settings.data_dir.mkdir(parents=True)
+    store = SQLiteJobStore(settings.database_path)
+    done, running, waiting = (Job(delivery_id="d1", installation_id=1, repo="o/r", issue_number=n, requester="alice",
+                                  trigger=Trigger(kind="label", label="agentvine:bugfix")) for n in range(3))
+    store.record_delivery(Delivery(id="d1", event="issues"), [done, running, waiting])
+    store.save_job(done.moved_to(JobState.FAILED, "x"), "failed")  # e.g. its clean-up raised
+    store.save_job(running.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING), "started")
+    store.save_job(waiting.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING)
+                   .moved_to(JobState.WAITING_FOR_ANSWER), "asked")
+    disks = {name: JobDisk(settings.jobs_dir / name, "loop", 64, 100)
+             for name in (done.id, running.id, waiting.id, "ghost")}
+    try:
+        for disk in disks.values():
+            disk.create()
+        disks[running.id].mount()
+        Worker(settings, store, load_default())._tidy_job_files(at_start=False)
+        assert not disks[done.id].root.exists() and not disks["ghost"].root.exists()
+        assert disks[running.id].mounted()  # a running job's filesystem is not pulled from under it
+        assert disks[waiting.id].image.is_file()  # the session waits for its answer
+    finally:
+        for disk in disks.values():
+            disk.remove()
+        store.close()
+
+
 async def test_a_tracked_non_utf8_name_is_no_change_but_a_new_one_is_refused(github, tmp_path):
     github.add_repo("octo-org/latin1", installation_id=INSTALLATION, files={"README.md": "x\n"})
     git = github.repo("octo-org/latin1").git
