@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 256  # deliveries per transaction
 OUTCOME_BAD_SHAPE = "rejected: unexpected payload shape: {error}"
-OUTCOME_FAILED = "failed: {error} (the body is kept in the inbox's rejected/ folder)"
+# The delivery page is public to whoever knows the id: the error's text stays in the service log.
+OUTCOME_FAILED = "failed: {error}; the service log has the details (the body is kept in the inbox's rejected/ folder)"
 OUTCOME_IGNORED = "ignored"
 
 
@@ -101,7 +102,7 @@ class InboxImporter:
         try:
             return await interpret(record, RouteContext(**self._prefixes))
         except Exception as exc:  # one bad delivery must not hold up the ones behind it
-            outcome = str(exc) if isinstance(exc, RejectedDelivery) else OUTCOME_FAILED.format(error=repr(exc))
+            outcome = str(exc) if isinstance(exc, RejectedDelivery) else OUTCOME_FAILED.format(error=type(exc).__name__)
             log.warning("delivery %s (%s) %s", record.delivery_id, record.event, outcome, exc_info=not isinstance(exc, RejectedDelivery))
             self._keep_rejected(record)
             delivery = Delivery(id=record.delivery_id, event=record.event, received_at=record.received_at, outcome=outcome)

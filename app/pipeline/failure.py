@@ -8,22 +8,24 @@ import gidgethub
 
 from app.domain.job import Job, JobState
 from app.domain.untrusted import defuse_mentions
+from app.pipeline.present import texts
 from app.pipeline.context import JobContext
 
 log = logging.getLogger(__name__)
 
 
-def describe(exc: BaseException) -> str:
+def describe(exc: BaseException, job_id: str) -> str:
+    """What people are told. GitHub's own answer is theirs to see; an internal error's text is not (it
+    names host paths and settings, or what the agent chose): it stays in the service log."""
     if isinstance(exc, gidgethub.HTTPException):
-        return f"GitHub answered {int(exc.status_code)}: {exc}"
-    # The text may hold what the agent chose (a path); it is published on GitHub.
-    return defuse_mentions(f"internal error: {type(exc).__name__}: {exc}"[:1000])
+        return defuse_mentions(f"GitHub answered {int(exc.status_code)}: {exc}"[:1000])
+    return texts.INTERNAL_ERROR.format(kind=type(exc).__name__, job_id=job_id)
 
 
 async def fail_job(ctx: JobContext, exc: BaseException) -> Job:
     if ctx.reload().terminal:
         return ctx.job
-    reason = describe(exc)
+    reason = describe(exc, ctx.job.id)  # the dispatcher logged the exception itself
     failed = ctx.update("failed", to=JobState.FAILED, reason=reason, conclusion="failure", log={"error": reason})
     ctx.discard_files()
     if failed.check_run_id is not None:

@@ -143,6 +143,7 @@ HELP = """AgentVine commands, in a comment on an issue or pull request:
 Labels: {labels}. Commands in quotes or code blocks are ignored. Only people with **{trigger}** access or more can use them.
 """
 STATUS = "Job `{job_id}` ({worker}, {level}): **{headline}**.{reason} [Details]({details_url})"
+INTERNAL_ERROR = "AgentVine ran into an internal error ({kind}); the service log has the details for job `{job_id}`."
 NO_JOB = "@{sender} there is no AgentVine job here{what}."
 NOT_WAITING_FOR_APPROVAL = "@{sender} no job here waits for approval."
 APPROVE_NEEDS = "@{sender} approving needs **{required}** access or more; yours is **{actual}**."
