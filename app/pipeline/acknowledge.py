@@ -78,7 +78,8 @@ async def _reject_unauthorized(ctx: JobContext, admission: Admission) -> None:
 
 
 async def _pull_request_branch(ctx: JobContext) -> bool:
-    """Work on a pull request happens on its own branch, and only on a branch of this repository."""
+    """Work on a pull request happens on its own branch, only on a branch of this repository, and never
+    on the default branch (protected branches are GitHub's to refuse: AgentVine must not be on a bypass list)."""
     job = ctx.job
     pull = await ctx.github.pull(job.issue_number)
     head = pull["head"]
@@ -87,6 +88,10 @@ async def _pull_request_branch(ctx: JobContext) -> bool:
         body = texts.FORK_REFUSED.format(head=f"`{head.get('label') or head_repo}`")
         await ctx.github.comment(job.issue_number, f"@{job.requester} {body}")
         ctx.update("rejected", to=JobState.REJECTED, reason=f"pull request from a fork ({head_repo})")
+        return False
+    if head["ref"] == job.default_branch and job.worker != "review":  # a review pushes nothing
+        await ctx.github.comment(job.issue_number, f"@{job.requester} " + texts.DEFAULT_BRANCH_REFUSED.format(branch=head["ref"]))
+        ctx.update("rejected", to=JobState.REJECTED, reason="the pull request's head is the default branch")
         return False
     ctx.update("pull_request", log={"head": head["ref"]}, branch=head["ref"], base_branch=head["ref"],
                head_sha=head["sha"], issue_title=pull.get("title") or job.issue_title, pull_url=pull.get("html_url"))

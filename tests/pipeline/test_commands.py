@@ -161,6 +161,18 @@ async def test_instruction_on_a_pull_request_from_a_fork_is_refused(bot, github)
     assert "`stranger:feature`" in reply and "only on branches of this repository" in reply
 
 
+async def test_a_pull_request_whose_head_is_the_default_branch_is_never_pushed_to(bot, github):
+    github.push_files(REPO, "release", {"x.py": "x = 1\n"})
+    pull = github.add_pull(REPO, head="main", base="release", title="Release", user="alice")
+    _, answer = await bot.comment(pull["number"], "/agentvine bump the version")
+    await bot.settle()
+    job = bot.job(answer["jobs"][0])
+    assert job.state is JobState.REJECTED and "default branch" in job.reason
+    assert job.check_run_id is None  # nothing runs
+    (reply,) = bot_comments(github, pull["number"])
+    assert reply == "@alice " + texts.DEFAULT_BRANCH_REFUSED.format(branch="main")
+
+
 async def finished_job_with_pull(bot, github, level: str):
     """A job that ended with a pull request (stored as the run stage leaves it)."""
     from app.domain.job import Outcome

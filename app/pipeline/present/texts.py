@@ -151,6 +151,10 @@ STILL_ACTIVE = "@{sender} job `{job_id}` is still {state}; `{prefix} cancel` it 
 APPROVED = "Approved by @{sender}: the job starts when a worker is free."
 CANCELLED_BY = "Cancelled by @{sender}."
 REVIEW_NEEDS_PULL = "@{sender} `{prefix} review` works on pull requests."
+DEFAULT_BRANCH_REFUSED = (
+    "this pull request's head is `{branch}`, the repository's default branch, and AgentVine never pushes "
+    "there. Open the pull request from another branch, or ask on an issue."
+)
 FORK_REFUSED = (
     "AgentVine works only on branches of this repository, and this pull request comes from {head}. "
     "Open an issue here instead."
