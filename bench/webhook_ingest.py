@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -77,16 +78,27 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+EVENTS = itertools.count(1)  # across every Sender of the run
+MARKER = "bench-marker"  # 12 characters, in the label's node_id: each delivery's body is a new event's, of the same size
+
+
 class Sender:
     def __init__(self, url: str, payload: dict) -> None:
         self.url = url + "/webhooks"
-        self.body = json.dumps(payload).encode()
+        marked = {**payload, "label": {**payload["label"], "node_id": MARKER}}
+        self.body = json.dumps(marked).encode()  # wrk sends this one body: after the first, replays that start nothing
+        self._head, self._tail = self.body.split(MARKER.encode())
         self.statuses: dict[int, int] = {}
 
+    def next_body(self) -> bytes:
+        """The body of a new event (AgentVine starts nothing for a signed body it has seen: a replay)."""
+        return b"%s%012d%s" % (self._head, next(EVENTS), self._tail)
+
     async def send(self, session: aiohttp.ClientSession) -> float:
-        headers = delivery_headers("issues", self.body, SECRET, delivery_id=str(uuid.uuid4()))
+        body = self.next_body()
+        headers = delivery_headers("issues", body, SECRET, delivery_id=str(uuid.uuid4()))
         began = time.perf_counter()
-        async with session.post(self.url, data=self.body, headers=headers) as response:
+        async with session.post(self.url, data=body, headers=headers) as response:
             await response.read()
             self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
         return time.perf_counter() - began
@@ -164,8 +176,9 @@ async def imported_jobs(session: aiohttp.ClientSession, url: str, delivery_id: s
 async def wait_imported(url: str, sender: Sender, timeout: float = 600) -> None:
     """Until a delivery sent now is in the store: the inbox is imported in order."""
     async with aiohttp.ClientSession() as session:
-        headers = delivery_headers("issues", sender.body, SECRET, delivery_id=str(uuid.uuid4()))
-        async with session.post(sender.url, data=sender.body, headers=headers) as response:
+        body = sender.next_body()
+        headers = delivery_headers("issues", body, SECRET, delivery_id=str(uuid.uuid4()))
+        async with session.post(sender.url, data=body, headers=headers) as response:
             delivery_id = (await response.json())["delivery"]
         await imported_jobs(session, url, delivery_id, timeout)
 
@@ -177,8 +190,9 @@ async def ack_latencies(url: str, payload: dict, count: int) -> list[float]:
     results = []
     async with aiohttp.ClientSession() as session:
         for _ in range(count):
-            headers = delivery_headers("issues", sender.body, SECRET, delivery_id=str(uuid.uuid4()))
-            async with session.post(sender.url, data=sender.body, headers=headers) as response:
+            body = sender.next_body()
+            headers = delivery_headers("issues", body, SECRET, delivery_id=str(uuid.uuid4()))
+            async with session.post(sender.url, data=body, headers=headers) as response:
                 delivery_id = (await response.json())["delivery"]
             received = time.time()
             (job_id,) = await imported_jobs(session, url, delivery_id)

@@ -196,3 +196,4 @@ class Delivery(BaseModel):
     repo: str | None = None
     received_at: float = Field(default_factory=time.time)
     outcome: str = ""
+    body_sha256: str | None = None  # kept for a delivery that started work: a replay of it starts nothing

@@ -8,6 +8,7 @@ makes a redelivery by GitHub (same X-GitHub-Delivery) start nothing a second tim
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from pathlib import Path
 
@@ -28,6 +29,7 @@ OUTCOME_BAD_SHAPE = "rejected: unexpected payload shape: {error}"
 # The delivery page is public to whoever knows the id: the error's text stays in the service log.
 OUTCOME_FAILED = "failed: {error}; the service log has the details (the body is kept in the inbox's rejected/ folder)"
 OUTCOME_IGNORED = "ignored"
+OUTCOME_REPLAYED = "ignored: the same signed body as delivery {delivery_id} (a replay under a new id)"
 
 
 class RejectedDelivery(ValueError):
@@ -83,8 +85,9 @@ class InboxImporter:
         stored = 0
         batch: list[DeliveryRecord] = []
         end = offset
+        seen: dict[str, str] = {}  # body digest -> delivery id, within this batch
         for record in read_records(path, offset, complete=complete):
-            batch.append(await self._interpret(record))
+            batch.append(self._unless_replayed(record, await self._interpret(record), seen))
             end = record.end
             if len(batch) >= BATCH:
                 stored += sum(self._store.record_deliveries(batch, inbox_position=(path.name, end)))
@@ -97,6 +100,21 @@ class InboxImporter:
             path.unlink()
             self._store.forget_inbox_segment(path.name)
         return stored
+
+    def _unless_replayed(self, record: InboxRecord, interpreted: DeliveryRecord, seen: dict[str, str]) -> DeliveryRecord:
+        """A signed body that already started work, sent again under a fresh delivery id, starts nothing:
+        the signature proves who made the body, not when (anyone who saw it once could replay it)."""
+        delivery, jobs, commands = interpreted
+        if not jobs and not commands:
+            return interpreted
+        digest = hashlib.sha256(record.body).hexdigest()
+        earlier = seen.get(digest) or self._store.delivery_with_body(digest)
+        if earlier is not None and earlier != delivery.id:
+            delivery.outcome = OUTCOME_REPLAYED.format(delivery_id=earlier)
+            return delivery, [], []
+        seen[digest] = delivery.id
+        delivery.body_sha256 = digest
+        return delivery, jobs, commands
 
     async def _interpret(self, record: InboxRecord) -> DeliveryRecord:
         try:

@@ -49,6 +49,10 @@ class JobStore(Protocol):
 
     def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 
+    def delivery_with_body(self, body_sha256: str) -> str | None:
+        """The delivery stored with this body (the SHA-256 of its bytes), if one started work."""
+        ...
+
     def pending_commands(self) -> list[tuple[int, JobCommand]]:
         """Commands not yet carried out, oldest first, with their sequence number."""
 

@@ -66,11 +66,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX jobs_delivery ON jobs(delivery_id);
     """,
+    """
+    ALTER TABLE deliveries ADD COLUMN body_sha256 TEXT;
+    CREATE INDEX deliveries_body ON deliveries(body_sha256) WHERE body_sha256 IS NOT NULL;
+    """,
 ]
 
 
 # The deliveries table's columns in table order: one list for the row written and the row read.
-_DELIVERY_COLUMNS = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome")
+_DELIVERY_COLUMNS = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome", "body_sha256")
 
 
 class SQLiteJobStore:
@@ -161,6 +165,10 @@ class SQLiteJobStore:
             f"SELECT {', '.join(_DELIVERY_COLUMNS)} FROM deliveries WHERE id=?", (delivery_id,)
         ).fetchone()
         return Delivery(**dict(zip(_DELIVERY_COLUMNS, row))) if row else None
+
+    def delivery_with_body(self, body_sha256: str) -> str | None:
+        row = self._db.execute("SELECT id FROM deliveries WHERE body_sha256=? LIMIT 1", (body_sha256,)).fetchone()
+        return row[0] if row else None
 
     def get_job(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT doc FROM jobs WHERE id=?", (job_id,)).fetchone()

@@ -73,6 +73,25 @@ async def test_the_same_delivery_twice_makes_one_job(service):
     assert len(service.store.list_jobs()) == 1
 
 
+async def test_a_signed_body_replayed_under_a_new_delivery_id_starts_nothing(service):
+    """Whoever saw a delivery once (a proxy's log, a leaked request) has a validly signed body."""
+    from app.intake.ingest import OUTCOME_REPLAYED
+
+    body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
+    for delivery_id in ("first", "replay-1", "replay-2"):
+        response = await service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, delivery_id))
+        assert response.status == 202
+    first, (job_id,) = await imported(service, "first")
+    for replay in ("replay-1", "replay-2"):
+        delivery, jobs = await imported(service, replay)
+        assert (delivery.outcome, jobs) == (OUTCOME_REPLAYED.format(delivery_id="first"), [])
+    assert [j.id for j in service.store.list_jobs()] == [job_id]
+
+    other = as_bytes(payloads.labeled_issue(label="agentvine:feature", installation_id=1))  # a new event: new bytes
+    await service.client.post("/webhooks", data=other, headers=delivery_headers("issues", other, SECRET, "second"))
+    assert len((await imported(service, "second"))[1]) == 1
+
+
 async def test_a_redelivery_after_a_restart_makes_no_second_job(tmp_path, app_private_key, aiohttp_client):
     body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
     headers = delivery_headers("issues", body, SECRET, delivery_id="dup-2")
@@ -191,7 +210,9 @@ async def test_deliveries_arriving_together_share_one_write_and_all_land(service
     writes = []
     real_writev = inbox_module.os.writev
     monkeypatch.setattr(inbox_module.os, "writev", lambda fd, buffers: writes.append(len(buffers)) or real_writev(fd, buffers))
-    bodies = [as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1)) for _ in range(8)]
+    # Eight events (eight issues): GitHub never sends one body twice (a replay is refused, see above).
+    bodies = [as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1, issue={"number": 100 + n}))
+              for n in range(8)]
     responses = await asyncio.gather(*(
         service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, delivery_id=f"g{n}"))
         for n, body in enumerate(bodies)))
