@@ -25,12 +25,13 @@ class Command(StrEnum):
     ANSWER = "answer"  # any other comment, where the agent waits for an answer
     REVIEW_COMMENT = "review_comment"  # a review comment on AgentVine's pull request
     REMOVE_INSTALLATION = "remove_installation"  # AgentVine lost access to a repository
+    RUN_CI = "run_ci"  # a maintainer read the diff: let the repository's CI run on it
 
 
 #: What people may type after the prefix (`/agentvine approve`); anything else is an instruction.
 SLASH_COMMANDS = (Command.APPROVE, Command.CANCEL, Command.RETRY, Command.STATUS, Command.HELP, Command.REVIEW)
 #: The buttons AgentVine puts on its check runs; GitHub sends back the identifier (≤ 20 characters).
-BUTTONS = (Command.APPROVE, Command.CANCEL, Command.RETRY)
+BUTTONS = (Command.APPROVE, Command.CANCEL, Command.RETRY, Command.RUN_CI)
 
 
 class StartJob(BaseModel):

@@ -68,7 +68,10 @@ async def publish_changes(ctx: JobContext, run: AgentRun, summary: str) -> None:
     }))
 
 
-def _noreply(user_id: int | None, login: str) -> str:
+SKIP_CI_TRAILER = "skip-checks: true"
+
+
+def noreply(user_id: int | None, login: str) -> str:
     return f"{user_id}+{login}@users.noreply.github.com" if user_id else f"{login}@users.noreply.github.com"
 
 
@@ -78,9 +81,13 @@ def commit_message(ctx: JobContext, outcome: Outcome) -> str:
     summary = (outcome.summary or "").strip()
     if len(summary) > 2_000:
         summary = summary[:2_000] + "…"
-    trailer = f"Co-authored-by: {job.requester} <{_noreply(job.requester_id, job.requester)}>"
+    trailer = f"Co-authored-by: {job.requester} <{noreply(job.requester_id, job.requester)}>"
     refs = f"Closes #{job.issue_number}" if not job.is_pull_request else f"For #{job.issue_number}"
-    return f"{first}\n\n{summary}\n\n{refs}\n\n{trailer}\n"
+    if job.level == "autonomous":
+        return f"{first}\n\n{summary}\n\n{refs}\n\n{trailer}\n"
+    # CI runs the changed code with the repository's secrets: not before a maintainer has read it
+    # (the check run's Run CI button). GitHub wants the trailer last, after two empty lines.
+    return f"{first}\n\n{summary}\n\n{refs}\n\n\n{trailer}\n{SKIP_CI_TRAILER}\n"
 
 
 async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, changes: changeset.ChangeSet, outcome: Outcome,
@@ -89,7 +96,7 @@ async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, changes: cha
     bot = f"{ctx.settings.app_slug}[bot]"
     sha = await asyncio.to_thread(
         changeset.commit, ws, changes, commit_message(ctx, outcome),
-        author_name=bot, author_email=_noreply(ctx.settings.app_bot_user_id, bot),
+        author_name=bot, author_email=noreply(ctx.settings.app_bot_user_id, bot),
     )
     await workspace.push(ws, sha, await ctx.api.token(), expected_remote=expected_remote)
     return sha

@@ -12,6 +12,8 @@ from app.pipeline.present import render, texts
 from app.domain.config import BotConfig, permission_at_least
 from app.domain.intents import Command, JobCommand
 from app.domain.job import Job, JobState, Outcome, Trigger
+from app.agent.boundary import workspace
+from app.pipeline.change import noreply
 from app.pipeline.context import JobContext
 from app.pipeline.progress import ProgressReporter
 
@@ -47,7 +49,7 @@ class CommandHandler:
         self._handlers: dict[Command, Callable[[Request], Awaitable[str]]] = {
             Command.HELP: self._help, Command.STATUS: self._status, Command.REVIEW: self._review,
             Command.APPROVE: self._approve, Command.CANCEL: self._cancel, Command.RETRY: self._retry,
-            Command.ANSWER: self._answer, Command.REVIEW_COMMENT: self._review_comment,
+            Command.ANSWER: self._answer, Command.REVIEW_COMMENT: self._review_comment, Command.RUN_CI: self._run_ci,
         }
 
     @property
@@ -174,6 +176,27 @@ class CommandHandler:
         req.ctx.discard_files()
         await self._show(req.ctx)
         return f"cancelled {job.id}"
+
+    async def _run_ci(self, req: Request) -> str:
+        """A maintainer read the diff: an empty commit on the pull request's branch lets CI run on it."""
+        job = req.job
+        if job is None or not render.ci_was_skipped(job):
+            return "no CI held back here"
+        required = job.run.approve_permission if job.run else self._config.permissions.approve
+        if not permission_at_least(req.role, required):  # CI runs the agent's code with the secrets
+            await self._reply(req, texts.APPROVE_NEEDS.format(sender=req.sender, required=required, actual=req.role))
+            return f"@{req.sender} may not run CI"
+        assert job.outcome is not None and job.outcome.pr_number is not None
+        head = (await req.ctx.github.pull(job.outcome.pr_number))["head"]
+        if (head.get("repo") or {}).get("full_name") != job.repo or head["ref"] == job.default_branch:
+            return "the pull request's branch is not AgentVine's to push"
+        settings = req.ctx.settings
+        bot = f"{settings.app_slug}[bot]"
+        sha = await workspace.push_empty_commit(
+            req.ctx.workspace(), f"{settings.git_url.rstrip('/')}/{job.repo}.git", head["ref"], await req.ctx.api.token(),
+            message=texts.RUN_CI_COMMIT.format(sender=req.sender), author=(bot, noreply(settings.app_bot_user_id, bot)))
+        self._store.add_event(job.id, "ci_requested", by=req.sender, commit=sha)
+        return f"CI requested on {head['ref']} ({sha[:12]})"
 
     async def _retry(self, req: Request) -> str:
         job = req.job

@@ -258,3 +258,51 @@ async def test_a_retry_says_who_wrote_the_instruction_and_who_asked_again(bot, g
     prompt = await build_prompt(bot.service.worker.context(again))
     assert "Instruction from @alice (asked for again by @mona):\naccept tabs" in prompt
     assert "Instruction from @mona" not in prompt
+
+
+
+async def test_ci_waits_for_a_maintainer_who_read_the_diff(bot, github):
+    """A supervised job's commits carry skip-checks; Run CI (maintain) pushes an empty commit without it."""
+    pull = await finished_job_with_pull(bot, github, level="supervised")
+    (job,) = [j for j in bot.service.store.list_jobs() if j.outcome]
+    await bot.service.worker.commands._show(bot.service.worker.context(job))  # the final report, with its buttons
+    assert "run_ci" in buttons(github, job)
+    git = github.repo(REPO).git
+    tip = git.git("rev-parse", "refs/heads/agentvine/feature-1-x").decode().strip()
+
+    await bot.press(job.id, "run_ci", sender="alice")  # write access: may start jobs, not run CI on them
+    await bot.settle()
+    assert git.git("rev-parse", "refs/heads/agentvine/feature-1-x").decode().strip() == tip
+
+    await bot.press(job.id, "run_ci", sender="mona")  # maintain
+    await bot.settle()
+    new = git.git("rev-parse", "refs/heads/agentvine/feature-1-x").decode().strip()
+    assert new != tip
+    assert git.git("rev-parse", f"{new}^").decode().strip() == tip
+    assert git.git("rev-parse", f"{new}^{{tree}}").decode() == git.git("rev-parse", f"{tip}^{{tree}}").decode()
+    message = git.git("log", "-1", "--format=%B", new).decode()
+    assert "skip-checks" not in message and "@mona" in message
+    assert not (bot.service.settings.jobs_dir / job.id).exists()  # nothing is left on the host
+    assert any(e.kind == "ci_requested" for e in bot.service.store.events(job.id))
+    assert pull["number"] == job.outcome.pr_number
+
+
+async def test_autonomous_work_runs_ci_at_once_and_offers_no_button(bot, github):
+    await finished_job_with_pull(bot, github, level="autonomous")
+    (job,) = [j for j in bot.service.store.list_jobs() if j.outcome]
+    await bot.service.worker.commands._show(bot.service.worker.context(job))
+    assert "run_ci" not in buttons(github, job)
+
+
+def test_commits_skip_ci_unless_the_job_is_autonomous():
+    from types import SimpleNamespace
+
+    from app.domain.job import Job, Outcome, Trigger
+    from app.pipeline.change import SKIP_CI_TRAILER, commit_message
+
+    job = Job(delivery_id="d", installation_id=1, repo="o/r", issue_number=3, requester="alice", worker="bugfix",
+              issue_title="Tabs", trigger=Trigger(kind="label", label="agentvine:bugfix"))
+    for level, skipped in (("supervised", True), ("human-required", True), ("autonomous", False)):
+        message = commit_message(SimpleNamespace(job=job.model_copy(update={"level": level})), Outcome(conclusion="success", title=""))
+        assert message.endswith(f"\n{SKIP_CI_TRAILER}\n") is skipped, level
+        assert "Co-authored-by: alice" in message

@@ -84,8 +84,9 @@ class Workspace:
     def _base_file(self) -> Path:
         return self.root / "base.json"
 
-    async def git(self, *args: str, token: str | None = None, input: bytes | None = None) -> bytes:
-        return await git(self.git_dir, *args, user=self.git_user, token=token, input=input)
+    async def git(self, *args: str, token: str | None = None, input: bytes | None = None,
+                  env: dict[str, str] | None = None) -> bytes:
+        return await git(self.git_dir, *args, user=self.git_user, token=token, input=input, env=env)
 
     def base(self) -> tuple[str, dict[str, BaseEntry]]:
         """The base commit and every path the host wrote from it."""
@@ -205,6 +206,29 @@ async def push(ws: Workspace, commit: str, token: str, *, expected_remote: str |
     """Push `commit` to the job branch; replaces the remote branch only if it is still what the job saw."""
     lease = f"--force-with-lease=refs/heads/{ws.branch}:{expected_remote or ''}"
     await ws.git("push", "--quiet", lease, "origin", f"{commit}:refs/heads/{ws.branch}", token=token)
+
+
+async def push_empty_commit(ws: Workspace, clone_url: str, branch: str, token: str, *, message: str,
+                            author: tuple[str, str]) -> str:
+    """A commit with the tip's own tree on top of `branch`, pushed: it changes no file and makes
+    GitHub run the workflows a `skip-checks` trailer held back. Needs no checkout, so no agent file
+    is read; the job's files are removed again afterwards."""
+    ws.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(ws.root, 0o711)
+    ws.git_user.own(ws.git_dir)
+    try:
+        await ws.git("init", "--quiet", "--bare")
+        await ws.git("fetch", "--quiet", "--depth", "1", "--no-tags", clone_url,
+                     f"+refs/heads/{branch}:refs/heads/{branch}", token=token)
+        tip = (await ws.git("rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}")).decode().strip()
+        name, email = author
+        who = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        commit = (await ws.git("commit-tree", f"{tip}^{{tree}}", "-p", tip, input=message.encode(), env=who)).decode().strip()
+        await ws.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{tip}", clone_url,
+                     f"{commit}:refs/heads/{branch}", token=token)
+        return commit
+    finally:
+        await asyncio.to_thread(discard, ws.disk)
 
 
 def discard(disk: JobDisk) -> None:

@@ -110,9 +110,17 @@ def buttons(job: Job) -> list[dict[str, str]]:
         names = [Command.APPROVE, Command.CANCEL]
     elif job.terminal:
         names = [Command.RETRY] if job.conclusion != "success" else []
+        if ci_was_skipped(job):
+            names.append(Command.RUN_CI)
     else:
         names = [Command.CANCEL]
     return [{**texts.BUTTONS[name], "identifier": name.value} for name in names]
+
+
+def ci_was_skipped(job: Job) -> bool:
+    """A job that pushed commits for a person to read first: they carry `skip-checks: true`."""
+    pushed = job.outcome is not None and job.outcome.pr_number is not None and job.worker != "review"
+    return pushed and job.level != "autonomous" and job.state is JobState.SUCCEEDED
 
 
 def check_run_name(job: Job) -> str:
@@ -249,7 +257,8 @@ def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:
             output_tokens=f"{f.output_tokens:,}",
             cost=f"${f.cost_usd:.2f}" if f.cost_usd is not None else "–",
             duration=format_duration(f.duration_s),
-            draft_note=texts.PR_DRAFT_NOTE.format(level=job.level) if job.level != "autonomous" else "",
+            draft_note=(texts.PR_DRAFT_NOTE.format(level=job.level) + texts.CI_SKIPPED_NOTE.format(level=job.level) + "\n\n"
+                        if job.level != "autonomous" else ""),
             check_url=check_url,
         )
     )

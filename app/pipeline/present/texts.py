@@ -126,6 +126,7 @@ BUTTONS = {
     "approve": {"label": "Approve", "description": "Start the agent on this job"},
     "cancel": {"label": "Cancel", "description": "Stop this job"},
     "retry": {"label": "Retry", "description": "Run this job again from the start"},
+    "run_ci": {"label": "Run CI", "description": "Run CI on this diff (read it first)"},
 }
 
 HELP = """AgentVine commands, in a comment on an issue or pull request:
@@ -144,6 +145,12 @@ Labels: {labels}. Commands in quotes or code blocks are ignored. Only people wit
 """
 STATUS = "Job `{job_id}` ({worker}, {level}): **{headline}**.{reason} [Details]({details_url})"
 INTERNAL_ERROR = "AgentVine ran into an internal error ({kind}); the service log has the details for job `{job_id}`."
+CI_SKIPPED_NOTE = (
+    "CI did not run on this pull request: AgentVine's commits for `{level}` jobs carry `skip-checks: true`, "
+    "because CI runs the changed code with the repository's secrets. After reading the diff, a maintainer "
+    "presses **Run CI** on the check run."
+)
+RUN_CI_COMMIT = "Run CI (asked for by @{sender} after reading the diff)\n"
 NO_JOB = "@{sender} there is no AgentVine job here{what}."
 NOT_WAITING_FOR_APPROVAL = "@{sender} no job here waits for approval."
 APPROVE_NEEDS = "@{sender} approving needs **{required}** access or more; yours is **{actual}**."
