@@ -18,7 +18,7 @@ from app.domain.intents import JobCommand
 from app.domain.job import Job, JobState
 from app.pipeline.acknowledge import acknowledge
 from app.pipeline.commands import CommandHandler
-from app.pipeline.context import JobContext
+from app.pipeline.context import JobContext, step_permissions
 from app.pipeline.failure import fail_job
 from app.pipeline.questions import expire_question, question_expired
 from app.pipeline.run import RunDeps, run_job
@@ -145,21 +145,22 @@ class Worker:
             except Exception:
                 log.exception("could not tidy the files of job %s", root.name)
 
-    def context(self, job: Job) -> JobContext:
+    def context(self, job: Job, step: str = "command") -> JobContext:
+        """The job's context for `step`, whose GitHub token reaches only the job's repository."""
         assert self.clients is not None, "the worker is not started"
         return JobContext(
             job=job,
-            api=self.clients.for_installation(job.installation_id),
+            api=self.clients.for_repository(job.installation_id, job.name, step_permissions(job, step)),
             store=self.store,
             settings=self.settings,
             service_config=self.config,
         )
 
     async def _acknowledge(self, job: Job, _cancel: asyncio.Event) -> None:
-        await acknowledge(self.context(job))
+        await acknowledge(self.context(job, "acknowledge"))
 
     async def _run(self, job: Job, cancel: asyncio.Event) -> None:
-        await run_job(self.context(job), self.run_deps, cancel)
+        await run_job(self.context(job, "run"), self.run_deps, cancel)
 
     async def _failed(self, job: Job, exc: BaseException) -> None:
         await fail_job(self.context(job), exc)

@@ -41,47 +41,64 @@ class InstallationToken(NamedTuple):
     expires_at: float  # epoch seconds
 
 
+class TokenScope(NamedTuple):
+    """What a token may touch: one repository of the installation, with the permissions a step needs
+    (GitHub narrows the token to them; an installation-wide token could reach every repository)."""
+
+    repository: str  # the name, without the owner
+    permissions: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, repository: str, permissions: dict[str, str]) -> TokenScope:
+        return cls(repository, tuple(sorted(permissions.items())))
+
+    def request(self) -> dict:
+        """The body of POST /app/installations/{id}/access_tokens for this scope."""
+        return {"repositories": [self.repository], "permissions": dict(self.permissions)}
+
+
 def parse_expires_at(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 class InstallationTokens:
-    """Caches one token per installation until shortly before it expires.
+    """Caches one token per installation and scope until shortly before it expires.
 
-    `fetch(installation_id, jwt)` performs the POST to GitHub; concurrent callers for the
-    same installation share one request."""
+    `fetch(installation_id, jwt, scope)` performs the POST to GitHub; concurrent callers for the
+    same installation and scope share one request."""
 
     def __init__(
         self,
         auth: AppAuth,
-        fetch: Callable[[int, str], Awaitable[InstallationToken]],
+        fetch: Callable[[int, str, TokenScope | None], Awaitable[InstallationToken]],
         *,
         clock: Callable[[], float] = time.time,
         maxsize: int = 4096,
     ) -> None:
         self._auth = auth
         self._fetch = fetch
-        self._cache: TLRUCache[int, InstallationToken] = TLRUCache(
+        self._cache: TLRUCache[tuple[int, TokenScope | None], InstallationToken] = TLRUCache(
             maxsize=maxsize, ttu=lambda _key, value, _now: value.expires_at - TOKEN_REFRESH_MARGIN_S, timer=clock
         )
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks: dict[tuple[int, TokenScope | None], asyncio.Lock] = {}
         self.fetches = 0
 
-    async def get(self, installation_id: int) -> str:
-        cached = self._cache.get(installation_id)
+    async def get(self, installation_id: int, scope: TokenScope | None = None) -> str:
+        key = (installation_id, scope)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached.token
-        lock = self._locks.setdefault(installation_id, asyncio.Lock())
-        async with lock:
-            cached = self._cache.get(installation_id)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            cached = self._cache.get(key)
             if cached is None:
                 self.fetches += 1
-                cached = await self._fetch(installation_id, self._auth.jwt())
-                self._cache[installation_id] = cached
+                cached = await self._fetch(installation_id, self._auth.jwt(), scope)
+                self._cache[key] = cached
             return cached.token
 
-    def invalidate(self, installation_id: int, token: str | None = None) -> None:
+    def invalidate(self, installation_id: int, token: str | None = None, scope: TokenScope | None = None) -> None:
         """Forget the token (only if it is still `token`, so a fresher one is kept)."""
-        cached = self._cache.get(installation_id)
+        key = (installation_id, scope)
+        cached = self._cache.get(key)
         if cached is not None and (token is None or cached.token == token):
-            del self._cache[installation_id]
+            del self._cache[key]

@@ -13,7 +13,7 @@ import gidgethub
 import gidgethub.aiohttp
 from cachetools import LRUCache
 
-from app.github.auth import AppAuth, InstallationToken, InstallationTokens, parse_expires_at
+from app.github.auth import AppAuth, InstallationToken, InstallationTokens, TokenScope, parse_expires_at
 from app.github.retry import backoff, retry_delay
 
 USER_AGENT = "agentvine"
@@ -63,25 +63,26 @@ class RetryingGitHubAPI(gidgethub.aiohttp.GitHubAPI):
 class InstallationAPI:
     """Calls GitHub as one installation; a 401 refreshes the token once and repeats the call."""
 
-    def __init__(self, api: RetryingGitHubAPI, tokens: InstallationTokens, installation_id: int) -> None:
+    def __init__(self, api: RetryingGitHubAPI, tokens: InstallationTokens, installation_id: int,
+                 scope: TokenScope | None = None) -> None:
         self._api = api
         self._tokens = tokens
         self.installation_id = installation_id
+        self.scope = scope  # None: the whole installation (only for calls about no one repository)
 
     async def _call(self, verb: str, url: str, **kwargs: Any) -> Any:
-        token = await self._tokens.get(self.installation_id)
+        token = await self.token()
         try:
             return await getattr(self._api, verb)(url, oauth_token=token, **kwargs)
         except gidgethub.BadRequest as exc:
             if exc.status_code != 401:
                 raise
-            self._tokens.invalidate(self.installation_id, token)
-            token = await self._tokens.get(self.installation_id)
-            return await getattr(self._api, verb)(url, oauth_token=token, **kwargs)
+            self._tokens.invalidate(self.installation_id, token, self.scope)
+            return await getattr(self._api, verb)(url, oauth_token=await self.token(), **kwargs)
 
     async def token(self) -> str:
-        """The current installation token (for git over HTTPS on the host)."""
-        return await self._tokens.get(self.installation_id)
+        """The current installation token (also for git over HTTPS on the host)."""
+        return await self._tokens.get(self.installation_id, self.scope)
 
     async def getitem(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> Any:
         return await self._call("getitem", url, url_vars=url_vars, **kw)
@@ -96,7 +97,7 @@ class InstallationAPI:
         return await self._call("delete", url, url_vars=url_vars, **kw)
 
     async def getiter(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> AsyncIterator[Any]:
-        token = await self._tokens.get(self.installation_id)
+        token = await self.token()
         async for item in self._api.getiter(url, url_vars=url_vars, oauth_token=token, **kw):
             yield item
 
@@ -121,17 +122,21 @@ class GitHubClients:
         )
         self.tokens = InstallationTokens(self.auth, self._fetch_token, clock=clock)
 
-    async def _fetch_token(self, installation_id: int, app_jwt: str) -> InstallationToken:
+    async def _fetch_token(self, installation_id: int, app_jwt: str, scope: TokenScope | None) -> InstallationToken:
         data = await self.api.post(
             "/app/installations/{installation_id}/access_tokens",
             {"installation_id": installation_id},
-            data={},
+            data=scope.request() if scope else {},
             jwt=app_jwt,
         )
         return InstallationToken(data["token"], parse_expires_at(data["expires_at"]))
 
     def for_installation(self, installation_id: int) -> InstallationAPI:
         return InstallationAPI(self.api, self.tokens, installation_id)
+
+    def for_repository(self, installation_id: int, repository: str, permissions: dict[str, str]) -> InstallationAPI:
+        """Calls about one repository, with a token that can reach only it, only as far as `permissions`."""
+        return InstallationAPI(self.api, self.tokens, installation_id, TokenScope.of(repository, permissions))
 
     async def close(self) -> None:
         if self._own_session:

@@ -16,6 +16,28 @@ from app.settings import Settings
 from app.store.base import JobStore
 
 
+# The permissions each step's installation token carries (for the job's one repository): no step
+# holds more than it uses, and none can reach another repository of the installation.
+STEP_PERMISSIONS: dict[str, dict[str, str]] = {
+    # .github/agentvine.yml and the branch's head; 👀 and the tracking comment; the check run; a PR's head
+    "acknowledge": {"metadata": "read", "contents": "read", "issues": "write", "checks": "write",
+                    "pull_requests": "read"},
+    # clone and push the job's branch; questions and progress; the check run; the pull request or review
+    "run": {"metadata": "read", "contents": "write", "issues": "write", "checks": "write", "pull_requests": "write"},
+    # replies and reactions, redrawn reports, a pull request's head, Run CI's empty commit
+    "command": {"metadata": "read", "contents": "write", "issues": "write", "checks": "write",
+                "pull_requests": "read"},
+}
+
+
+def step_permissions(job: Job, step: str) -> dict[str, str]:
+    """A step's permissions; a run that may change workflows needs the `workflows` permission too."""
+    permissions = dict(STEP_PERMISSIONS[step])
+    if step == "run" and job.run is not None and job.run.allow_workflow_changes:
+        permissions["workflows"] = "write"
+    return permissions
+
+
 @dataclass
 class JobContext:
     job: Job

@@ -51,7 +51,7 @@ async def test_installation_tokens_are_cached_until_shortly_before_expiry(keypai
     now = [1_000_000.0]
     issued = []
 
-    async def fetch(installation_id, app_jwt):
+    async def fetch(installation_id, app_jwt, scope=None):
         issued.append(installation_id)
         return InstallationToken(f"tok-{len(issued)}", now[0] + 3600)
 

@@ -56,6 +56,8 @@ async def handle(fake: "FakeGitHub", request: web.Request) -> web.StreamResponse
         response: web.StreamResponse = _unauthorized()
     elif repo is None or repo.installation_id != token.installation_id or not token.covers(repo.full_name):
         response = web.Response(status=404, text="Repository not found.\n")
+    elif _service(request) == "git/receive-pack" and token.permissions.get("contents") != "write":
+        response = web.Response(status=403, text="Permission to push denied: the token has no contents: write.\n")
     else:
         response = await _run_backend(fake, request, f"/{repo.owner}/{repo.name}.git{m['rest'] or ''}")
     fake.git_calls.append(RecordedCall(

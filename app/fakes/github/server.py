@@ -108,6 +108,28 @@ def _authorize_repo(fake: "FakeGitHub", req: ApiRequest) -> None:
     req.repo = repo
 
 
+# The permission each operation needs of an installation token (GitHub's "Permissions required for
+# GitHub Apps" in each operation's documentation): reads need `read`, everything else `write`.
+PERMISSION_OF = {"checks": "checks", "git": "contents", "issues": "issues", "pulls": "pull_requests",
+                 "reactions": "issues", "repos": "metadata"}
+PERMISSION_OF_OPERATION = {"repos/get-content": "contents",
+                           "reactions/create-for-pull-request-review-comment": "pull_requests"}
+DOC_PERMISSIONS = "https://docs.github.com/rest/authentication/permissions-required-for-github-apps"
+
+
+def _authorize_permission(req: ApiRequest, operation_id: str, method: str) -> None:
+    """An installation token narrowed to some permissions (access_tokens' `permissions`) is refused the rest."""
+    if req.token is None:
+        return
+    needed = PERMISSION_OF_OPERATION.get(operation_id) or PERMISSION_OF.get(operation_id.split("/")[0])
+    if needed is None:
+        return
+    granted = req.token.permissions.get(needed)
+    want_write = method not in ("GET", "HEAD") and needed != "metadata"
+    if granted is None or (want_write and granted != "write"):
+        raise _Refused(ApiResponse(403, render.error("Resource not accessible by integration", DOC_PERMISSIONS, status="403")))
+
+
 def _rate_limit(fake: "FakeGitHub", req: ApiRequest, headers: dict[str, str]) -> None:
     bucket = fake.bucket(req.rate_key)
     if bucket.remaining <= 0:
@@ -202,6 +224,7 @@ async def _rest(fake: "FakeGitHub", request: web.Request) -> web.StreamResponse:
         if not path_result.ok:
             raise _Refused(not_found())
         _authorize_repo(fake, req)
+        _authorize_permission(req, op_id, request.method)
         _rate_limit(fake, req, headers)
         if not rest_result.ok:
             raise _Refused(ApiResponse(422, render.validation_failed(
