@@ -7,7 +7,7 @@ import logging
 import gidgethub
 
 from app.domain.job import Job, JobState
-from app.domain.untrusted import defuse_mentions
+from app.domain.untrusted import defuse
 from app.pipeline.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, gidgethub.HTTPException):
         return f"GitHub answered {int(exc.status_code)}: {exc}"
     # The text may hold what the agent chose (a path); it is published on GitHub.
-    return defuse_mentions(f"internal error: {type(exc).__name__}: {exc}"[:1000])
+    return defuse(f"internal error: {type(exc).__name__}: {exc}"[:1000])
 
 
 async def fail_job(ctx: JobContext, exc: BaseException) -> Job:

@@ -119,10 +119,12 @@ def test_review_findings_with_hostile_paths_stay_one_list_item(path):
 
 
 def test_annotations_are_plain_one_line_titles_within_githubs_limits():
-    finding = Finding(path="a.py", line=1, severity="failure", message="t" * 300 + "\nrest " + "m" * 70_000)
+    finding = Finding(path="a.py", line=1, severity="failure", message="\u202e\tt" * 300 + "\nrest")
     (annotation,) = check_annotations(ReviewReport(summary="s", findings=[finding]))
-    assert len(annotation["title"]) <= MAX_ANNOTATION_TITLE and "\n" not in annotation["title"]
+    assert len(annotation["title"]) <= MAX_ANNOTATION_TITLE and not re.search(r"[\t\n\u202e]", annotation["title"])
     assert size(annotation["message"]) <= 64_000
+    assert size(check_annotations(ReviewReport.model_construct(summary="s", findings=[
+        Finding.model_construct(path="a", line=1, severity="warning", message="m" * 70_000)]))[0]["message"]) <= 64_000
 
 
 def test_defusal_uses_an_invisible_character():
