@@ -162,7 +162,12 @@ def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any
 
 
 def config_problems(problems: list[str]) -> str:
-    return "\n".join(f"- `{p.split(': ', 1)[0]}`: {p.split(': ', 1)[1]}" if ": " in p else f"- {p}" for p in problems)
+    """The problems in a repository's config (its keys and values are the repository's: untrusted), one
+    list item each: the key in a code span, the message on one line."""
+    def item(problem: str) -> str:
+        where, _, what = problem.partition(": ")
+        return f"- {code_span(where)}: {defuse(one_line(what, 1_000))}" if what else f"- {defuse(one_line(where, 1_000))}"
+    return "\n".join(item(p) for p in problems[:50])
 
 
 def check_run_progress(job: Job, progress: Progress) -> dict[str, Any]:
