@@ -232,7 +232,7 @@ def quote(text: str) -> str:
 
 
 def help_text(config: Any) -> str:
-    labels = ", ".join(f"`{label}` ({rule.worker}, {rule.level})" for label, rule in config.labels.items())
+    labels = ", ".join(f"{code_span(label)} ({rule.worker}, {rule.level})" for label, rule in config.labels.items())
     return texts.HELP.format(prefix=config.command_prefix, approve=config.permissions.approve,
                              trigger=config.permissions.trigger, labels=labels)
 

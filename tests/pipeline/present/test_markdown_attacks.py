@@ -129,3 +129,14 @@ def test_annotations_are_plain_one_line_titles_within_githubs_limits():
 
 def test_defusal_uses_an_invisible_character():
     assert ZWSP == "\u200b"
+
+
+def test_help_shows_hostile_label_names_as_code():
+    from app.domain.config import load_default
+
+    config = load_default()
+    rule = next(iter(config.labels.values()))
+    config = config.model_copy(update={"labels": {"x`@alice #2": rule}})
+    text = render.help_text(config)
+    labels = next(line for line in text.split("\n") if line.startswith("Labels:"))
+    assert _live(labels) == [] and "`` x`@\u200balice #\u200b2 ``" in labels
