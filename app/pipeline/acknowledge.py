@@ -11,6 +11,7 @@ import logging
 from app.pipeline.present import render, texts
 from app.domain.config import BotConfig
 from app.domain.job import Job, JobState, RunSettings
+from app.domain.untrusted import code_span
 from app.agent.boundary.workspace import branch_name
 from app.pipeline.admit import Admission, admit, resolve_model, unauthorized_text
 from app.pipeline.context import JobContext
@@ -85,7 +86,7 @@ async def _pull_request_branch(ctx: JobContext) -> bool:
     head = pull["head"]
     head_repo = (head.get("repo") or {}).get("full_name")
     if head_repo != job.repo:
-        body = texts.FORK_REFUSED.format(head=f"`{head.get('label') or head_repo}`")
+        body = texts.FORK_REFUSED.format(head=code_span(str(head.get("label") or head_repo)))
         await ctx.github.comment(job.issue_number, f"@{job.requester} {body}")
         ctx.update("rejected", to=JobState.REJECTED, reason=f"pull request from a fork ({head_repo})")
         return False

@@ -10,7 +10,7 @@ import gidgethub
 
 from app.agent.boundary import changeset, workspace
 from app.domain.job import Outcome
-from app.domain.untrusted import defuse_mentions
+from app.domain.untrusted import defuse
 from app.pipeline.context import JobContext
 from app.pipeline.outcome import AgentRun, ended, finish
 from app.pipeline.present import render, texts
@@ -28,7 +28,7 @@ class ChangeFlow:
 
     async def conclude(self, ctx: JobContext, run: AgentRun) -> None:
         """The agent finished: ask its question, or publish what it changed."""
-        summary = defuse_mentions(run.text)  # goes into the PR, the commit, the check run, a question
+        summary = defuse(run.text)  # goes into the PR, the commit, the check run, a question
         question = parse_question(summary)
         if question is not None:
             await ask(ctx, run.reporter, question)  # the workspace and the session stay for the answer

@@ -7,7 +7,7 @@ import logging
 import gidgethub
 
 from app.domain.job import Job, JobState
-from app.domain.untrusted import defuse_mentions
+from app.domain.untrusted import defuse
 from app.pipeline.present import texts
 from app.pipeline.context import JobContext
 
@@ -18,7 +18,7 @@ def describe(exc: BaseException, job_id: str) -> str:
     """What people are told. GitHub's own answer is theirs to see; an internal error's text is not (it
     names host paths and settings, or what the agent chose): it stays in the service log."""
     if isinstance(exc, gidgethub.HTTPException):
-        return defuse_mentions(f"GitHub answered {int(exc.status_code)}: {exc}"[:1000])
+        return defuse(f"GitHub answered {int(exc.status_code)}: {exc}"[:1000])
     return texts.INTERNAL_ERROR.format(kind=type(exc).__name__, job_id=job_id)
 
 

@@ -11,7 +11,7 @@ from app.agent.gateway import Usage
 from app.agent.sandbox import SandboxResult
 from app.agent.boundary.workspace import Workspace
 from app.domain.job import Figures, JobState, Outcome
-from app.domain.untrusted import defuse_mentions
+from app.domain.untrusted import code_span, defuse, one_line
 from app.pipeline.context import JobContext
 from app.pipeline.present import texts
 from app.pipeline.progress import ProgressReporter
@@ -44,19 +44,24 @@ def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, ove
     if over_quota:
         return ended(ctx, "workspace_quota", why=over_quota)
     if result is None:
-        stderr = defuse_mentions(sandbox.stderr_tail.strip()[-300:]) or "nothing on stderr"
-        return ended(ctx, "agent_error", detail=f"exit code {sandbox.exit_code}, no result; {stderr}")
+        return ended(ctx, "agent_error", detail=stderr_detail(sandbox.exit_code, sandbox.stderr_tail))
     if result.ok:
         return None
     subtype = result.subtype or ""
-    summary = defuse_mentions(result.result or "")
+    summary = defuse(result.result or "")
     if subtype == "error_max_turns":
         return ended(ctx, "max_turns", summary=summary)
     if "budget" in subtype:
         return ended(ctx, "budget", summary=summary)
     if result.api_error_status:
         return ended(ctx, "model_error", summary=summary, detail=f"HTTP {result.api_error_status}")
-    return ended(ctx, "agent_error", summary=summary, detail=subtype or "is_error")
+    return ended(ctx, "agent_error", summary=summary, detail=code_span(one_line(subtype, 100)) if subtype else "is_error")
+
+
+def stderr_detail(exit_code: int | None, stderr_tail: str) -> str:
+    """The end of what the agent's process printed on stderr (untrusted): one line in one code span."""
+    tail = one_line(stderr_tail, 10_000)[-300:]
+    return f"exit code {exit_code}, no result; " + (code_span(tail) if tail else "nothing on stderr")
 
 
 def figures(result: Result | None, usage: Usage | None, started: float) -> Figures:

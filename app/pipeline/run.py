@@ -19,7 +19,7 @@ from app.agent.claude.events import Result, SystemInit, describe_activity, parse
 from app.agent.gateway import ModelGateway, Usage
 from app.agent.sandbox import SandboxResult, SandboxSpec, run_sandbox
 from app.domain.job import JobState
-from app.domain.untrusted import defuse_mentions
+from app.domain.untrusted import defuse
 from app.pipeline.acknowledge import create_check_run
 from app.pipeline.change import ChangeFlow
 from app.pipeline.context import JobContext
@@ -57,7 +57,7 @@ class Transcript:
             return
         activity = describe_activity(event, cwd="/workspace")
         if activity:
-            self.reporter.activity(defuse_mentions(activity))
+            self.reporter.activity(defuse(activity))
 
 
 class Flow(Protocol):

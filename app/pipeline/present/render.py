@@ -9,10 +9,8 @@ from typing import Any
 from app.pipeline.present import texts
 from app.domain.intents import Command
 from app.domain.job import Figures, Job, JobState, Outcome, external_id
-from app.domain.untrusted import code_span
-
-# GitHub's limit on a check run's output.summary and a comment's body is 65535 characters.
-MAX_TEXT = 65_000
+from app.domain.untrusted import (MAX_CHECK_TEXT, MAX_CHECK_TITLE, MAX_COMMENT, block_quote, cap, code_span, defuse,
+                                  markdown_block, one_line, table_cell)
 
 
 @dataclass
@@ -24,8 +22,13 @@ class Progress:
     activity: list[str] = field(default_factory=list)
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 20] + "\n\n…(truncated)"
+CUT = "…(cut here: GitHub takes no more; {where})"
+ON_THE_JOB_PAGE = "the full text is on the job's details page"
+
+
+def _clip(text: str, limit: int = MAX_CHECK_TEXT, where: str = ON_THE_JOB_PAGE) -> str:
+    """A body within GitHub's limit (app/domain/untrusted.py cites them), saying where the rest is."""
+    return cap(text, limit, CUT.format(where=where))
 
 
 def _promise(job: Job, prefix: str) -> str:
@@ -46,7 +49,7 @@ def _checklist(progress: Progress) -> str:
 def _activity(progress: Progress) -> str:
     if not progress.activity:
         return ""
-    lines = "\n".join(f"- {line}" for line in progress.activity[-ACTIVITY_LINES:])
+    lines = "\n".join(f"- {defuse(one_line(line, 1_000))}" for line in progress.activity[-ACTIVITY_LINES:])
     return f"\n\n**Latest activity**\n\n{lines}\n"
 
 
@@ -85,23 +88,22 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def _tracking_comment(job: Job, prefix: str, public_url: str, steps: str) -> str:
-    return _clip(
-        texts.TRACKING_COMMENT.format(
-            marker=texts.TRACKING_MARKER.format(job_id=job.id),
-            worker=job.worker,
-            headline=texts.STATE_HEADLINE[job.state.value],
-            requester=job.requester,
-            level=job.level,
-            model=job.model,
-            reason=f"\n{job.reason}\n" if job.reason and job.outcome is None else "",
-            steps=steps,
-            promise="" if job.terminal else _promise(job, prefix),
-            next_step=texts.FOOTER_DONE.format(prefix=prefix) if job.terminal else texts.FOOTER_ACTIVE.format(prefix=prefix),
-            job_id=job.id,
-            details_url=details_url(public_url, job),
-            prefix=prefix,
-        )
-    )
+    where = f"the full text is on the job's page: {details_url(public_url, job)}"
+    return _clip(where=where, limit=MAX_COMMENT, text=texts.TRACKING_COMMENT.format(
+        marker=texts.TRACKING_MARKER.format(job_id=job.id),
+        worker=job.worker,
+        headline=texts.STATE_HEADLINE[job.state.value],
+        requester=job.requester,
+        level=job.level,
+        model=job.model,
+        reason=f"\n{job.reason}\n" if job.reason and job.outcome is None else "",
+        steps=steps,
+        promise="" if job.terminal else _promise(job, prefix),
+        next_step=texts.FOOTER_DONE.format(prefix=prefix) if job.terminal else texts.FOOTER_ACTIVE.format(prefix=prefix),
+        job_id=job.id,
+        details_url=details_url(public_url, job),
+        prefix=prefix,
+    ))
 
 
 def buttons(job: Job) -> list[dict[str, str]]:
@@ -168,7 +170,12 @@ def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any
 
 
 def config_problems(problems: list[str]) -> str:
-    return "\n".join(f"- `{p.split(': ', 1)[0]}`: {p.split(': ', 1)[1]}" if ": " in p else f"- {p}" for p in problems)
+    """The problems in a repository's config (its keys and values are the repository's: untrusted), one
+    list item each: the key in a code span, the message on one line."""
+    def item(problem: str) -> str:
+        where, _, what = problem.partition(": ")
+        return f"- {code_span(where)}: {defuse(one_line(what, 1_000))}" if what else f"- {defuse(one_line(where, 1_000))}"
+    return "\n".join(item(p) for p in problems[:50])
 
 
 def check_run_progress(job: Job, progress: Progress) -> dict[str, Any]:
@@ -188,12 +195,13 @@ def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
     assert outcome is not None
     summary = _outcome_block(outcome) + "\n\n" + _checklist(progress) + "\n" + _activity(progress)
     if outcome.summary:
-        summary += "\n**Claude Code's summary**\n\n" + outcome.summary
+        summary += "\n**Claude Code's summary**\n\n" + markdown_block(outcome.summary)
     return {
         "status": "completed",
         "conclusion": outcome.conclusion,
         "actions": buttons(job),
-        "output": {"title": outcome.title, "summary": _clip(summary), **annotations_batch(outcome, 0)},
+        "output": {"title": one_line(outcome.title, MAX_CHECK_TITLE), "summary": _clip(summary),
+                   **annotations_batch(outcome, 0)},
     }
 
 
@@ -228,11 +236,11 @@ def check_run_waiting(job: Job, progress: Progress) -> dict[str, Any]:
 
 
 def quote(text: str) -> str:
-    return "\n".join(f"> {line}" for line in text.strip().splitlines()) or "> (empty)"
+    return block_quote(text)
 
 
 def help_text(config: Any) -> str:
-    labels = ", ".join(f"`{label}` ({rule.worker}, {rule.level})" for label, rule in config.labels.items())
+    labels = ", ".join(f"{code_span(label)} ({rule.worker}, {rule.level})" for label, rule in config.labels.items())
     return texts.HELP.format(prefix=config.command_prefix, approve=config.permissions.approve,
                              trigger=config.permissions.trigger, labels=labels)
 
@@ -243,22 +251,20 @@ def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:
         files += f"\n- … and {len(outcome.files) - 100} more"
     f = outcome.figures
     closes = f"Closes #{job.issue_number}" if not job.is_pull_request else f"For #{job.issue_number}"
-    return _clip(
-        texts.PR_BODY.format(
-            closes=closes,
-            summary=outcome.summary or "(Claude Code gave no summary.)",
-            files=files,
-            worker=job.worker,
-            level=job.level,
-            requester=job.requester,
-            model=job.model,
-            turns=f.turns if f.turns is not None else "–",
-            input_tokens=f"{f.input_tokens:,}",
-            output_tokens=f"{f.output_tokens:,}",
-            cost=f"${f.cost_usd:.2f}" if f.cost_usd is not None else "–",
-            duration=format_duration(f.duration_s),
-            draft_note=(texts.PR_DRAFT_NOTE.format(level=job.level) + texts.CI_SKIPPED_NOTE.format(level=job.level) + "\n\n"
-                        if job.level != "autonomous" else ""),
-            check_url=check_url,
-        )
-    )
+    return _clip(limit=MAX_COMMENT, where=f"the check run has the rest: {check_url}", text=texts.PR_BODY.format(
+        closes=closes,
+        summary=markdown_block(outcome.summary) if outcome.summary else "(Claude Code gave no summary.)",
+        files=files,
+        worker=table_cell(str(job.worker)),
+        level=table_cell(str(job.level)),
+        requester=job.requester,
+        model=table_cell(code_span(str(job.model or ""))),
+        turns=f.turns if f.turns is not None else "–",
+        input_tokens=f"{f.input_tokens:,}",
+        output_tokens=f"{f.output_tokens:,}",
+        cost=f"${f.cost_usd:.2f}" if f.cost_usd is not None else "–",
+        duration=format_duration(f.duration_s),
+        draft_note=(texts.PR_DRAFT_NOTE.format(level=job.level) + texts.CI_SKIPPED_NOTE.format(level=job.level) + "\n\n"
+                    if job.level != "autonomous" else ""),
+        check_url=check_url,
+    ))

@@ -111,7 +111,7 @@ PR_BODY = """{closes}
 |---|---|
 | Worker | {worker} ({level}) |
 | Requested by | @{requester} |
-| Model | `{model}` |
+| Model | {model} |
 | Turns | {turns} |
 | Tokens | {input_tokens} in / {output_tokens} out |
 | Cost | {cost} |

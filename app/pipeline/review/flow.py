@@ -4,7 +4,7 @@ its report becomes one PR review and the check run's annotations."""
 from __future__ import annotations
 
 from app.domain.job import Outcome
-from app.domain.untrusted import defuse_mentions
+from app.domain.untrusted import defuse
 from app.pipeline.context import JobContext
 from app.pipeline.outcome import AgentRun, ended, finish
 from app.pipeline.present import render, texts
@@ -41,7 +41,7 @@ class ReviewFlow:
         outcome = Outcome(
             conclusion=review_conclusion(report),
             title=texts.OUTCOME["reviewed"].format(pr_number=job.issue_number, findings=findings),
-            summary=defuse_mentions(report.summary), files=sorted({f.path for f in report.findings}),
+            summary=defuse(report.summary), files=sorted({f.path for f in report.findings}),
             figures=run.stats, pr_number=job.issue_number, pr_url=published.html_url,
             annotations=check_annotations(report),
         )

@@ -9,26 +9,27 @@ from typing import Any
 import gidgethub
 from pydantic import BaseModel
 
-from app.domain.untrusted import defuse_mentions
+from app.domain.untrusted import (MAX_ANNOTATION_MESSAGE, MAX_ANNOTATION_TITLE, MAX_COMMENT, cap, cap_plain, code_span,
+                                  defuse, list_item, markdown_block, one_line)
 from app.github.ops import RepoOps
 from app.pipeline.review.diff import commentable_lines
 from app.pipeline.review.report import Finding, ReviewReport
 
-MAX_BODY_CHARS = 60_000  # GitHub refuses a review body over 65,536 characters
-MAX_TITLE_CHARS = 255  # check-run annotation title
+MAX_BODY_CHARS = 60_000  # the findings listed in the body; GitHub refuses a review body over 65,536 (MAX_COMMENT)
+MAX_TITLE_CHARS = MAX_ANNOTATION_TITLE
+CUT = "…(cut here: GitHub takes no more; every finding is an annotation on the check run)"
 
-
-_defuse = defuse_mentions  # the agent read untrusted code: what it writes must not ping anyone
+_defuse = defuse  # the agent read untrusted code: what it writes must not ping anyone nor backlink an issue
 
 
 def _list_item(finding: Finding) -> str:
-    message = _defuse(finding.message).replace("\n", "\n  ")
-    return f"- **{finding.severity}** `{finding.path}:{finding.line}`: {message}"
+    """One finding as one list item: its path in a code span, its message unable to leave the item."""
+    return f"- **{finding.severity}** {code_span(f'{finding.path}:{finding.line}')}: {list_item(finding.message)}"
 
 
 def review_body(report: ReviewReport, outside_diff: list[Finding]) -> str:
     """The review's main text: the summary, then the findings that could not be placed inline."""
-    summary = _defuse(report.summary) if report.summary else ""
+    summary = markdown_block(report.summary) if report.summary else ""
     if not summary:
         summary = "No findings." if not report.findings else "Review findings below."
     parts = [summary]
@@ -48,13 +49,12 @@ def review_body(report: ReviewReport, outside_diff: list[Finding]) -> str:
             items.append(item)
             used += len(item) + 1
         parts.append("\n".join(items))
-    return "\n\n".join(parts)
+    return cap("\n\n".join(parts), MAX_COMMENT, CUT)
 
 
 def _title(finding: Finding) -> str:
-    first = finding.message.splitlines()[0].strip() if finding.message else ""
-    title = f"{finding.severity}: {first}" if first else finding.severity
-    return title if len(title) <= MAX_TITLE_CHARS else title[: MAX_TITLE_CHARS - 1] + "…"
+    first = one_line(finding.message.splitlines()[0], MAX_TITLE_CHARS) if finding.message.strip() else ""
+    return one_line(f"{finding.severity}: {first}" if first else finding.severity, MAX_TITLE_CHARS)
 
 
 def check_annotations(report: ReviewReport) -> list[dict]:
@@ -65,11 +65,15 @@ def check_annotations(report: ReviewReport) -> list[dict]:
             "start_line": f.line,
             "end_line": f.line,
             "annotation_level": f.severity,
-            "message": f.message,
+            "message": cap_plain(f.message, MAX_ANNOTATION_MESSAGE),  # plain text: GitHub shows it as it is
             "title": _title(f),
         }
         for f in report.findings
     ]
+
+
+def _inline_body(finding: Finding) -> str:
+    return cap(f"**{finding.severity}**: {_defuse(finding.message)}", MAX_COMMENT, CUT)
 
 
 def review_conclusion(report: ReviewReport) -> str:
@@ -102,7 +106,7 @@ async def publish_review(github: RepoOps, *, pull_number: int, commit_sha: str, 
         data: dict[str, Any] = {"commit_id": commit_sha, "event": "COMMENT", "body": review_body(report, outside)}
         if inline:
             data["comments"] = [
-                {"path": f.path, "line": f.line, "side": "RIGHT", "body": f"**{f.severity}**: {_defuse(f.message)}"}
+                {"path": f.path, "line": f.line, "side": "RIGHT", "body": _inline_body(f)}
                 for f in inline
             ]
         return data
