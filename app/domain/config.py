@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
+# The deepest the config itself goes is 4; PyYAML composes nodes recursively, so a few KiB of `[[[[`
+# would otherwise end in RecursionError instead of a message.
+MAX_YAML_DEPTH = 32
 # Keys a repository may not set: routing reads them before any repository file is loaded.
 SERVICE_ONLY_KEYS = ("command_prefix", "label_prefix")
 
@@ -142,13 +145,24 @@ class ConfigError(Exception):
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """Refuses anchors/aliases: a few hostile lines of them can expand to gigabytes."""
+    """Refuses anchors/aliases (a few hostile lines of them can expand to gigabytes) and nesting
+    deeper than MAX_YAML_DEPTH (composing recurses once per level)."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed", problem_mark=event.start_mark)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                       problem_mark=event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:

@@ -226,3 +226,14 @@ async def test_job_survives_a_restart_and_is_acknowledged_after_it(github, tmp_p
         await second.settle()
         assert second.job(job_id).state is JobState.ACKNOWLEDGED
     assert len(github.check_runs_for(REPO)) == 1
+
+
+async def test_deeply_nested_repository_config_is_reported_as_invalid(bot, github):
+    github.push_files(REPO, "main", {".github/agentvine.yml": "[" * 10_000 + "]" * 10_000})
+    issue = github.add_issue(REPO, title="x", user="alice")
+    answer = await bot.label(issue["number"], "agentvine:bugfix")
+    await bot.settle()
+    job = bot.job(answer["jobs"][0])
+    assert job.state is JobState.FAILED and job.conclusion == "failure"
+    (comment,) = bot_comments(github, issue["number"])
+    assert "invalid YAML: nested more than 32 levels deep" in comment["body"]
