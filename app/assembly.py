@@ -46,11 +46,17 @@ def open_store(settings: Settings) -> JobStore:
     return SQLiteJobStore(settings.database_path)  # opening migrates
 
 
+def load_service_config(settings: Settings) -> BotConfig:
+    """The shipped defaults (or the file AGENTVINE_BOT_CONFIG names). ConfigError if they are invalid or
+    beyond one of the operator's ceilings: every job without a file of its own would run with them."""
+    return load_default(settings.bot_config, settings.ceilings)
+
+
 def build_worker(settings: Settings, store: JobStore | None = None, config: BotConfig | None = None, *,
                  poll_interval: float = IN_PROCESS_POLL_S) -> Worker:
     """The worker over `store` (opened from the settings if not given) with `config` (the shipped defaults,
     or the file AGENTVINE_BOT_CONFIG names, if not given). `worker.stop()` leaves the store open."""
-    return Worker(settings, store or open_store(settings), config or load_default(settings.bot_config),
+    return Worker(settings, store or open_store(settings), config or load_service_config(settings),
                   poll_interval=poll_interval)
 
 

@@ -9,7 +9,8 @@ import sys
 from aiohttp import web
 
 from app.agent.sandbox import __main__ as sandbox_cli
-from app.assembly import Service, make_production_app, tune_gc
+from app.assembly import Service, load_service_config, make_production_app, tune_gc
+from app.domain.config import ConfigError
 from app.observability import init_sentry
 from app.settings import Settings
 
@@ -20,6 +21,13 @@ def _serve(args: argparse.Namespace) -> int:
     if missing:
         print("agentvine serve: cannot start, these settings are missing: " + ", ".join(missing), file=sys.stderr)
         print("See README.md, 'Settings'. To try AgentVine without a GitHub App, run: agentvine demo", file=sys.stderr)
+        return 2
+    try:
+        load_service_config(settings)
+    except ConfigError as exc:
+        print(f"agentvine serve: cannot start, {exc.source} cannot be used:", file=sys.stderr)
+        print("\n".join(f"  {problem}" for problem in exc.problems), file=sys.stderr)
+        print("See docs/configuration.md ('Ceilings' for a value above the operator's).", file=sys.stderr)
         return 2
     init_sentry(settings)
     tune_gc()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.agent.boundary.hostgit import DEFAULT_GIT_USER
 from app.agent.sandbox.recipe import DEFAULT_IMAGE
+from app.domain.config import Ceilings, Permission
+
+_CEILINGS = Ceilings()  # their defaults, kept in one place
 
 
 class Settings(BaseSettings):
@@ -50,6 +53,35 @@ class Settings(BaseSettings):
     git_user: str = Field(default=DEFAULT_GIT_USER, pattern=r"^[0-9]+(:[0-9]+)?$")
     # auto: each job gets its own loop-mounted filesystem (the quota) where root and loop devices allow.
     workspace_disk: Literal["auto", "loop", "dir"] = "auto"
+
+    # The operator's ceilings over every repository's .github/agentvine.yml (app/domain/config.py,
+    # Ceilings; docs/configuration.md, "Ceilings"). Checked against the defaults at start-up too.
+    min_trigger_permission: Permission = _CEILINGS.min_trigger_permission
+    min_approve_permission: Permission = _CEILINGS.min_approve_permission
+    max_memory: str = _CEILINGS.max_memory
+    max_cpus: float = _CEILINGS.max_cpus
+    max_pids: int = _CEILINGS.max_pids
+    max_minutes: float = _CEILINGS.max_minutes
+    max_turns: int = _CEILINGS.max_turns
+    max_cost_usd: float = _CEILINGS.max_cost_usd
+    allowed_models: Annotated[tuple[str, ...], NoDecode] = _CEILINGS.allowed_models  # comma-separated
+    max_question_hours: float = _CEILINGS.max_question_hours
+    max_workspace_mb: int = _CEILINGS.max_workspace_mb
+    max_workspace_files: int = _CEILINGS.max_workspace_files
+    max_file_mb: int = _CEILINGS.max_file_mb
+    max_changed_files: int = _CEILINGS.max_changed_files
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return tuple(name.strip() for name in value.split(",") if name.strip()) if isinstance(value, str) else value
+
+    def model_post_init(self, _context: Any) -> None:
+        _ = self.ceilings  # a ceiling that makes no sense (AGENTVINE_MAX_CPUS=0) fails here, at start, named
+
+    @property
+    def ceilings(self) -> Ceilings:
+        return Ceilings(**{name: getattr(self, name) for name in Ceilings.model_fields})
 
     @property
     def database_path(self) -> Path:

@@ -81,3 +81,33 @@ async def test_serve_runs_web_and_worker_processes_and_stops_cleanly(tmp_path):
         assert code == 0, stderr
         await wait_for(lambda: asyncio.sleep(0, not process_exists(worker_pid)), timeout=10)
         github.assert_no_violations()
+
+
+def test_serve_refuses_to_start_when_the_shipped_defaults_are_above_a_ceiling(monkeypatch, tmp_path, capsys):
+    from app.cli import main
+
+    for name, value in {"APP_ID": "1", "PRIVATE_KEY": "pem", "WEBHOOK_SECRET": SECRET, "DATA_DIR": str(tmp_path),
+                        "MAX_TURNS": "10", "ALLOWED_MODELS": "claude-sonnet-4-5"}.items():
+        monkeypatch.setenv(f"AGENTVINE_{name}", value)
+
+    def never_served(*_args, **_kwargs):
+        raise AssertionError("started serving")
+
+    monkeypatch.setattr("app.cli.web.run_app", never_served)
+    assert main(["serve", "--port", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "agentvine serve: cannot start" in err and "default.yml" in err
+    assert "workers.feature.max_turns: 40 is above the operator's ceiling of 10 (AGENTVINE_MAX_TURNS)" in err
+    assert "workers.docs.model: claude-haiku-4-5 is not one of the operator's allowed models" in err
+    assert "seniority.agentvine:principal.model: claude-opus-4-1" in err
+
+
+def test_a_worker_is_never_built_over_defaults_above_a_ceiling(tmp_path):
+    import pytest
+
+    from app.assembly import build_worker
+    from app.domain.config import ConfigError
+    from app.settings import Settings
+
+    with pytest.raises(ConfigError, match="AGENTVINE_MAX_CPUS"):
+        build_worker(Settings(data_dir=tmp_path, max_cpus=0.5))

@@ -7,6 +7,8 @@ file; nothing falls back silently to a default."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -17,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
+# The deepest the config itself goes is 4; PyYAML composes nodes recursively, so a few KiB of `[[[[`
+# would otherwise end in RecursionError instead of a message.
+MAX_YAML_DEPTH = 32
 # Keys a repository may not set: routing reads them before any repository file is loaded.
 SERVICE_ONLY_KEYS = ("command_prefix", "label_prefix")
 
@@ -38,6 +43,7 @@ Permission = Literal["read", "triage", "write", "maintain", "admin"]
 Level = Literal["autonomous", "supervised", "human-required"]
 WorkerName = Literal["feature", "bugfix", "test", "docs", "refactor", "review"]
 PERMISSION_ORDER: tuple[str, ...] = ("none", "read", "triage", "write", "maintain", "admin")
+MemorySize = Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]$")]  # Docker's units: 1k = 1024 bytes
 _SHIPPED_PROMPT = re.compile(r"^prompts/[a-z0-9_-]+\.md$")
 
 
@@ -80,7 +86,7 @@ class Questions(_Strict):
 
 
 class SandboxLimits(_Strict):
-    memory: Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]$")]
+    memory: MemorySize
     cpus: Annotated[float, Field(gt=0, le=16)]
     pids: Annotated[int, Field(ge=16, le=65536)]
 
@@ -142,13 +148,24 @@ class ConfigError(Exception):
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """Refuses anchors/aliases: a few hostile lines of them can expand to gigabytes."""
+    """Refuses anchors/aliases (a few hostile lines of them can expand to gigabytes) and nesting
+    deeper than MAX_YAML_DEPTH (composing recurses once per level)."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed", problem_mark=event.start_mark)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                       problem_mark=event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
@@ -197,21 +214,115 @@ def _default_data(path: Path) -> dict[str, Any]:
     return parse_yaml(path.read_text(), str(path))
 
 
-def load_default(path: Path | None = None) -> BotConfig:
+def load_default(path: Path | None = None, ceilings: Ceilings | None = None) -> BotConfig:
+    """The service's defaults; with `ceilings`, a ConfigError too when they are beyond one (start-up)."""
     path = path or DEFAULT_BOT_CONFIG_DIR / "default.yml"
-    return validate(_default_data(path), str(path))
+    config = validate(_default_data(path), str(path))
+    return ceilings.enforce(config, str(path)) if ceilings is not None else config
 
 
-def merge_repo_config(text: str, default_path: Path | None = None) -> BotConfig:
-    """The configuration for a repository whose .github/agentvine.yml holds `text`."""
+def merge_repo_config(text: str, default_path: Path | None = None, ceilings: Ceilings | None = None) -> BotConfig:
+    """The configuration for a repository whose .github/agentvine.yml holds `text`, within
+    `ceilings` (the operator's, from the settings; the default ceilings when not given)."""
     path = default_path or DEFAULT_BOT_CONFIG_DIR / "default.yml"
     override = parse_yaml(text, REPO_CONFIG_PATH)
     forbidden = [key for key in SERVICE_ONLY_KEYS if key in override]
     if forbidden:
         raise ConfigError(REPO_CONFIG_PATH, [f"{key}: can only be set by the AgentVine service" for key in forbidden])
-    return validate(deep_merge(_default_data(path), override), REPO_CONFIG_PATH)
+    config = validate(deep_merge(_default_data(path), override), REPO_CONFIG_PATH)
+    return (ceilings or Ceilings()).enforce(config, REPO_CONFIG_PATH)
 
 
 def permission_at_least(actual: str | None, required: str) -> bool:
     actual = actual if actual in PERMISSION_ORDER else "none"
     return PERMISSION_ORDER.index(actual) >= PERMISSION_ORDER.index(required)
+
+
+_MEMORY_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def memory_bytes(size: str) -> int:
+    return int(size[:-1]) * _MEMORY_UNITS[size[-1]]
+
+
+class Ceilings(_Strict):
+    """The operator's bounds on every repository's config: a repository may narrow any limit, never
+    widen one past these. Each field is the setting AGENTVINE_<FIELD> (app/settings.py reads them);
+    the shipped bot_config/default.yml fits within the defaults. A value beyond one is a ConfigError
+    naming both, never clamped: people should know the limit their file asked for does not hold."""
+
+    min_trigger_permission: Permission = "write"
+    min_approve_permission: Permission = "write"
+    max_memory: MemorySize = "4g"
+    max_cpus: Annotated[float, Field(gt=0)] = 2.0
+    max_pids: Annotated[int, Field(ge=16)] = 1024
+    max_minutes: Annotated[float, Field(gt=0)] = 60.0
+    max_turns: Annotated[int, Field(ge=1)] = 100
+    max_cost_usd: Annotated[float, Field(ge=0)] = 10.0
+    # Model names, or fnmatch patterns such as `claude-sonnet-*`.
+    allowed_models: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)] = (
+        "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+    max_question_hours: Annotated[float, Field(gt=0)] = 168.0
+    max_workspace_mb: Annotated[int, Field(ge=64)] = 8192
+    max_workspace_files: Annotated[int, Field(ge=100)] = 200_000
+    max_file_mb: Annotated[int, Field(ge=1)] = 100
+    max_changed_files: Annotated[int, Field(ge=1)] = 5000
+
+    def enforce(self, config: BotConfig, source: str) -> BotConfig:
+        """`config` itself, or a ConfigError naming every value beyond a ceiling."""
+        problems = self.problems(config)
+        if problems:
+            raise ConfigError(source, problems)
+        return config
+
+    def problems(self, config: BotConfig) -> list[str]:
+        found = [f"{key}: {value} is below the operator's floor of {getattr(self, field)} ({_setting(field)})"
+                 for key, value, field in _floors(config) if not permission_at_least(value, getattr(self, field))]
+        found += [f"{key}: {_shown(value)} is above the operator's ceiling of {_shown(getattr(self, field))} "
+                  f"({_setting(field)})" for key, value, field in _limited(config) if _above(value, getattr(self, field))]
+        allowed = ", ".join(self.allowed_models)
+        found += [f"{key}: {model} is not one of the operator's allowed models ({allowed}; {_setting('allowed_models')})"
+                  for key, model in _models(config) if not any(fnmatchcase(model, p) for p in self.allowed_models)]
+        return found
+
+
+def _floors(config: BotConfig) -> Iterator[tuple[str, str, str]]:
+    yield "permissions.trigger", config.permissions.trigger, "min_trigger_permission"
+    yield "permissions.approve", config.permissions.approve, "min_approve_permission"
+
+
+def _limited(config: BotConfig) -> Iterator[tuple[str, str | float, str]]:
+    """(key, value, the Ceilings field that bounds it) for every bounded value."""
+    yield "sandbox.memory", config.sandbox.memory, "max_memory"
+    yield "sandbox.cpus", config.sandbox.cpus, "max_cpus"
+    yield "sandbox.pids", config.sandbox.pids, "max_pids"
+    for name, worker in config.workers.items():
+        yield f"workers.{name}.max_turns", worker.max_turns, "max_turns"
+        yield f"workers.{name}.timeout_minutes", worker.timeout_minutes, "max_minutes"
+        yield f"workers.{name}.max_cost_usd", worker.max_cost_usd, "max_cost_usd"
+    yield "questions.expire_hours", config.questions.expire_hours, "max_question_hours"
+    yield "workspace.max_size_mb", config.workspace.max_size_mb, "max_workspace_mb"
+    yield "workspace.max_files", config.workspace.max_files, "max_workspace_files"
+    yield "workspace.max_file_mb", config.workspace.max_file_mb, "max_file_mb"
+    yield "workspace.max_changed_files", config.workspace.max_changed_files, "max_changed_files"
+
+
+def _models(config: BotConfig) -> Iterator[tuple[str, str]]:
+    for name, worker in config.workers.items():
+        yield f"workers.{name}.model", worker.model
+    for label, rule in config.seniority.items():
+        yield f"seniority.{label}.model", rule.model
+
+
+def _above(value: str | float, ceiling: str | float) -> bool:
+    if isinstance(value, str):
+        return memory_bytes(value) > memory_bytes(str(ceiling))
+    return value > float(ceiling)
+
+
+def _shown(value: str | float) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _setting(field: str) -> str:
+    return f"AGENTVINE_{field.upper()}"

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 async def acknowledge(ctx: JobContext) -> None:
     job = ctx.job
-    admission = await admit(ctx.github, job, ctx.service_config)
+    admission = await admit(ctx.github, job, ctx.service_config, ctx.settings.ceilings)
     if admission.rule is None:
         ctx.update("rejected", to=JobState.REJECTED, reason=f"label {job.trigger.label!r} is not mapped")
         return

@@ -11,6 +11,7 @@ from app.domain.config import (
     MAX_REPO_CONFIG_BYTES,
     REPO_CONFIG_PATH,
     BotConfig,
+    Ceilings,
     ConfigError,
     LabelRule,
     merge_repo_config,
@@ -20,8 +21,9 @@ from app.github.ops import RepoOps
 from app.domain.job import Job
 
 
-async def load_repo_config(github: RepoOps, job: Job, defaults: BotConfig) -> BotConfig:
-    """The repository's config merged over the defaults; raises ConfigError for a bad file."""
+async def load_repo_config(github: RepoOps, job: Job, defaults: BotConfig, ceilings: Ceilings) -> BotConfig:
+    """The repository's config merged over the defaults; raises ConfigError for a bad file, or for
+    one that asks for more than the operator's `ceilings` allow."""
     item = await github.file(REPO_CONFIG_PATH, job.default_branch)
     if item is None:
         return defaults
@@ -33,7 +35,7 @@ async def load_repo_config(github: RepoOps, job: Job, defaults: BotConfig) -> Bo
         text = base64.b64decode(item.get("content") or "").decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         raise ConfigError(REPO_CONFIG_PATH, ["is not UTF-8 text"]) from None
-    return merge_repo_config(text)
+    return merge_repo_config(text, ceilings=ceilings)
 
 
 def resolve_rule(job: Job, config: BotConfig) -> LabelRule | None:
@@ -66,10 +68,10 @@ class Admission:
         return permission_at_least(self.permission, self.required)
 
 
-async def admit(github: RepoOps, job: Job, defaults: BotConfig) -> Admission:
+async def admit(github: RepoOps, job: Job, defaults: BotConfig, ceilings: Ceilings) -> Admission:
     admission = Admission()
     try:
-        admission.config = await load_repo_config(github, job, defaults)
+        admission.config = await load_repo_config(github, job, defaults, ceilings)
     except ConfigError as exc:
         admission.config_error = exc
     effective = admission.config or defaults  # a broken file still needs someone allowed to hear about it

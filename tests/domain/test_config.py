@@ -71,3 +71,33 @@ def test_service_settings_of_the_workspace_are_validated_at_start(env, value):
 
     with pytest.raises(ValidationError, match=env):
         Settings(**{env: value})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 10_000 + "]" * 10_000,  # flow sequences
+        "a: " + "{a: " * 5_000 + "1" + "}" * 5_000,  # flow mappings
+        "- " * 10_000 + "x",  # block sequences on one line
+        "".join(" " * depth + "a:\n" for depth in range(355)),  # block mappings (63,900 bytes)
+    ],
+    ids=["lists", "mappings", "block-lists", "block-mappings"],
+)
+def test_deeply_nested_yaml_is_a_config_error_not_a_recursion_error(text):
+    with pytest.raises(ConfigError) as info:
+        merge_repo_config(text)
+    (problem,) = info.value.problems
+    assert "invalid YAML: nested more than 32 levels deep" in problem, problem
+    assert problem.startswith("line ")
+
+
+def test_the_size_limit_applies_before_the_depth_is_looked_at():
+    with pytest.raises(ConfigError) as info:
+        merge_repo_config("[" * 40_000 + "]" * 40_000)
+    assert info.value.problems == ["file is larger than 64 KiB"]
+
+
+def test_nesting_within_the_depth_limit_is_validated_as_usual():
+    with pytest.raises(ConfigError) as info:
+        merge_repo_config("extra: " + "[" * 30 + "]" * 30)
+    assert info.value.problems == ["extra: Extra inputs are not permitted"]

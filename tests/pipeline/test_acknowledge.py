@@ -226,3 +226,45 @@ async def test_job_survives_a_restart_and_is_acknowledged_after_it(github, tmp_p
         await second.settle()
         assert second.job(job_id).state is JobState.ACKNOWLEDGED
     assert len(github.check_runs_for(REPO)) == 1
+
+
+async def test_repository_config_cannot_widen_the_operators_limits(bot, github):
+    # A public repository's own file, pushed by someone with write access, must not let readers start runs.
+    github.push_files(REPO, "main", {".github/agentvine.yml": (
+        "permissions: {trigger: read}\nsandbox: {memory: 64g}\nworkers: {bugfix: {timeout_minutes: 360}}\n")})
+    issue = github.add_issue(REPO, title="x", user="alice")
+    bob = await bot.label(issue["number"], "agentvine:bugfix", sender="bob")  # read access
+    alice = await bot.label(issue["number"], "agentvine:bugfix")
+    await bot.settle()
+    assert bot.job(bob["jobs"][0]).state is JobState.REJECTED  # the shipped `write` still holds
+    job = bot.job(alice["jobs"][0])
+    assert job.state is JobState.FAILED and job.conclusion == "failure"
+    comment = bot_comments(github, issue["number"])[-1]["body"]
+    for line in ("- `permissions.trigger`: read is below the operator's floor of write (AGENTVINE_MIN_TRIGGER_PERMISSION)",
+                 "- `sandbox.memory`: 64g is above the operator's ceiling of 4g (AGENTVINE_MAX_MEMORY)",
+                 "- `workers.bugfix.timeout_minutes`: 360 is above the operator's ceiling of 60 (AGENTVINE_MAX_MINUTES)"):
+        assert line in comment
+    (run,) = github.check_runs_for(REPO)
+    assert run["conclusion"] == "failure" and "AGENTVINE_MAX_MEMORY" in run["output"]["summary"]
+
+
+async def test_the_operator_may_raise_a_ceiling(github, tmp_path):
+    github.push_files(REPO, "main", {".github/agentvine.yml": "sandbox: {memory: 16g, cpus: 4}\n"})
+    issue = github.add_issue(REPO, title="x", user="alice")
+    async with running_agentvine(github, tmp_path, max_concurrent_jobs=0, max_memory="16g", max_cpus=4) as bot:
+        answer = await bot.label(issue["number"], "agentvine:bugfix")
+        await bot.settle()
+        job = bot.job(answer["jobs"][0])
+    assert job.state is JobState.ACKNOWLEDGED
+    assert (job.run.memory, job.run.cpus) == ("16g", 4)
+
+
+async def test_deeply_nested_repository_config_is_reported_as_invalid(bot, github):
+    github.push_files(REPO, "main", {".github/agentvine.yml": "[" * 10_000 + "]" * 10_000})
+    issue = github.add_issue(REPO, title="x", user="alice")
+    answer = await bot.label(issue["number"], "agentvine:bugfix")
+    await bot.settle()
+    job = bot.job(answer["jobs"][0])
+    assert job.state is JobState.FAILED and job.conclusion == "failure"
+    (comment,) = bot_comments(github, issue["number"])
+    assert "invalid YAML: nested more than 32 levels deep" in comment["body"]
