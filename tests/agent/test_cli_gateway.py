@@ -26,7 +26,7 @@ from app.agent.claude.events import (
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse
 from app.agent.gateway import ModelGateway
 
-from tests.support.model import BRIDGES, FIXTURES, UPSTREAM_KEY, CliRunner, tcp_to_unix
+from tests.support.model import BRIDGES, FIXTURES, POLICY, UPSTREAM_KEY, CliRunner, tcp_to_unix
 
 pytestmark = pytest.mark.claude
 
@@ -56,7 +56,7 @@ async def test_scripted_write_through_gateway(
         ),
         ScriptedTurn(text="Created `src/greet.py`."),
     ]
-    channel = await gateway.open_job("job-write-1")
+    channel = await gateway.open_job("job-write-1", POLICY)
     started = time.monotonic()
     async with BRIDGES[bridge](channel.socket_path) as port:
         run = await cli_runner.run(
@@ -126,7 +126,7 @@ async def test_resume_continues_the_session(
         ScriptedTurn(tool_uses=[ToolUse(name="Write", input={"file_path": "FLAG", "content": "--json\n"})]),
         ScriptedTurn(text="Added --json."),
     ]
-    channel = await gateway.open_job("job-resume-1")
+    channel = await gateway.open_job("job-resume-1", POLICY)
     async with tcp_to_unix(channel.socket_path) as port:
         env = channel.claude_env(f"http://127.0.0.1:{port}")
         first = await cli_runner.run(argv_for(cli_runner, "Add a JSON flag"), env=env)
@@ -154,7 +154,7 @@ async def test_wrong_token_is_refused_and_never_reaches_upstream(
 ) -> None:
     fake, _ = fake_upstream
     fake.script = [ScriptedTurn(text="should never be played")]
-    channel = await gateway.open_job("job-badtoken")
+    channel = await gateway.open_job("job-badtoken", POLICY)
     async with tcp_to_unix(channel.socket_path) as port:
         env = channel.claude_env(f"http://127.0.0.1:{port}")
         env["ANTHROPIC_API_KEY"] = "agv-not-the-job-token"
@@ -178,7 +178,7 @@ async def test_max_turns_result(
         ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "echo one", "description": "one"})]),
         ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "echo two", "description": "two"})]),
     ]
-    channel = await gateway.open_job("job-maxturns")
+    channel = await gateway.open_job("job-maxturns", POLICY)
     async with tcp_to_unix(channel.socket_path) as port:
         run = await cli_runner.run(
             argv_for(cli_runner, "loop", max_turns=1), env=channel.claude_env(f"http://127.0.0.1:{port}")
@@ -206,7 +206,7 @@ async def test_fresh_transcript_parses_like_the_recorded_fixture(
         ScriptedTurn(tool_uses=[ToolUse(name="Read", input={"file_path": "hello.py"})]),
         ScriptedTurn(text="Created hello.py; it prints hello."),
     ]
-    channel = await gateway.open_job("job-fixture")
+    channel = await gateway.open_job("job-fixture", POLICY)
     async with tcp_to_unix(channel.socket_path) as port:
         run = await cli_runner.run(argv_for(cli_runner, "Create hello.py"),
                                    env=channel.claude_env(f"http://127.0.0.1:{port}"))
