@@ -25,6 +25,7 @@ from app.agent.claude.events import (
 )
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse
 from app.agent.gateway import ModelGateway
+from app.agent.policy import CLAUDE_CODE_BETAS, MODEL_ALIASES, ModelPolicy
 
 from tests.support.model import BRIDGES, FIXTURES, POLICY, UPSTREAM_KEY, CliRunner, tcp_to_unix
 
@@ -219,3 +220,61 @@ async def test_fresh_transcript_parses_like_the_recorded_fixture(
     assert kinds(events) == kinds(parse_line(line) for line in recorded.read_text().splitlines())
     if os.environ.get("AGENTVINE_SAVE_FIXTURES") == "1":
         recorded.write_text("".join(line + "\n" for line in run.lines))
+
+
+# The models AgentVine's shipped config uses (bot_config/default.yml), and the CLI's aliases.
+POLICY_MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1", "sonnet", "opus", "haiku"]
+
+
+@pytest.mark.parametrize("model", POLICY_MODELS)
+async def test_claude_code_fits_the_job_policy(
+    cli_runner: CliRunner, gateway: ModelGateway, fake_upstream: tuple[FakeModelAPI, str], model: str
+) -> None:
+    """Everything Claude Code sends in a run with Bash and a subagent passes the job's policy
+    (model, max_tokens, betas, fields, client tools only), so the policy is not too tight; the
+    models, betas and max_tokens it used are printed (docs/model-gateway.md has them)."""
+    fake, _ = fake_upstream
+    fake.script = [
+        ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "echo one", "description": "one"})]),
+        ScriptedTurn(tool_uses=[ToolUse(name="Agent", input={"description": "sub", "prompt": "look",
+                                                             "subagent_type": "general-purpose"})]),
+        ScriptedTurn(text="done"),
+    ]
+    fake.subagent_script = [ScriptedTurn(text="sub done")]
+    channel = await gateway.open_job("job-policy", ModelPolicy.for_job(model))
+    async with tcp_to_unix(channel.socket_path) as port:
+        run = await cli_runner.run(argv_for(cli_runner, "hi", model=model),
+                                   env=channel.claude_env(f"http://127.0.0.1:{port}"))
+    usage = await gateway.close_job("job-policy")
+    seen = {(c.body["model"], c.body["max_tokens"]) for c in fake.calls if isinstance(c.body, dict)}
+    betas = {b for c in fake.calls for b in c.headers.get("anthropic-beta", "").split(",")}
+    print(f"--model {model}: requests {sorted(seen)}, betas {sorted(betas)}")
+    assert run.returncode == 0, run.stderr
+    assert usage.refused_policy == 0 and usage.rejected == 0
+    assert usage.requests == usage.turns == 5 == len(fake.calls)  # 4 main turns and the subagent's
+    assert {m for m, _ in seen} == {MODEL_ALIASES.get(model, model)}  # one model, no small/fast one
+    assert betas <= CLAUDE_CODE_BETAS
+
+
+async def test_a_refused_request_stops_claude_code_at_once(
+    cli_runner: CliRunner, gateway: ModelGateway, fake_upstream: tuple[FakeModelAPI, str]
+) -> None:
+    """Past the budget the gateway answers 403 permission_error; with its default retries (no
+    CLAUDE_CODE_MAX_RETRIES) the CLI does not retry it: it prints the error and exits 1."""
+    fake, _ = fake_upstream
+    fake.script = [
+        ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "echo one", "description": "one"})]),
+        ScriptedTurn(text="never played"),
+    ]
+    # The fake counts ~27 kB of prompt as ~7000 input tokens: about $0.02 at claude-sonnet-4-5's price.
+    channel = await gateway.open_job("job-budget", ModelPolicy.for_job(MODEL, budget_usd=0.01))
+    async with tcp_to_unix(channel.socket_path) as port:
+        env = {k: v for k, v in channel.claude_env(f"http://127.0.0.1:{port}").items() if k != "CLAUDE_CODE_MAX_RETRIES"}
+        run = await cli_runner.run(argv_for(cli_runner, "hi"), env=env, timeout=60)
+    usage = await gateway.close_job("job-budget")
+    result = run.events[-1]
+    assert isinstance(result, Result) and result.is_error and result.api_error_status == 403
+    assert "budget" in (result.result or "")
+    assert run.returncode == 1 and run.elapsed < 20
+    assert not [e for e in run.events if isinstance(e, ApiRetry)]
+    assert len(fake.calls) == 1 and usage.turns == 1 and usage.refused_budget == 1 and usage.rejected == 1
