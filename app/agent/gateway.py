@@ -87,6 +87,7 @@ class JobChannel:
     opened_at: float = field(default_factory=time.time)
     _runner: web.AppRunner | None = field(default=None, repr=False)
     _revoked: bool = field(default=False, repr=False)
+    _in_flight: int = field(default=0, repr=False)
 
     @property
     def socket_dir(self) -> Path:
@@ -290,7 +291,14 @@ class ModelGateway:
             channel.usage.refused_policy += not refusal.budget
             log.warning("model gateway: job %s: refused %s: %s", channel.job_id, request.path, refusal.message)
             return anthropic_error(refusal.status, refusal.error_type, refusal.message)
-        return await self._forward(channel, request, body)
+        if channel._in_flight >= channel.policy.max_in_flight:
+            channel.usage.rejected += 1
+            return anthropic_error(429, "rate_limit_error", "too many requests at once for this job")
+        channel._in_flight += 1
+        try:
+            return await self._forward(channel, request, body)
+        finally:
+            channel._in_flight -= 1
 
     async def _forward(self, channel: JobChannel, request: web.Request, body: bytes) -> web.StreamResponse:
         url, headers = self._upstream_url(request), self._upstream_headers(request)

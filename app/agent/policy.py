@@ -8,7 +8,7 @@ values Claude Code sends, no content the API would fetch (URL or Files-API sourc
 budget. What Claude Code 2.1.330 sends, and how it was measured, is in docs/model-gateway.md.
 
 Everything the policy allows is configured here, in one place: MODEL_ALIASES, CLAUDE_CODE_BETAS,
-DEFAULT_MAX_TOKENS, REQUEST_FIELDS, PRICES.
+DEFAULT_MAX_TOKENS, REQUEST_FIELDS, PRICES, MAX_IN_FLIGHT.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ CLAUDE_CODE_BETAS: frozenset[str] = frozenset({
     "effort-2025-11-24",
     "thinking-display-updates-2026-08-18",
 })
+
+# Requests one job may have upstream at once. The budget is checked before each request, so
+# requests sent together could all pass it: this bounds the overshoot to MAX_IN_FLIGHT requests.
+# Claude Code's main loop sends one at a time (subagents add theirs); a request over the limit
+# gets a 429, which Claude Code retries with backoff.
+MAX_IN_FLIGHT = 4
 
 # Claude Code asks for 8192 (claude-3-5-haiku), 32000 (4.x models) or 128000 (the 5.5 models).
 DEFAULT_MAX_TOKENS = 128_000
@@ -119,6 +125,7 @@ class ModelPolicy:
     max_tokens: int = DEFAULT_MAX_TOKENS
     budget_usd: float | None = None
     betas: frozenset[str] = field(default=CLAUDE_CODE_BETAS)
+    max_in_flight: int = MAX_IN_FLIGHT
 
     @classmethod
     def for_job(cls, model: str, budget_usd: float | None = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> ModelPolicy:

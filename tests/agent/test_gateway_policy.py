@@ -4,6 +4,7 @@ Anthropic-style error and never reaches the upstream. Also the budget, counted b
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -118,3 +119,15 @@ async def test_after_the_budget_requests_are_refused_and_counted(gateway: ModelG
     usage = await gateway.close_job("job-budget")
     assert usage.refused_budget == 1 and usage.turns == 1 and usage.requests == 1
     assert usage.cost_usd == policy.cost(usage) > 0.01 and usage.model_seconds > 0
+
+
+async def test_parallel_requests_cannot_run_past_the_budget_together(gateway: ModelGateway, fake_upstream) -> None:
+    """The budget is checked before each request: many requests sent at once would all pass that
+    check. The gateway lets a job have `max_in_flight` requests at a time; the next gets a 429."""
+    fake, _ = fake_upstream
+    fake.script = [ScriptedTurn(text="slow", delay_seconds=0.5) for _ in range(10)]
+    policy = ModelPolicy.for_job("claude-sonnet-4-5", budget_usd=0.01)
+    channel = await gateway.open_job("job-parallel", policy)
+    statuses = [s for s, _, _ in await asyncio.gather(*(post(channel.socket_path, channel.token) for _ in range(10)))]
+    assert sorted(statuses) == [200] * policy.max_in_flight + [429] * (10 - policy.max_in_flight)
+    assert len(fake.calls) == policy.max_in_flight and channel.usage.rejected == 10 - policy.max_in_flight
