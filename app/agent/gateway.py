@@ -2,7 +2,8 @@
 
 Each job gets its own Unix socket (mounted into the job's container) and a fresh random token.
 Claude Code in the container sends that token as its API key; the gateway checks it, swaps it for
-the real key and forwards the request to the upstream Messages API, streaming the answer back
+the real key and, if the job's policy allows it (app/agent/policy.py: model, max_tokens, fields,
+tools, betas, budget), forwards the request to the upstream Messages API, streaming the answer back
 unchanged, chunk by chunk, while it counts tokens for the job (app/agent/usage.py). When the job ends the token is
 revoked and the socket removed. The contract and the reasons are in docs/model-gateway.md.
 """
