@@ -2,7 +2,8 @@
 
 Each job gets its own Unix socket (mounted into the job's container) and a fresh random token.
 Claude Code in the container sends that token as its API key; the gateway checks it, swaps it for
-the real key and forwards the request to the upstream Messages API, streaming the answer back
+the real key and, if the job's policy allows it (app/agent/policy.py: model, max_tokens, fields,
+tools, betas, budget), forwards the request to the upstream Messages API, streaming the answer back
 unchanged, chunk by chunk, while it counts tokens for the job (app/agent/usage.py). When the job ends the token is
 revoked and the socket removed. The contract and the reasons are in docs/model-gateway.md.
 """
@@ -26,6 +27,7 @@ from aiohttp import web
 from yarl import URL
 
 from app.agent.claude.command import CLAUDE_CODE_ENV
+from app.agent.policy import ModelPolicy
 from app.agent.usage import Usage, UsageTap
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,12 @@ class JobChannel:
     job_id: str
     socket_path: Path
     token: str = field(repr=False)
+    policy: ModelPolicy
     usage: Usage = field(default_factory=Usage)
     opened_at: float = field(default_factory=time.time)
     _runner: web.AppRunner | None = field(default=None, repr=False)
     _revoked: bool = field(default=False, repr=False)
+    _in_flight: int = field(default=0, repr=False)
 
     @property
     def socket_dir(self) -> Path:
@@ -157,8 +161,9 @@ class ModelGateway:
     def open_jobs(self) -> list[str]:
         return sorted(self._jobs)
 
-    async def open_job(self, job_id: str) -> JobChannel:
-        """Start listening on `<socket_dir>/<job_id>/model.sock` with a fresh token for the job."""
+    async def open_job(self, job_id: str, policy: ModelPolicy) -> JobChannel:
+        """Start listening on `<socket_dir>/<job_id>/model.sock` with a fresh token for the job,
+        forwarding only what `policy` allows (app/agent/policy.py)."""
         if not _JOB_ID_RE.match(job_id):
             raise ValueError(f"job id {job_id!r} is not usable in a socket path")
         async with self._lock:
@@ -175,7 +180,8 @@ class ModelGateway:
             with contextlib.suppress(FileNotFoundError):
                 socket_path.unlink()  # left over by a crash
 
-            channel = JobChannel(job_id=job_id, socket_path=socket_path, token="agv-" + secrets.token_urlsafe(32))
+            channel = JobChannel(job_id=job_id, socket_path=socket_path, token="agv-" + secrets.token_urlsafe(32),
+                                 policy=policy)
             app = web.Application(client_max_size=MAX_REQUEST_BYTES)
 
             async def handle(request: web.Request) -> web.StreamResponse:
@@ -220,6 +226,7 @@ class ModelGateway:
             "model gateway: closed job %s (%d requests, %d in / %d out tokens)",
             job_id, channel.usage.requests, channel.usage.input_tokens, channel.usage.output_tokens,
         )
+        channel.usage.cost_usd = channel.policy.cost(channel.usage)
         return channel.usage.model_copy()
 
     async def close(self) -> None:
@@ -277,11 +284,27 @@ class ModelGateway:
         except web.HTTPRequestEntityTooLarge:
             channel.usage.rejected += 1
             return anthropic_error(413, "request_too_large", "Request exceeds the maximum allowed size")
-        return await self._forward(channel, request, body)
+        refusal = channel.policy.check(request.rel_url.raw_query_string, request.headers.get("anthropic-beta"),
+                                       body, channel.usage)
+        if refusal is not None:
+            channel.usage.rejected += 1
+            channel.usage.refused_budget += refusal.budget
+            channel.usage.refused_policy += not refusal.budget
+            log.warning("model gateway: job %s: refused %s: %s", channel.job_id, request.path, refusal.message)
+            return anthropic_error(refusal.status, refusal.error_type, refusal.message)
+        if channel._in_flight >= channel.policy.max_in_flight:
+            channel.usage.rejected += 1
+            return anthropic_error(429, "rate_limit_error", "too many requests at once for this job")
+        channel._in_flight += 1
+        try:
+            return await self._forward(channel, request, body)
+        finally:
+            channel._in_flight -= 1
 
     async def _forward(self, channel: JobChannel, request: web.Request, body: bytes) -> web.StreamResponse:
         url, headers = self._upstream_url(request), self._upstream_headers(request)
         channel.usage.requests += 1
+        started = time.monotonic()
         try:
             upstream = await self._client().request(
                 request.method, url, data=body, headers=headers, allow_redirects=False
@@ -293,6 +316,8 @@ class ModelGateway:
         try:
             if upstream.status >= 400:
                 channel.usage.upstream_errors += 1
+            elif request.path == "/v1/messages":
+                channel.usage.turns += 1
             response = await self._relay(channel, request, upstream)
             upstream.release()
             return response
@@ -310,6 +335,9 @@ class ModelGateway:
         except BaseException:
             upstream.close()
             raise
+        finally:
+            channel.usage.model_seconds += time.monotonic() - started
+            channel.usage.cost_usd = channel.policy.cost(channel.usage)
 
     def _upstream_url(self, request: web.Request) -> URL:
         # request.path is one of the allow-listed constants; the query (`beta=true`) goes as sent.

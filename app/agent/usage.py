@@ -28,7 +28,12 @@ class Usage(BaseModel):
     cache_read_input_tokens: int = 0
     requests: int = 0  # requests forwarded upstream
     upstream_errors: int = 0  # forwarded requests upstream answered with status >= 400
-    rejected: int = 0  # requests refused here (bad or missing token, path not allowed)
+    rejected: int = 0  # requests refused here (bad or missing token, path not allowed, policy, budget)
+    refused_policy: int = 0  # of those, refused by the job's policy (app/agent/policy.py)
+    refused_budget: int = 0  # of those, refused because the job's budget was reached
+    turns: int = 0  # /v1/messages requests upstream answered (status < 400): model turns, subagents' too
+    cost_usd: float = 0.0  # ESTIMATED from the tokens and app/agent/policy.py's PRICES
+    model_seconds: float = 0.0  # time spent waiting on the upstream, request sent to answer's end
 
     @property
     def total_tokens(self) -> int:

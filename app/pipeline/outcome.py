@@ -33,8 +33,13 @@ def ended(ctx: JobContext, key: str, *, conclusion: str = "failure", summary: st
                    summary=summary)
 
 
-def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, over_quota: str | None = None) -> Outcome | None:
-    """The outcome of a run that cannot be published, or None when the agent finished its work."""
+def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, over_quota: str | None = None,
+             *, budget_reached: bool = False) -> Outcome | None:
+    """The outcome of a run that cannot be published, or None when the agent finished its work.
+
+    `budget_reached`: the gateway refused a request for the job's budget (its own count, not what
+    the agent printed). `result` is the agent's last `result` line: untrusted, it can only make a
+    run fail, and gives the final text."""
     if sandbox.cancelled:
         return ended(ctx, "cancelled", conclusion="cancelled")
     if sandbox.timed_out:
@@ -43,6 +48,8 @@ def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, ove
         return ended(ctx, "oom")
     if over_quota:
         return ended(ctx, "workspace_quota", why=over_quota)
+    if budget_reached:
+        return ended(ctx, "budget", summary=defuse_mentions(result.result or "") if result else "")
     if result is None:
         return ended(ctx, "agent_error", detail=stderr_detail(sandbox.exit_code, sandbox.stderr_tail))
     if result.ok:
@@ -51,8 +58,6 @@ def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, ove
     summary = defuse(result.result or "")
     if subtype == "error_max_turns":
         return ended(ctx, "max_turns", summary=summary)
-    if "budget" in subtype:
-        return ended(ctx, "budget", summary=summary)
     if result.api_error_status:
         return ended(ctx, "model_error", summary=summary, detail=f"HTTP {result.api_error_status}")
     return ended(ctx, "agent_error", summary=summary, detail=code_span(one_line(subtype, 100)) if subtype else "is_error")
@@ -65,13 +70,17 @@ def stderr_detail(exit_code: int | None, stderr_tail: str) -> str:
 
 
 def figures(result: Result | None, usage: Usage | None, started: float) -> Figures:
+    """The figures people see, all from the gateway's own count (`usage`), none from the agent's
+    `result` line, which the agent can print itself (`result` is kept for the callers' sake)."""
+    if usage is None:
+        return Figures(duration_s=time.time() - started)
     return Figures(
-        turns=result.num_turns if result else None,
-        input_tokens=usage.input_tokens if usage else 0,
-        output_tokens=usage.output_tokens if usage else 0,
-        cost_usd=result.total_cost_usd if result else None,
+        turns=usage.turns,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=usage.cost_usd,
         duration_s=time.time() - started,
-        model_s=(result.duration_api_ms / 1000) if result and result.duration_api_ms is not None else None,
+        model_s=round(usage.model_seconds, 3),
     )
 
 

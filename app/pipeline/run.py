@@ -17,6 +17,7 @@ from app.agent.boundary import workspace
 from app.agent.claude.command import ClaudeOptions, build_command
 from app.agent.claude.events import Result, SystemInit, describe_activity, parse_line
 from app.agent.gateway import ModelGateway, Usage
+from app.agent.policy import ModelPolicy
 from app.agent.sandbox import SandboxResult, SandboxSpec, run_sandbox
 from app.domain.job import JobState
 from app.domain.untrusted import defuse
@@ -101,15 +102,16 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, pr
                      cancel: asyncio.Event) -> tuple[SandboxResult, Usage]:
     job = ctx.job
     assert job.run is not None and deps.gateway is not None
-    channel = await deps.gateway.open_job(job.id)
+    model = job.model or "sonnet"
+    # The gateway enforces the model and the budget itself: the agent can call it directly.
+    channel = await deps.gateway.open_job(job.id, ModelPolicy.for_job(model, budget_usd=job.run.max_cost_usd))
     try:
         command = build_command(prompt, ClaudeOptions(
-            model=job.model or "sonnet",
+            model=model,
             max_turns=job.run.max_turns,
             permission_mode="bypassPermissions",  # the container is the boundary
             allowed_tools=None,
             tools=[t for t in job.run.allowed_tools if t in KNOWN_TOOLS],
-            max_budget_usd=job.run.max_cost_usd or None,
             resume_session=job.session_id if job.answer is not None else None,
         ))
         spec = SandboxSpec(
@@ -154,7 +156,8 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         sandbox, usage = await _run_agent(ctx, deps, ws, await flow.prompt(ctx), transcript, cancel)
         ctx.update("agent_finished", log={"exit_code": sandbox.exit_code, "lines": transcript.lines},
                    session_id=transcript.session_id or ctx.job.session_id, answer=None)
-        failed = classify(ctx, sandbox, transcript.result, sandbox.stopped or ws.disk.over_quota())
+        failed = classify(ctx, sandbox, transcript.result, sandbox.stopped or ws.disk.over_quota(),
+                          budget_reached=usage.refused_budget > 0)
         if failed is not None:
             stats = figures(transcript.result, usage, started)
             await finish(ctx, reporter, failed.model_copy(update={"figures": stats}))

@@ -25,8 +25,9 @@ from app.agent.claude.events import (
 )
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse
 from app.agent.gateway import ModelGateway
+from app.agent.policy import CLAUDE_CODE_BETAS, MODEL_ALIASES, ModelPolicy
 
-from tests.support.model import BRIDGES, FIXTURES, UPSTREAM_KEY, CliRunner, tcp_to_unix
+from tests.support.model import BRIDGES, FIXTURES, POLICY, UPSTREAM_KEY, CliRunner, tcp_to_unix
 
 pytestmark = pytest.mark.claude
 
@@ -56,7 +57,7 @@ async def test_scripted_write_through_gateway(
         ),
         ScriptedTurn(text="Created `src/greet.py`."),
     ]
-    channel = await gateway.open_job("job-write-1")
+    channel = await gateway.open_job("job-write-1", POLICY)
     started = time.monotonic()
     async with BRIDGES[bridge](channel.socket_path) as port:
         run = await cli_runner.run(
@@ -126,7 +127,7 @@ async def test_resume_continues_the_session(
         ScriptedTurn(tool_uses=[ToolUse(name="Write", input={"file_path": "FLAG", "content": "--json\n"})]),
         ScriptedTurn(text="Added --json."),
     ]
-    channel = await gateway.open_job("job-resume-1")
+    channel = await gateway.open_job("job-resume-1", POLICY)
     async with tcp_to_unix(channel.socket_path) as port:
         env = channel.claude_env(f"http://127.0.0.1:{port}")
         first = await cli_runner.run(argv_for(cli_runner, "Add a JSON flag"), env=env)
@@ -154,7 +155,7 @@ async def test_wrong_token_is_refused_and_never_reaches_upstream(
 ) -> None:
     fake, _ = fake_upstream
     fake.script = [ScriptedTurn(text="should never be played")]
-    channel = await gateway.open_job("job-badtoken")
+    channel = await gateway.open_job("job-badtoken", POLICY)
     async with tcp_to_unix(channel.socket_path) as port:
         env = channel.claude_env(f"http://127.0.0.1:{port}")
         env["ANTHROPIC_API_KEY"] = "agv-not-the-job-token"
@@ -178,7 +179,7 @@ async def test_max_turns_result(
         ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "echo one", "description": "one"})]),
         ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "echo two", "description": "two"})]),
     ]
-    channel = await gateway.open_job("job-maxturns")
+    channel = await gateway.open_job("job-maxturns", POLICY)
     async with tcp_to_unix(channel.socket_path) as port:
         run = await cli_runner.run(
             argv_for(cli_runner, "loop", max_turns=1), env=channel.claude_env(f"http://127.0.0.1:{port}")
@@ -206,7 +207,7 @@ async def test_fresh_transcript_parses_like_the_recorded_fixture(
         ScriptedTurn(tool_uses=[ToolUse(name="Read", input={"file_path": "hello.py"})]),
         ScriptedTurn(text="Created hello.py; it prints hello."),
     ]
-    channel = await gateway.open_job("job-fixture")
+    channel = await gateway.open_job("job-fixture", POLICY)
     async with tcp_to_unix(channel.socket_path) as port:
         run = await cli_runner.run(argv_for(cli_runner, "Create hello.py"),
                                    env=channel.claude_env(f"http://127.0.0.1:{port}"))
@@ -219,3 +220,61 @@ async def test_fresh_transcript_parses_like_the_recorded_fixture(
     assert kinds(events) == kinds(parse_line(line) for line in recorded.read_text().splitlines())
     if os.environ.get("AGENTVINE_SAVE_FIXTURES") == "1":
         recorded.write_text("".join(line + "\n" for line in run.lines))
+
+
+# The models AgentVine's shipped config uses (bot_config/default.yml), and the CLI's aliases.
+POLICY_MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1", "sonnet", "opus", "haiku"]
+
+
+@pytest.mark.parametrize("model", POLICY_MODELS)
+async def test_claude_code_fits_the_job_policy(
+    cli_runner: CliRunner, gateway: ModelGateway, fake_upstream: tuple[FakeModelAPI, str], model: str
+) -> None:
+    """Everything Claude Code sends in a run with Bash and a subagent passes the job's policy
+    (model, max_tokens, betas, fields, client tools only), so the policy is not too tight; the
+    models, betas and max_tokens it used are printed (docs/model-gateway.md has them)."""
+    fake, _ = fake_upstream
+    fake.script = [
+        ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "echo one", "description": "one"})]),
+        ScriptedTurn(tool_uses=[ToolUse(name="Agent", input={"description": "sub", "prompt": "look",
+                                                             "subagent_type": "general-purpose"})]),
+        ScriptedTurn(text="done"),
+    ]
+    fake.subagent_script = [ScriptedTurn(text="sub done")]
+    channel = await gateway.open_job("job-policy", ModelPolicy.for_job(model))
+    async with tcp_to_unix(channel.socket_path) as port:
+        run = await cli_runner.run(argv_for(cli_runner, "hi", model=model),
+                                   env=channel.claude_env(f"http://127.0.0.1:{port}"))
+    usage = await gateway.close_job("job-policy")
+    seen = {(c.body["model"], c.body["max_tokens"]) for c in fake.calls if isinstance(c.body, dict)}
+    betas = {b for c in fake.calls for b in c.headers.get("anthropic-beta", "").split(",")}
+    print(f"--model {model}: requests {sorted(seen)}, betas {sorted(betas)}")
+    assert run.returncode == 0, run.stderr
+    assert usage.refused_policy == 0 and usage.rejected == 0
+    assert usage.requests == usage.turns == 5 == len(fake.calls)  # 4 main turns and the subagent's
+    assert {m for m, _ in seen} == {MODEL_ALIASES.get(model, model)}  # one model, no small/fast one
+    assert betas <= CLAUDE_CODE_BETAS
+
+
+async def test_a_refused_request_stops_claude_code_at_once(
+    cli_runner: CliRunner, gateway: ModelGateway, fake_upstream: tuple[FakeModelAPI, str]
+) -> None:
+    """Past the budget the gateway answers 403 permission_error; with its default retries (no
+    CLAUDE_CODE_MAX_RETRIES) the CLI does not retry it: it prints the error and exits 1."""
+    fake, _ = fake_upstream
+    fake.script = [
+        ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "echo one", "description": "one"})]),
+        ScriptedTurn(text="never played"),
+    ]
+    # The fake counts ~27 kB of prompt as ~7000 input tokens: about $0.02 at claude-sonnet-4-5's price.
+    channel = await gateway.open_job("job-budget", ModelPolicy.for_job(MODEL, budget_usd=0.01))
+    async with tcp_to_unix(channel.socket_path) as port:
+        env = {k: v for k, v in channel.claude_env(f"http://127.0.0.1:{port}").items() if k != "CLAUDE_CODE_MAX_RETRIES"}
+        run = await cli_runner.run(argv_for(cli_runner, "hi"), env=env, timeout=60)
+    usage = await gateway.close_job("job-budget")
+    result = run.events[-1]
+    assert isinstance(result, Result) and result.is_error and result.api_error_status == 403
+    assert "budget" in (result.result or "")
+    assert run.returncode == 1 and run.elapsed < 20
+    assert not [e for e in run.events if isinstance(e, ApiRetry)]
+    assert len(fake.calls) == 1 and usage.turns == 1 and usage.refused_budget == 1 and usage.rejected == 1

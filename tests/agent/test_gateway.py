@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 
 from app.fakes.model_api import FakeModelAPI, ScriptedTurn, ToolUse
 from app.agent.gateway import ModelGateway, _Redactor
-from tests.support.model import UPSTREAM_KEY
+from tests.support.model import POLICY, UPSTREAM_KEY
 
 HEADERS = {"anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219", "content-type": "application/json"}
 BODY = {
@@ -65,7 +65,7 @@ async def upstream(handler) -> AsyncIterator[str]:
 async def test_forwards_with_real_key_and_streams_back(gateway: ModelGateway, fake_upstream) -> None:
     fake, _ = fake_upstream
     fake.script = [ScriptedTurn(text="Working.", tool_uses=[ToolUse(name="Write", input={"file_path": "a", "content": "b"})])]
-    channel = await gateway.open_job("job-1")
+    channel = await gateway.open_job("job-1", POLICY)
     status, headers, raw = await post(channel.socket_path, channel.token)
     assert status == 200 and headers["content-type"].startswith("text/event-stream")
     events = sse_events(raw)
@@ -89,7 +89,7 @@ async def test_forwards_with_real_key_and_streams_back(gateway: ModelGateway, fa
 
 async def test_bearer_token_is_accepted(gateway: ModelGateway, fake_upstream) -> None:
     fake, _ = fake_upstream
-    channel = await gateway.open_job("job-bearer")
+    channel = await gateway.open_job("job-bearer", POLICY)
     status, _, _ = await post(channel.socket_path, None, headers={"authorization": f"Bearer {channel.token}"})
     assert status == 200
     assert fake.calls[0].headers["x-api-key"] == UPSTREAM_KEY
@@ -108,7 +108,7 @@ async def test_bearer_token_is_accepted(gateway: ModelGateway, fake_upstream) ->
 )
 async def test_bad_credentials_get_401_and_nothing_goes_upstream(gateway: ModelGateway, fake_upstream, headers) -> None:
     fake, _ = fake_upstream
-    channel = await gateway.open_job("job-auth")
+    channel = await gateway.open_job("job-auth", POLICY)
     status, _, raw = await post(channel.socket_path, None, headers=headers)
     assert status == 401
     body = json.loads(raw)
@@ -119,15 +119,15 @@ async def test_bad_credentials_get_401_and_nothing_goes_upstream(gateway: ModelG
 
 async def test_right_key_with_wrong_bearer_is_refused(gateway: ModelGateway, fake_upstream) -> None:
     fake, _ = fake_upstream
-    channel = await gateway.open_job("job-mixed")
+    channel = await gateway.open_job("job-mixed", POLICY)
     status, _, _ = await post(channel.socket_path, channel.token, headers={"authorization": "Bearer agv-other"})
     assert status == 401 and fake.calls == []
 
 
 async def test_another_jobs_token_is_refused(gateway: ModelGateway, fake_upstream) -> None:
     fake, _ = fake_upstream
-    a = await gateway.open_job("job-a")
-    b = await gateway.open_job("job-b")
+    a = await gateway.open_job("job-a", POLICY)
+    b = await gateway.open_job("job-b", POLICY)
     assert a.token != b.token and a.socket_path != b.socket_path
     status, _, _ = await post(b.socket_path, a.token)
     assert status == 401 and fake.calls == []
@@ -135,8 +135,8 @@ async def test_another_jobs_token_is_refused(gateway: ModelGateway, fake_upstrea
 
 async def test_close_job_revokes_token_and_removes_socket(gateway: ModelGateway, fake_upstream) -> None:
     fake, _ = fake_upstream
-    closing = await gateway.open_job("job-closing")
-    other = await gateway.open_job("job-other")
+    closing = await gateway.open_job("job-closing", POLICY)
+    other = await gateway.open_job("job-other", POLICY)
     token, socket_path = closing.token, closing.socket_path
     assert (await post(socket_path, token))[0] == 200
     usage = await gateway.close_job("job-closing")
@@ -151,7 +151,7 @@ async def test_close_job_revokes_token_and_removes_socket(gateway: ModelGateway,
     with pytest.raises(KeyError):
         await gateway.close_job("job-closing")
     # The same job may get a new channel later (a resumed job), with a new token.
-    again = await gateway.open_job("job-closing")
+    again = await gateway.open_job("job-closing", POLICY)
     assert again.token != token
     assert (await post(again.socket_path, token))[0] == 401
     assert (await post(again.socket_path, again.token))[0] == 200
@@ -160,7 +160,7 @@ async def test_close_job_revokes_token_and_removes_socket(gateway: ModelGateway,
 async def test_revoked_token_on_a_kept_alive_connection(gateway: ModelGateway, fake_upstream) -> None:
     """A connection opened before close_job cannot carry another request after it."""
     fake, _ = fake_upstream
-    channel = await gateway.open_job("job-keepalive")
+    channel = await gateway.open_job("job-keepalive", POLICY)
     async with unix_session(channel.socket_path) as s:
         h = dict(HEADERS, **{"x-api-key": channel.token})
         async with s.post("http://gateway/v1/messages", json=BODY, headers=h) as r:
@@ -175,7 +175,7 @@ async def test_revoked_token_on_a_kept_alive_connection(gateway: ModelGateway, f
 
 
 async def test_socket_permissions_and_layout(gateway: ModelGateway, socket_dir: Path) -> None:
-    channel = await gateway.open_job("job-perms")
+    channel = await gateway.open_job("job-perms", POLICY)
     assert channel.socket_path == socket_dir / "job-perms" / "model.sock"
     assert stat.S_ISSOCK(channel.socket_path.stat().st_mode)
     assert stat.S_IMODE(channel.socket_path.stat().st_mode) == 0o666
@@ -185,12 +185,12 @@ async def test_socket_permissions_and_layout(gateway: ModelGateway, socket_dir: 
 
 
 async def test_open_job_rejects_duplicates_and_bad_ids(gateway: ModelGateway) -> None:
-    await gateway.open_job("job-dup")
+    await gateway.open_job("job-dup", POLICY)
     with pytest.raises(ValueError):
-        await gateway.open_job("job-dup")
+        await gateway.open_job("job-dup", POLICY)
     for bad in ("../etc", "a/b", "", "x" * 65, ".hidden"):
         with pytest.raises(ValueError):
-            await gateway.open_job(bad)
+            await gateway.open_job(bad, POLICY)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +200,7 @@ async def test_open_job_rejects_duplicates_and_bad_ids(gateway: ModelGateway) ->
 )
 async def test_paths_outside_the_allow_list_get_404(gateway: ModelGateway, fake_upstream, method, path) -> None:
     fake, _ = fake_upstream
-    channel = await gateway.open_job("job-paths")
+    channel = await gateway.open_job("job-paths", POLICY)
     status, _, raw = await post(channel.socket_path, channel.token, path=path, method=method)
     assert status == 404 and json.loads(raw)["error"]["type"] == "not_found_error"
     assert fake.calls == []
@@ -208,7 +208,7 @@ async def test_paths_outside_the_allow_list_get_404(gateway: ModelGateway, fake_
 
 async def test_connectivity_probe_is_answered_locally(gateway: ModelGateway, fake_upstream) -> None:
     fake, _ = fake_upstream
-    channel = await gateway.open_job("job-probe")
+    channel = await gateway.open_job("job-probe", POLICY)
     async with unix_session(channel.socket_path) as s:
         async with s.head("http://gateway/api/hello") as r:
             assert r.status == 200
@@ -218,7 +218,7 @@ async def test_connectivity_probe_is_answered_locally(gateway: ModelGateway, fak
 async def test_count_tokens_and_non_streaming(gateway: ModelGateway, fake_upstream) -> None:
     fake, _ = fake_upstream
     fake.script = [ScriptedTurn(text="Plain JSON answer.")]
-    channel = await gateway.open_job("job-json")
+    channel = await gateway.open_job("job-json", POLICY)
     status, _, raw = await post(channel.socket_path, channel.token, {k: v for k, v in BODY.items() if k != "max_tokens"},
                                 path="/v1/messages/count_tokens?beta=true")
     assert status == 200 and json.loads(raw)["input_tokens"] > 0
@@ -236,7 +236,7 @@ async def test_upstream_errors_pass_through_unchanged(gateway: ModelGateway, fak
     fake, _ = fake_upstream
     body = {"type": "error", "error": {"type": "custom_error", "message": f"upstream said {status}"}, "request_id": "req_x"}
     fake.inject_error(status, body=body)
-    channel = await gateway.open_job("job-err")
+    channel = await gateway.open_job("job-err", POLICY)
     got_status, headers, raw = await post(channel.socket_path, channel.token)
     assert got_status == status and json.loads(raw) == body
     assert headers.get("request-id") == "req_x"
@@ -248,7 +248,7 @@ async def test_upstream_errors_pass_through_unchanged(gateway: ModelGateway, fak
 async def test_upstream_unreachable_gives_502(socket_dir: Path) -> None:
     gw = ModelGateway("http://127.0.0.1:9", UPSTREAM_KEY, socket_dir=socket_dir)
     try:
-        channel = await gw.open_job("job-down")
+        channel = await gw.open_job("job-down", POLICY)
         status, _, raw = await post(channel.socket_path, channel.token)
         assert status == 502 and json.loads(raw)["type"] == "error"
     finally:
@@ -271,7 +271,7 @@ async def test_sse_is_streamed_without_buffering(socket_dir: Path) -> None:
     async with upstream(slow) as url:
         gw = ModelGateway(url, UPSTREAM_KEY, socket_dir=socket_dir)
         try:
-            channel = await gw.open_job("job-slow")
+            channel = await gw.open_job("job-slow", POLICY)
             async with unix_session(channel.socket_path) as s:
                 h = dict(HEADERS, **{"x-api-key": channel.token})
                 async with s.post("http://gateway/v1/messages", json=BODY, headers=h) as r:
@@ -303,7 +303,7 @@ async def test_real_key_echoed_by_upstream_never_reaches_the_client(socket_dir: 
     async with upstream(leaky) as url:
         gw = ModelGateway(url, UPSTREAM_KEY, socket_dir=socket_dir)
         try:
-            channel = await gw.open_job("job-leak")
+            channel = await gw.open_job("job-leak", POLICY)
             status, headers, raw = await post(channel.socket_path, channel.token)
             assert status == 200
             assert UPSTREAM_KEY.encode() not in raw and raw.count(b"[REDACTED]") == 2
@@ -325,8 +325,8 @@ def test_redactor_holds_back_only_a_possible_prefix() -> None:
 async def test_close_is_idempotent_and_closes_every_job(fake_upstream, socket_dir: Path) -> None:
     _, url = fake_upstream
     gw = ModelGateway(url, UPSTREAM_KEY, socket_dir=socket_dir)
-    a = await gw.open_job("job-1")
-    b = await gw.open_job("job-2")
+    a = await gw.open_job("job-1", POLICY)
+    b = await gw.open_job("job-2", POLICY)
     await gw.close()
     await gw.close()
     assert not a.socket_path.exists() and not b.socket_path.exists() and gw.open_jobs == []
@@ -341,7 +341,7 @@ async def test_own_client_session_with_fake_on_unix_socket(tmp_path: Path, socke
         session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(running.socket_path)))
         gw = ModelGateway("http://fake-upstream", UPSTREAM_KEY, socket_dir=socket_dir / "jobs", session=session)
         try:
-            channel = await gw.open_job("job-u")
+            channel = await gw.open_job("job-u", POLICY)
             status, _, raw = await post(channel.socket_path, channel.token)
             assert status == 200 and b"over unix" in raw
         finally:
@@ -355,7 +355,7 @@ async def test_close_job_cuts_a_stream_in_flight(fake_upstream, socket_dir: Path
     fake.script = [ScriptedTurn(text="slow", delay_seconds=30)]
     gw = ModelGateway(url, UPSTREAM_KEY, socket_dir=socket_dir, shutdown_timeout=0.5)
     try:
-        channel = await gw.open_job("job-inflight")
+        channel = await gw.open_job("job-inflight", POLICY)
         async with unix_session(channel.socket_path) as s:
             h = dict(HEADERS, **{"x-api-key": channel.token})
             async with s.post("http://gateway/v1/messages", json=BODY, headers=h) as r:

@@ -22,8 +22,11 @@ from app.agent.claude.command import CLAUDE_CODE_ENV
 from app.agent.claude.events import Event, parse_line
 from app.fakes.model_api import FakeModelAPI, serve_fake_model_api
 from app.agent.gateway import ModelGateway
+from app.agent.policy import ModelPolicy
 
 UPSTREAM_KEY = "sk-ant-fake-upstream-key-7f3c9a"
+# The policy of the model tests' jobs: they run `--model claude-sonnet-4-5`, no budget.
+POLICY = ModelPolicy.for_job("claude-sonnet-4-5")
 NPM_PREFIX_BIN = Path("/tmp/claude-cli/node_modules/.bin/claude")
 FIXTURES = Path(__file__).parent / "claude_streams"  # recorded stream-json of the real CLI
 
