@@ -49,7 +49,7 @@ def classify(ctx: JobContext, sandbox: SandboxResult, result: Result | None, ove
     if over_quota:
         return ended(ctx, "workspace_quota", why=over_quota)
     if budget_reached:
-        return ended(ctx, "budget", summary=defuse_mentions(result.result or "") if result else "")
+        return ended(ctx, "budget", summary=defuse(result.result or "") if result else "")
     if result is None:
         return ended(ctx, "agent_error", detail=stderr_detail(sandbox.exit_code, sandbox.stderr_tail))
     if result.ok:
