@@ -72,6 +72,25 @@ async def test_sender_without_permission_starts_nothing(bot, github):
     assert comment["body"] == texts.UNAUTHORIZED.format(sender="bob", required="write", actual="read")
 
 
+async def test_the_unauthorized_notice_is_sent_once_per_person_and_issue(bot, github):
+    """docs/usage.md promises one short reply: not one for every label or instruction."""
+    github.add_user("carol")
+    github.set_permission(REPO, "carol", "read")
+    issue, other = (github.add_issue(REPO, title=t, user="bob") for t in ("x", "y"))
+    await bot.label(issue["number"], "agentvine:bugfix", sender="bob")
+    await bot.settle()
+    await bot.label(issue["number"], "agentvine:feature", sender="bob")
+    await bot.comment(issue["number"], "/agentvine please do it anyway", sender="bob")
+    await bot.settle()
+    assert [c["body"] for c in bot_comments(github, issue["number"])] == [
+        texts.UNAUTHORIZED.format(sender="bob", required="write", actual="read")]
+    await bot.label(issue["number"], "agentvine:bugfix", sender="carol")  # someone else: their own reply
+    await bot.label(other["number"], "agentvine:bugfix", sender="bob")  # another issue: a reply there
+    await bot.settle()
+    assert len(bot_comments(github, issue["number"])) == 2 and len(bot_comments(github, other["number"])) == 1
+    assert all(j.state is JobState.REJECTED for j in bot.service.store.list_jobs())
+
+
 async def test_unauthorized_notice_can_be_turned_off(bot, github):
     github.push_files(REPO, "main", {".github/agentvine.yml": "notify_unauthorized: false\n"})
     issue = github.add_issue(REPO, title="x", user="bob")
@@ -153,8 +172,8 @@ async def test_invalid_repository_config_is_reported_and_nothing_runs(bot, githu
 
 async def test_same_delivery_twice_acknowledges_once(bot, github):
     issue = github.add_issue(REPO, title="x", user="alice")
-    await bot.label(issue["number"], "agentvine:bugfix", delivery_id="same")
-    await bot.label(issue["number"], "agentvine:bugfix", delivery_id="same")
+    await bot.label(issue["number"], "agentvine:bugfix", delivery_id="9a4b1c2e-0f6d-11f1-8e2a-0242ac120002")
+    await bot.label(issue["number"], "agentvine:bugfix", delivery_id="9a4b1c2e-0f6d-11f1-8e2a-0242ac120002")
     await bot.settle()
     assert len(bot.service.store.list_jobs()) == 1
     assert len(bot_comments(github, issue["number"])) == 1 and len(github.check_runs_for(REPO)) == 1
