@@ -5,6 +5,8 @@ request and response against GitHub's OpenAPI description."""
 from __future__ import annotations
 
 
+import pytest
+
 from app.pipeline.present import texts
 from app.domain.job import JobState
 from tests.support.harness import REPO, running_agentvine
@@ -97,6 +99,28 @@ async def test_unauthorized_notice_can_be_turned_off(bot, github):
     await bot.label(issue["number"], "agentvine:bugfix", sender="bob")
     await bot.settle()
     assert writes(github) == []
+
+
+@pytest.mark.parametrize("base, admitted", [("write", True), ("maintain", True), ("triage", False), ("read", False)])
+async def test_a_custom_role_counts_as_its_base(bot, github, base, admitted):
+    """Organizations give people custom repository roles (role_name `release-manager`); what they
+    may do is the built-in role the custom one is based on."""
+    github.set_permission(REPO, "rita", "release-manager", base=base)
+    issue = github.add_issue(REPO, title="x", user="rita")
+    answer = await bot.label(issue["number"], "agentvine:bugfix", sender="rita")
+    await bot.settle()
+    job = bot.job(answer["jobs"][0])
+    assert (job.state is not JobState.REJECTED) is admitted, job.reason
+
+
+async def test_a_custom_role_based_on_maintain_may_approve(bot, github):
+    github.set_permission(REPO, "rita", "release-manager", base="maintain")
+    issue = github.add_issue(REPO, title="Restructure", user="alice")
+    answer = await bot.label(issue["number"], "agentvine:refactor")
+    await bot.settle()
+    await bot.comment(issue["number"], "/agentvine approve", sender="rita")
+    await bot.settle()
+    assert bot.job(answer["jobs"][0]).state is JobState.ACKNOWLEDGED
 
 
 async def test_unknown_user_is_treated_as_no_permission(bot, github):

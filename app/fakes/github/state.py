@@ -132,6 +132,8 @@ class FakeGitHub:
         self.users: dict[str, dict[str, Any]] = {}
         self.installations: dict[int, dict[str, Any]] = {}
         self.repos: dict[str, Repo] = {}
+        # Custom repository roles (an organization's, on GitHub): name -> the built-in role it is based on.
+        self.custom_roles: dict[str, str] = {}
         self.issues: list[dict[str, Any]] = []
         self.comments: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
@@ -232,10 +234,13 @@ class FakeGitHub:
         self.labels[full_name] = {}
         return self.render_repository(repo)
 
-    def set_permission(self, full_name: str, login: str, permission: str) -> None:
-        """Make `login` a collaborator with a role ("none" removes them). Unknown logins become users."""
+    def set_permission(self, full_name: str, login: str, permission: str, *, base: str | None = None) -> None:
+        """Make `login` a collaborator with a role ("none" removes them). Unknown logins become users.
+        A role that is not one of GitHub's is a custom repository role, based on the built-in `base`."""
         if permission not in PERMISSIONS:
-            raise ValueError(f"permission must be one of {PERMISSIONS}")
+            if base not in ("read", "triage", "write", "maintain"):
+                raise ValueError(f"permission must be one of {PERMISSIONS}, or a custom role with a base")
+            self.custom_roles[permission] = base
         self.add_user(login)
         self.repo(full_name).permissions[login.lower()] = permission
 
@@ -324,6 +329,10 @@ class FakeGitHub:
     def check_run_annotations(self, check_run_id: int) -> list[dict[str, Any]]:
         return list(self._check_annotations.get(check_run_id, []))
 
+    def base_role(self, role: str) -> str:
+        """The built-in role a role stands for: itself, or a custom role's base."""
+        return self.custom_roles.get(role, role)
+
     def permission_of(self, repo: Repo, login: str) -> str | None:
         """GitHub's answer for collaborator permission: a role, or None when the user does not exist.
 
@@ -340,7 +349,7 @@ class FakeGitHub:
         if login.lower() == repo.owner.lower():
             return "OWNER"
         role = repo.permissions.get(login.lower())
-        if role and _RANK[role] >= _RANK["triage"]:
+        if role and _RANK[self.base_role(role)] >= _RANK["triage"]:
             owner_type = self.users.get(repo.owner.lower(), {}).get("type")
             return "MEMBER" if owner_type == "Organization" else "COLLABORATOR"
         return "NONE"
