@@ -68,6 +68,8 @@ class Repo:
     git: BareRepo
     created: str
     permissions: dict[str, str] = field(default_factory=dict)  # login -> role
+    # GitHub Free/Pro private repositories have no draft pull requests: creating one is a 422.
+    draft_pulls: bool = True
     numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
 
 
@@ -218,7 +220,7 @@ class FakeGitHub:
         return copy.deepcopy(inst)
 
     def add_repo(self, full_name: str, *, installation_id: int, default_branch: str = "main",
-                 files: dict[str, str] | None = None, private: bool = False) -> dict[str, Any]:
+                 files: dict[str, str] | None = None, private: bool = False, draft_pulls: bool = True) -> dict[str, Any]:
         """A repository with a real bare git repo and an initial commit of `files` on `default_branch`."""
         if installation_id not in self.installations:
             raise KeyError(f"no installation {installation_id}; call add_installation first")
@@ -228,7 +230,7 @@ class FakeGitHub:
                               files if files is not None else {"README.md": f"# {name}\n"})
         repo = Repo(full_name=full_name, owner=owner, name=name, id=self.next_id("repo"),
                     installation_id=installation_id, private=private, default_branch=default_branch,
-                    git=git, created=render.now_iso())
+                    git=git, created=render.now_iso(), draft_pulls=draft_pulls)
         repo.permissions[owner.lower()] = "admin"
         self.repos[full_name.lower()] = repo
         self.labels[full_name] = {}
