@@ -83,6 +83,11 @@ class RepoOps:
         return await self.api.post("/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
                                    self._vars(comment_id=comment_id), data={"content": content})
 
+    async def react_to_review_comment(self, comment_id: int, content: str = "eyes") -> dict:
+        """A reaction on a pull request review comment (a comment on a line of the diff)."""
+        return await self.api.post("/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions",
+                                   self._vars(comment_id=comment_id), data={"content": content})
+
     # --- people, refs and files ----------------------------------------------------------------
 
     async def permission(self, login: str) -> str:

@@ -320,6 +320,28 @@ class FakeGitHub:
     def reactions_on_comment(self, comment_id: int) -> list[dict[str, Any]]:
         return list(self._reactions_on.get(("comment", comment_id), []))
 
+    def reactions_on_review_comment(self, comment_id: int) -> list[dict[str, Any]]:
+        return list(self._reactions_on.get(("review_comment", comment_id), []))
+
+    def find_review_comment(self, repo: Repo, comment_id: Any) -> dict[str, Any] | None:
+        where = f"/repos/{repo.full_name}/pulls/".lower()
+        return next((c for c in self.review_comments
+                     if str(c["id"]) == str(comment_id) and where in c["pull_request_url"].lower()), None)
+
+    def add_review_comment(self, full_name: str, number: int, *, body: str, user: str, path: str,
+                           line: int) -> dict[str, Any]:
+        """A review comment on a line of pull request `number`, as a person leaves it in the Files tab."""
+        repo = self.repo(full_name)
+        pull = self.pull(full_name, number)
+        if pull is None:
+            raise KeyError(f"no pull request {full_name}#{number}")
+        comment = render.review_comment(
+            self.urls, repo.full_name, self.next_id("review_comment"), number, self.next_id("review"),
+            author=self.user(user), comment={"path": path, "line": line, "body": body}, commit_id=pull["head"]["sha"],
+            diff_hunk=f"@@ -{line} +{line} @@", created=render.now_iso(), association=self.association(repo, user))
+        self.review_comments.append(comment)
+        return copy.deepcopy(comment)
+
     def check_runs_for(self, full_name: str, head_sha: str | None = None) -> list[dict[str, Any]]:
         return [run for _, (repo, run) in self._check_index.items()
                 if repo == full_name.lower() and (head_sha is None or run["head_sha"] == head_sha)]
