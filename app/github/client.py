@@ -11,12 +11,18 @@ from typing import Any
 import aiohttp
 import gidgethub
 import gidgethub.aiohttp
+import gidgethub.sansio
 from cachetools import LRUCache
 
 from app.github.auth import AppAuth, InstallationToken, InstallationTokens, TokenScope, parse_expires_at
 from app.github.retry import backoff, retry_delay
 
 USER_AGENT = "agentvine"
+# The REST API version AgentVine is written against, and GitHub's media type for it. gidgethub
+# sends neither (its Accept is the older application/vnd.github.v3+json, no version header), so
+# every request gets them here; a call asking for another media type (a diff, raw) keeps its own.
+API_VERSION = "2022-11-28"
+ACCEPT = "application/vnd.github+json"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
 
 
@@ -45,6 +51,9 @@ class RetryingGitHubAPI(gidgethub.aiohttp.GitHubAPI):
         return True
 
     async def _request(self, method: str, url: str, headers: Any, body: bytes = b"") -> tuple[int, Any, bytes]:
+        headers = {**headers, "x-github-api-version": API_VERSION}
+        if headers.get("accept") in (None, gidgethub.sansio.accept_format()):
+            headers["accept"] = ACCEPT
         attempt = 0
         while True:
             attempt += 1

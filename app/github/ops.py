@@ -21,6 +21,26 @@ class RestAPI(Protocol):
     def getiter(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> AsyncIterator[Any]: ...
 
 
+BUILT_IN_ROLES = ("admin", "maintain", "write", "triage", "read")  # GitHub's role_name for its own roles
+# A custom role's rights are those of its base role: user.permissions says which, from the top.
+_RIGHTS = (("admin", "admin"), ("maintain", "maintain"), ("push", "write"), ("triage", "triage"), ("pull", "read"))
+
+
+def role_of(data: dict) -> str:
+    """A person's role from repos/get-collaborator-permission-level's answer: role_name when it is
+    a built-in role (it knows maintain and triage, which the legacy `permission` folds into write
+    and read); for a custom role (`release-manager`) the built-in role it is based on."""
+    role = data.get("role_name")
+    if role in BUILT_IN_ROLES:
+        return role
+    rights = (data.get("user") or {}).get("permissions") or {}
+    for flag, name in _RIGHTS:
+        if rights.get(flag) is True:
+            return name
+    legacy = data.get("permission")
+    return legacy if legacy in BUILT_IN_ROLES else "none"
+
+
 def _missing(exc: gidgethub.BadRequest) -> bool:
     return exc.status_code == 404
 
@@ -63,6 +83,11 @@ class RepoOps:
         return await self.api.post("/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
                                    self._vars(comment_id=comment_id), data={"content": content})
 
+    async def react_to_review_comment(self, comment_id: int, content: str = "eyes") -> dict:
+        """A reaction on a pull request review comment (a comment on a line of the diff)."""
+        return await self.api.post("/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions",
+                                   self._vars(comment_id=comment_id), data={"content": content})
+
     # --- people, refs and files ----------------------------------------------------------------
 
     async def permission(self, login: str) -> str:
@@ -74,8 +99,7 @@ class RepoOps:
             if _missing(exc):
                 return "none"
             raise
-        # role_name knows maintain/triage; the legacy `permission` field folds them into write/read.
-        return data.get("role_name") or data.get("permission") or "none"
+        return role_of(data)
 
     async def branch_head(self, branch: str) -> str:
         """The commit a branch points at."""

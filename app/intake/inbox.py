@@ -50,6 +50,17 @@ def segments(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"*{SUFFIX}"))
 
 
+def encode_record(delivery_id: str, event: str, body: bytes, received_at: float) -> list[bytes]:
+    """The buffers of one record. Raises ValueError for one that cannot be stored: a name that is
+    not valid Unicode text (aiohttp hands a non-UTF-8 header byte over as a lone surrogate, which
+    does not encode) or too long for the header's fields. The web process refuses such headers
+    first (app/web/webhook.py); this is what keeps a record that got past it out of the file."""
+    ident, name = delivery_id.encode(), event.encode()  # UnicodeEncodeError is a ValueError
+    if len(ident) > 0xFFFF or len(name) > 0xFFFF or len(body) > 0xFFFFFFFF:
+        raise ValueError("delivery id, event name or body too long for an inbox record")
+    return [HEADER.pack(MAGIC, len(body), len(ident), len(name), received_at), ident, name, body]
+
+
 class InboxWriter:
     def __init__(self, directory: Path, *, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
@@ -67,12 +78,14 @@ class InboxWriter:
         self._size = 0
 
     def append_many(self, records: list[tuple[str, str, bytes, float]]) -> None:
-        """All of them in one `writev` (at most MAX_BATCH). Raises OSError (disk full, ...) with
+        """All of them in one `writev` (at most MAX_BATCH). Raises ValueError, with nothing written,
+        for a record that cannot be stored (see encode_record), and OSError (disk full, ...) with
         the segment left as it was: none of them is stored."""
-        buffers: list[bytes] = []
-        for delivery_id, event, body, received_at in records:
-            ident, name = delivery_id.encode(), event.encode()
-            buffers += [HEADER.pack(MAGIC, len(body), len(ident), len(name), received_at), ident, name, body]
+        self.write([encode_record(*record) for record in records])
+
+    def write(self, encoded: list[list[bytes]]) -> None:
+        """Records made by encode_record, in one `writev`; OSError as for append_many."""
+        buffers = [buffer for record in encoded for buffer in record]
         expected = sum(map(len, buffers))
         try:
             written = os.writev(self._fd, buffers)
@@ -94,16 +107,20 @@ class InboxWriter:
 class GroupAppend:
     """Deliveries that arrive in the same event-loop iteration go into the inbox with one
     `writev`; each request waits for the write that holds its record. Alone, a delivery is
-    written on the next loop iteration: no added latency."""
+    written on the next loop iteration: no added latency.
+
+    A record that cannot be stored fails its own call at once (ValueError), before it joins the
+    group; a failed write fails every call of its group (OSError), and no call is left waiting."""
 
     def __init__(self, inbox: InboxWriter) -> None:
         self._inbox = inbox
-        self._pending: list[tuple[tuple[str, str, bytes, float], asyncio.Future[None]]] = []
+        self._pending: list[tuple[list[bytes], asyncio.Future[None]]] = []
 
     async def __call__(self, delivery_id: str, event: str, body: bytes, received_at: float) -> None:
+        record = encode_record(delivery_id, event, body, received_at)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append(((delivery_id, event, body, received_at), future))
+        self._pending.append((record, future))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
         elif len(self._pending) >= MAX_BATCH:
@@ -115,8 +132,8 @@ class GroupAppend:
         if not batch:
             return
         try:
-            self._inbox.append_many([record for record, _ in batch])
-        except OSError as exc:
+            self._inbox.write([record for record, _ in batch])
+        except Exception as exc:  # OSError, or a bug: either way every waiting request is answered
             for _, future in batch:
                 if not future.done():  # done: its client went away, cancelling the request
                     future.set_exception(exc)

@@ -32,6 +32,11 @@ OUTCOME_IGNORED = "ignored"
 OUTCOME_REPLAYED = "ignored: the same signed body as delivery {delivery_id} (a replay under a new id)"
 
 
+def _safe_name(text: str) -> str:
+    """`text` as one harmless file-name part: ASCII letters, digits, - and _ (no dots: no `..`)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in text)[:100] or "_"
+
+
 class RejectedDelivery(ValueError):
     pass
 
@@ -130,5 +135,5 @@ class InboxImporter:
         """Nothing is lost: the body stays, to be looked at or replayed once the cause is fixed."""
         folder = self._directory / "rejected"
         folder.mkdir(exist_ok=True)
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in record.delivery_id)
-        (folder / f"{name}.{record.event}.json").write_bytes(record.body)
+        # Neither name is used as it came: the file stays in rejected/, whatever a record says.
+        (folder / f"{_safe_name(record.delivery_id)}.{_safe_name(record.event)}.json").write_bytes(record.body)

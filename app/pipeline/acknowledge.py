@@ -73,9 +73,20 @@ async def _reject_unauthorized(ctx: JobContext, admission: Admission) -> None:
     job = ctx.job
     config = admission.config or ctx.service_config
     reason = f"@{job.requester} has {admission.permission} access; {admission.required} is needed"
-    if config.notify_unauthorized:
+    notify = config.notify_unauthorized and not _told_before(ctx)
+    if notify:
         await ctx.github.comment(job.issue_number, unauthorized_text(job, admission))
-    ctx.update("rejected", to=JobState.REJECTED, reason=reason, log={"permission": admission.permission})
+    ctx.update("rejected", to=JobState.REJECTED, reason=reason,
+               log={"permission": admission.permission, "notified": notify})
+
+
+def _told_before(ctx: JobContext) -> bool:
+    """Whether this person already got the notice on this issue (docs/usage.md: one reply, so a
+    label added again, or a string of commands, does not make a string of replies)."""
+    job = ctx.job
+    earlier = [j for j in ctx.store.list_jobs([JobState.REJECTED], repo=job.repo)
+               if j.id != job.id and j.issue_number == job.issue_number and j.requester.lower() == job.requester.lower()]
+    return any(e.kind == "rejected" and e.data.get("notified") for j in earlier for e in ctx.store.events(j.id))
 
 
 async def _pull_request_branch(ctx: JobContext) -> bool:

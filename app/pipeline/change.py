@@ -5,6 +5,7 @@ pull request is opened or reused. A final message that is a question makes the j
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import gidgethub
 
@@ -16,6 +17,12 @@ from app.pipeline.outcome import AgentRun, ended, finish
 from app.pipeline.present import render, texts
 from app.pipeline.prompt import build_prompt
 from app.pipeline.questions import ask, parse_question
+
+log = logging.getLogger(__name__)
+
+# GitHub's 422 for `draft: true` where the plan has no drafts (GitHub Free/Pro private repositories).
+DRAFTS_UNSUPPORTED = "draft pull requests are not supported"
+
 
 class ChangeFlow:
     steps = texts.DEFAULT_STEPS
@@ -115,8 +122,8 @@ async def open_or_update_pull(ctx: JobContext, outcome: Outcome) -> tuple[dict, 
     existing = await github.open_pull_for(job.branch)
     if existing is None:
         try:
-            pull = await github.create_pull(title=title, head=job.branch, base=job.default_branch, body=body,
-                                            draft=job.level != "autonomous")
+            pull = await _create_pull(ctx, title=title, head=job.branch, base=job.default_branch, body=body,
+                                      draft=job.level != "autonomous")
             return pull, True
         except gidgethub.BadRequest as exc:
             if exc.status_code != 422:
@@ -125,3 +132,14 @@ async def open_or_update_pull(ctx: JobContext, outcome: Outcome) -> tuple[dict, 
             if existing is None:
                 raise
     return await github.update_pull(existing["number"], title=title, body=body), False
+
+
+async def _create_pull(ctx: JobContext, *, draft: bool, **fields: str) -> dict:
+    """A draft where asked for and the repository has drafts; a normal pull request where it has none."""
+    try:
+        return await ctx.github.create_pull(draft=draft, **fields)
+    except gidgethub.BadRequest as exc:
+        if not (draft and exc.status_code == 422 and DRAFTS_UNSUPPORTED in str(exc).lower()):
+            raise
+    log.info("job %s: %s has no draft pull requests; opening a normal one", ctx.job.id, ctx.job.repo)
+    return await ctx.github.create_pull(draft=False, **fields)

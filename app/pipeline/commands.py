@@ -227,8 +227,8 @@ class CommandHandler:
         assert job is not None
         if job.level != "autonomous":
             return "ignored: supervised pull requests need a command for follow-ups"
-        # (GitHub's API has reactions for review comments, but this build's OpenAPI subset does
-        # not; the follow-up's tracking comment on the PR is the acknowledgement.)
+        if req.command.comment_id:  # 👀 on the review comment itself: seen, the follow-up starts
+            await req.ctx.github.react_to_review_comment(req.command.comment_id)
         follow_up = self._new_job(req, job, issue_number=req.command.issue_number or 0, is_pull_request=True,
                                   trigger=Trigger(kind="command", worker=job.worker, instruction=req.command.text))
         self._store.save_job(follow_up, "created", follow_up_of=job.id, by=req.sender)

@@ -4,6 +4,7 @@ no GitHub API call, no database; the worker interprets the delivery (app/intake/
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 
 RECENT_DELIVERIES = 100_000  # ids answered "duplicate" without a look at the store
 LARGE_BODY = 1024 * 1024  # parsed with a parser of its own, so its buffers don't stay
+# GitHub's delivery ids are UUIDs ("72d3162e-cc78-11e3-81ab-4c9367dc0958"; the `guid` of the
+# hook-delivery object); event names are lower-case words joined by "_" ("pull_request_review").
+# Anything else did not come from GitHub, and either would name files (inbox/rejected/).
+DELIVERY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII | re.IGNORECASE)
+EVENT_NAME = re.compile(r"[a-z_]{1,64}", re.ASCII)
 
 
 def _json(status: int, data: dict) -> web.Response:
@@ -69,8 +75,10 @@ def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], Non
         delivery_id = request.headers.get("X-GitHub-Delivery")
         if not event or not delivery_id:
             return _error(400, "missing X-GitHub-Event or X-GitHub-Delivery")
-        if len(delivery_id) > 100 or len(event) > 100:
-            return _error(400, "X-GitHub-Delivery or X-GitHub-Event is too long")
+        if not DELIVERY_ID.fullmatch(delivery_id):
+            return _error(400, "X-GitHub-Delivery must be a UUID, as GitHub sends it")
+        if not EVENT_NAME.fullmatch(event):
+            return _error(400, "X-GitHub-Event must be one of GitHub's event names (lower-case letters and _)")
         if request.content_type != "application/json":
             return _error(400, "expected Content-Type: application/json")
         try:
@@ -84,6 +92,8 @@ def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], Non
             return _json(200, {"status": "duplicate", "delivery": delivery_id})
         try:
             await append(delivery_id, event, body, time.time())
+        except ValueError as exc:  # a record the inbox cannot hold; only this request fails
+            return _error(400, f"the delivery cannot be stored: {exc}")
         except OSError as exc:
             log.error("delivery %s (%s) could not be stored: %s", delivery_id, event, exc)
             return _error(503, "the delivery could not be stored; GitHub may redeliver it")

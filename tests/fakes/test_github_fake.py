@@ -328,6 +328,19 @@ async def test_collaborator_permission_like_github(fake: FakeGitHub, session: ai
     fake.assert_no_violations()
 
 
+async def test_a_custom_role_answers_with_its_name_and_its_base(fake: FakeGitHub, session: aiohttp.ClientSession) -> None:
+    """An organization's custom repository role: role_name is its own name, `permission` and the
+    booleans are those of the built-in role it is based on."""
+    fake.set_permission(REPO, "rita", "release-manager", base="maintain")
+    gh = await installation_gh(fake, session)
+    body = await gh.getitem(f"/repos/{REPO}/collaborators/rita/permission")
+    assert (body["role_name"], body["permission"]) == ("release-manager", "write")
+    assert body["user"]["permissions"] == {"admin": False, "maintain": True, "push": True, "triage": True, "pull": True}
+    with pytest.raises(ValueError):
+        fake.set_permission(REPO, "rita", "release-manager")  # a custom role needs its base
+    fake.assert_no_violations()
+
+
 async def test_contents_and_refs_read_the_bare_repo(fake: FakeGitHub, session: aiohttp.ClientSession) -> None:
     gh = await installation_gh(fake, session)
     main_sha = fake.head_sha(REPO, "main")
@@ -446,7 +459,7 @@ async def test_every_operation_in_the_description_has_a_handler(tmp_path: Path) 
     fake = FakeGitHub(data_dir=tmp_path)
     fake.make_app()  # raises if an operation of the spec or supplement is not implemented
     ids = {op.operation_id for op in fake.validator.operations}
-    assert {"reactions/create-for-issue", "pulls/list"} <= ids and len(ids) == 26
+    assert {"reactions/create-for-issue", "pulls/list", "reactions/create-for-pull-request-review-comment"} <= ids and len(ids) == 27
 
 
 async def test_webhook_payload_wraps_fake_objects(fake: FakeGitHub) -> None:

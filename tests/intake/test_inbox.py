@@ -139,3 +139,34 @@ async def test_a_corrupt_segment_is_set_aside_and_the_next_one_imported(tmp_path
     InboxWriter(tmp_path / "inbox").append_many([("good", "issues", labeled(), 0.0)])
     assert await importer(tmp_path, store).import_new() == 1
     assert bad.with_suffix(".corrupt").exists() and not bad.exists()
+
+
+async def test_a_record_that_cannot_be_encoded_fails_only_its_own_append(tmp_path):
+    """Appends grouped into one write: one bad record (a lone surrogate, as aiohttp decodes a
+    non-UTF-8 header byte) is refused to its caller; the others are written and answered."""
+    import asyncio
+
+    writer = InboxWriter(tmp_path / "inbox")
+    append = inbox_module.GroupAppend(writer)
+    results = await asyncio.wait_for(asyncio.gather(
+        append("good-1", "issues", labeled(1), 0.0),
+        append("bad\udcff", "issues", labeled(2), 0.0),
+        append("good-2", "is\udcffsues", labeled(3), 0.0),
+        append("good-3", "issues", labeled(4), 0.0),
+        return_exceptions=True), 5)
+    assert results[0] is None and results[3] is None
+    assert all(isinstance(r, ValueError) for r in results[1:3])
+    (segment,) = segments(tmp_path / "inbox")
+    assert [r.delivery_id for r in read_records(segment, 0, complete=False)] == ["good-1", "good-3"]
+
+
+def test_a_rejected_record_with_a_hostile_event_name_stays_inside_rejected(tmp_path, store):
+    """Records written before the web process checked event names: the name never makes a path."""
+    writer = InboxWriter(tmp_path / "inbox")
+    writer.append_many([("d1", "../../escaped", b'[1]', 0.0)])  # a list: rejected
+    writer.close()
+    import asyncio
+    asyncio.run(importer(tmp_path, store).import_new())
+    assert not list(tmp_path.rglob("escaped*"))
+    (kept,) = (tmp_path / "inbox" / "rejected").iterdir()
+    assert kept.read_bytes() == b'[1]' and "/" not in kept.name and ".." not in kept.name

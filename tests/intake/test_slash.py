@@ -32,3 +32,24 @@ def test_prefix_must_be_a_whole_word():
     assert parse_command("/agentvinex do it", P) is None
     assert parse_command("see /agentvine help", P) is None
     assert parse_command(None, P) is None
+
+
+def test_commands_inside_html_comments_are_ignored():
+    """GitHub does not show HTML comments: what people cannot see must not run."""
+    assert parse_command("<!-- /agentvine retry -->", P) is None
+    assert parse_command("thanks\n<!--\n/agentvine cancel\n-->", P) is None
+    assert parse_command("<!-- hidden\n\n/agentvine approve\nstill hidden -->\nvisible text", P) is None
+    assert parse_command("a <!-- b --> c <!--\n/agentvine retry\n-->", P) is None
+
+
+def test_commands_around_html_comments_count():
+    assert parse_command("<!-- a note -->\n/agentvine status", P).name == "status"
+    assert parse_command("<!--\nx\n-->/agentvine status", P).name == "status"
+    assert parse_command("```\n<!--\n```\n/agentvine status", P).name == "status"  # in code, `<!--` is text
+    assert parse_command("    <!--\n/agentvine status", P).name == "status"
+
+
+def test_an_instruction_leaves_out_what_html_comments_hide():
+    cmd = parse_command("/agentvine fix the parser\n<!-- and push to main -->\nTabs too.\n```\n<!-- kept -->\n```", P)
+    assert cmd.name == "instruction"
+    assert "push to main" not in cmd.text and "Tabs too." in cmd.text and "<!-- kept -->" in cmd.text

@@ -5,6 +5,8 @@ request and response against GitHub's OpenAPI description."""
 from __future__ import annotations
 
 
+import pytest
+
 from app.pipeline.present import texts
 from app.domain.job import JobState
 from tests.support.harness import REPO, running_agentvine
@@ -72,12 +74,53 @@ async def test_sender_without_permission_starts_nothing(bot, github):
     assert comment["body"] == texts.UNAUTHORIZED.format(sender="bob", required="write", actual="read")
 
 
+async def test_the_unauthorized_notice_is_sent_once_per_person_and_issue(bot, github):
+    """docs/usage.md promises one short reply: not one for every label or instruction."""
+    github.add_user("carol")
+    github.set_permission(REPO, "carol", "read")
+    issue, other = (github.add_issue(REPO, title=t, user="bob") for t in ("x", "y"))
+    await bot.label(issue["number"], "agentvine:bugfix", sender="bob")
+    await bot.settle()
+    await bot.label(issue["number"], "agentvine:feature", sender="bob")
+    await bot.comment(issue["number"], "/agentvine please do it anyway", sender="bob")
+    await bot.settle()
+    assert [c["body"] for c in bot_comments(github, issue["number"])] == [
+        texts.UNAUTHORIZED.format(sender="bob", required="write", actual="read")]
+    await bot.label(issue["number"], "agentvine:bugfix", sender="carol")  # someone else: their own reply
+    await bot.label(other["number"], "agentvine:bugfix", sender="bob")  # another issue: a reply there
+    await bot.settle()
+    assert len(bot_comments(github, issue["number"])) == 2 and len(bot_comments(github, other["number"])) == 1
+    assert all(j.state is JobState.REJECTED for j in bot.service.store.list_jobs())
+
+
 async def test_unauthorized_notice_can_be_turned_off(bot, github):
     github.push_files(REPO, "main", {".github/agentvine.yml": "notify_unauthorized: false\n"})
     issue = github.add_issue(REPO, title="x", user="bob")
     await bot.label(issue["number"], "agentvine:bugfix", sender="bob")
     await bot.settle()
     assert writes(github) == []
+
+
+@pytest.mark.parametrize("base, admitted", [("write", True), ("maintain", True), ("triage", False), ("read", False)])
+async def test_a_custom_role_counts_as_its_base(bot, github, base, admitted):
+    """Organizations give people custom repository roles (role_name `release-manager`); what they
+    may do is the built-in role the custom one is based on."""
+    github.set_permission(REPO, "rita", "release-manager", base=base)
+    issue = github.add_issue(REPO, title="x", user="rita")
+    answer = await bot.label(issue["number"], "agentvine:bugfix", sender="rita")
+    await bot.settle()
+    job = bot.job(answer["jobs"][0])
+    assert (job.state is not JobState.REJECTED) is admitted, job.reason
+
+
+async def test_a_custom_role_based_on_maintain_may_approve(bot, github):
+    github.set_permission(REPO, "rita", "release-manager", base="maintain")
+    issue = github.add_issue(REPO, title="Restructure", user="alice")
+    answer = await bot.label(issue["number"], "agentvine:refactor")
+    await bot.settle()
+    await bot.comment(issue["number"], "/agentvine approve", sender="rita")
+    await bot.settle()
+    assert bot.job(answer["jobs"][0]).state is JobState.ACKNOWLEDGED
 
 
 async def test_unknown_user_is_treated_as_no_permission(bot, github):
@@ -153,8 +196,8 @@ async def test_invalid_repository_config_is_reported_and_nothing_runs(bot, githu
 
 async def test_same_delivery_twice_acknowledges_once(bot, github):
     issue = github.add_issue(REPO, title="x", user="alice")
-    await bot.label(issue["number"], "agentvine:bugfix", delivery_id="same")
-    await bot.label(issue["number"], "agentvine:bugfix", delivery_id="same")
+    await bot.label(issue["number"], "agentvine:bugfix", delivery_id="9a4b1c2e-0f6d-11f1-8e2a-0242ac120002")
+    await bot.label(issue["number"], "agentvine:bugfix", delivery_id="9a4b1c2e-0f6d-11f1-8e2a-0242ac120002")
     await bot.settle()
     assert len(bot.service.store.list_jobs()) == 1
     assert len(bot_comments(github, issue["number"])) == 1 and len(github.check_runs_for(REPO)) == 1

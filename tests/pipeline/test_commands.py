@@ -188,26 +188,31 @@ async def finished_job_with_pull(bot, github, level: str):
     return pull
 
 
-async def review_comment(bot, pull, body: str, sender: str):
+async def review_comment(bot, pull, body: str, sender: str) -> dict:
     from tests.support import payloads
+
+    comment = bot.github.add_review_comment(REPO, pull["number"], body=body, user=sender, path="x.py", line=1)
 
     payload = payloads.retarget(payloads.load("pull_request_review_comment", "created.payload.json"),
                                 repo=bot.repo, installation_id=1001, sender=sender)
     payload["pull_request"] = {**payload["pull_request"], "number": pull["number"]}
-    payload["comment"] = {**payload["comment"], "body": body, "path": "x.py", "line": 1}
+    payload["comment"] = {**payload["comment"], "id": comment["id"], "body": body, "path": "x.py", "line": 1}
     assert (await bot.deliver("pull_request_review_comment", payload)).status == 202
     await bot.settle()
+    return comment
 
 
 @pytest.mark.parametrize(("level", "sender", "follows_up"), [
     ("autonomous", "alice", True), ("supervised", "alice", False), ("autonomous", "bob", False)])
 async def test_review_comment_on_agentvines_pull_request(bot, github, level, sender, follows_up):
     pull = await finished_job_with_pull(bot, github, level)
-    await review_comment(bot, pull, "Please rename x to count.", sender)
+    comment = await review_comment(bot, pull, "Please rename x to count.", sender)
     follow_ups = [j for j in bot.service.store.list_jobs() if j.is_pull_request]
+    reactions = [r["content"] for r in github.reactions_on_review_comment(comment["id"])]
     if not follows_up:
-        assert follow_ups == []
+        assert follow_ups == [] and reactions == []
         return
+    assert reactions == ["eyes"]  # seen, on the comment itself
     (job,) = follow_ups
     assert job.issue_number == pull["number"] and job.branch == "agentvine/feature-1-x"
     assert "On `x.py` line 1:" in job.trigger.instruction and "rename x to count" in job.trigger.instruction

@@ -1,6 +1,8 @@
 """POST /webhooks as GitHub calls it: GitHub's example payloads, signed with the secret."""
 
+import asyncio
 import json
+import uuid
 
 import pytest
 
@@ -10,6 +12,11 @@ from app.assembly import Service
 from tests.support import payloads
 from app.fakes.github.webhooks import delivery_headers
 from tests.support.env import SECRET, all_example_payloads, as_bytes, make_settings
+
+
+def uid(name: str) -> str:
+    """A delivery id as GitHub makes them (a UUID), stable for `name`."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 @pytest.fixture
@@ -33,43 +40,43 @@ async def post(service, event, body, **headers):
 async def test_every_example_payload_is_accepted(service, testdata):
     for event, path in all_example_payloads():
         body = path.read_bytes()
-        headers = delivery_headers(event, body, SECRET, delivery_id=f"{event}/{path.name}")
+        headers = delivery_headers(event, body, SECRET, delivery_id=uid(f"{event}/{path.name}"))
         response = await service.client.post("/webhooks", data=body, headers=headers)
         assert response.status < 500, (path, await response.text())
         assert response.status == (200 if event == "ping" else 202), path
     await service.worker.importer.import_new(limit=1000)
     for event, path in all_example_payloads():
         if event != "ping":
-            delivery = service.store.get_delivery(f"{event}/{path.name}")
+            delivery = service.store.get_delivery(uid(f"{event}/{path.name}"))
             assert delivery.event == event and not delivery.outcome.startswith(("rejected", "failed")), path
 
 
 async def test_accepted_delivery_is_in_the_inbox_before_the_answer(service):
     body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
-    headers = delivery_headers("issues", body, SECRET, delivery_id="abc-1")
+    headers = delivery_headers("issues", body, SECRET, delivery_id=uid("abc-1"))
     response = await service.client.post("/webhooks", data=body, headers=headers)
     assert response.status == 202
-    assert await response.json() == {"status": "accepted", "delivery": "abc-1"}
+    assert await response.json() == {"status": "accepted", "delivery": uid("abc-1")}
     (segment,) = segments(service.settings.inbox_path)
     (record,) = read_records(segment, 0, complete=False)
-    assert (record.delivery_id, record.event, record.body) == ("abc-1", "issues", body)
+    assert (record.delivery_id, record.event, record.body) == (uid("abc-1"), "issues", body)
 
-    delivery, (job_id,) = await imported(service, "abc-1")
+    delivery, (job_id,) = await imported(service, uid("abc-1"))
     assert delivery.outcome == f"job {job_id}" and delivery.action == "labeled"
     assert service.store.get_job(job_id).trigger.label == "agentvine:bugfix"
-    page = await (await service.client.get("/deliveries/abc-1")).json()
+    page = await (await service.client.get(f"/deliveries/{uid('abc-1')}")).json()
     assert page["jobs"] == [job_id] and page["delivery"]["outcome"] == f"job {job_id}"
     assert (await service.client.get("/deliveries/nope")).status == 404
 
 
 async def test_the_same_delivery_twice_makes_one_job(service):
     body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
-    headers = delivery_headers("issues", body, SECRET, delivery_id="dup-1")
+    headers = delivery_headers("issues", body, SECRET, delivery_id=uid("dup-1"))
     first = await service.client.post("/webhooks", data=body, headers=headers)
     second = await service.client.post("/webhooks", data=body, headers=headers)
     assert (first.status, second.status) == (202, 200)
     assert (await second.json())["status"] == "duplicate"
-    await imported(service, "dup-1")
+    await imported(service, uid("dup-1"))
     assert len(service.store.list_jobs()) == 1
 
 
@@ -94,7 +101,7 @@ async def test_a_signed_body_replayed_under_a_new_delivery_id_starts_nothing(ser
 
 async def test_a_redelivery_after_a_restart_makes_no_second_job(tmp_path, app_private_key, aiohttp_client):
     body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
-    headers = delivery_headers("issues", body, SECRET, delivery_id="dup-2")
+    headers = delivery_headers("issues", body, SECRET, delivery_id=uid("dup-2"))
     for _ in range(2):  # a new process each time: its memory of recent deliveries is empty
         service = Service(make_settings(tmp_path, private_key=app_private_key))
         client = await aiohttp_client(service.make_app())
@@ -107,14 +114,14 @@ async def test_a_redelivery_after_a_restart_makes_no_second_job(tmp_path, app_pr
 @pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "sha1=abc", "garbage"])
 async def test_bad_or_missing_signature_is_401_and_stores_nothing(service, signature):
     body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
-    headers = delivery_headers("issues", body, SECRET, delivery_id="bad-sig")
+    headers = delivery_headers("issues", body, SECRET, delivery_id=uid("bad-sig"))
     if signature is None:
         del headers["X-Hub-Signature-256"]
     else:
         headers["X-Hub-Signature-256"] = signature
     response = await service.client.post("/webhooks", data=body, headers=headers)
     assert response.status == 401
-    assert await imported(service, "bad-sig") == (None, [])
+    assert await imported(service, uid("bad-sig")) == (None, [])
     assert [p.stat().st_size for p in segments(service.settings.inbox_path)] == [0]
 
 
@@ -151,11 +158,11 @@ async def test_payload_missing_documented_fields_is_kept_and_explained(service):
     payload = payloads.labeled_issue(label="agentvine:bugfix", installation_id=1)
     del payload["issue"]
     body = as_bytes(payload)
-    response = await post(service, "issues", body, **{"X-GitHub-Delivery": "shapeless"})
+    response = await post(service, "issues", body, **{"X-GitHub-Delivery": uid("shapeless")})
     assert response.status == 202
-    delivery, jobs = await imported(service, "shapeless")
+    delivery, jobs = await imported(service, uid("shapeless"))
     assert delivery.outcome == OUTCOME_BAD_SHAPE.format(error="KeyError('issue')") and jobs == []
-    assert (service.settings.inbox_path / "rejected" / "shapeless.issues.json").read_bytes() == body
+    assert (service.settings.inbox_path / "rejected" / f"{uid('shapeless')}.issues.json").read_bytes() == body
 
 
 async def test_body_over_25_mib_is_413(service):
@@ -214,12 +221,12 @@ async def test_deliveries_arriving_together_share_one_write_and_all_land(service
     bodies = [as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1, issue={"number": 100 + n}))
               for n in range(8)]
     responses = await asyncio.gather(*(
-        service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, delivery_id=f"g{n}"))
+        service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, delivery_id=uid(f"g{n}")))
         for n, body in enumerate(bodies)))
     assert [r.status for r in responses] == [202] * 8
     assert len(writes) < 8 and sum(writes) == 8 * 4  # four buffers per record
     await service.worker.importer.import_new()
-    assert all(service.store.delivery_jobs(f"g{n}") for n in range(8))
+    assert all(service.store.delivery_jobs(uid(f"g{n}")) for n in range(8))
 
 
 async def test_a_delivery_that_cannot_be_stored_is_503(service, monkeypatch):
@@ -230,7 +237,61 @@ async def test_a_delivery_that_cannot_be_stored_is_503(service, monkeypatch):
 
     monkeypatch.setattr(inbox_module.os, "writev", disk_full)
     body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
-    response = await post(service, "issues", body, **{"X-GitHub-Delivery": "full"})
+    response = await post(service, "issues", body, **{"X-GitHub-Delivery": uid("full")})
     assert response.status == 503 and "redeliver" in (await response.json())["error"]
     monkeypatch.undo()
-    assert (await post(service, "issues", body, **{"X-GitHub-Delivery": "full"})).status == 202  # not "duplicate"
+    assert (await post(service, "issues", body, **{"X-GitHub-Delivery": uid("full")})).status == 202  # not "duplicate"
+
+
+async def raw_post(service, event: bytes, delivery_id: bytes, body: bytes) -> tuple[int, bytes]:
+    """POST /webhooks with header bytes exactly as given (aiohttp's client would encode them)."""
+    headers = delivery_headers("issues", body, SECRET)
+    reader, writer = await asyncio.open_connection(service.client.host, service.client.port)
+    writer.write(b"POST /webhooks HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                 b"X-Hub-Signature-256: " + headers["X-Hub-Signature-256"].encode() + b"\r\n"
+                 b"X-GitHub-Event: " + event + b"\r\nX-GitHub-Delivery: " + delivery_id + b"\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("delivery_id", [b"ab\xffcd", b"not-a-uuid", uid("x").encode() + b"/../x", b"\xc3\xa9" * 18])
+async def test_a_delivery_id_that_is_not_a_uuid_is_400(service, delivery_id):
+    body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
+    status, answer = await raw_post(service, b"issues", delivery_id, body)
+    assert status == 400 and b"X-GitHub-Delivery must be a UUID" in answer
+    assert [p.stat().st_size for p in segments(service.settings.inbox_path)] == [0]
+
+
+async def test_delivery_ids_are_taken_in_either_case(service):
+    body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
+    assert (await post(service, "issues", body, **{"X-GitHub-Delivery": uid("upper").upper()})).status == 202
+
+
+@pytest.mark.parametrize("event", [b"../../x", b"issues/../../x", b"Issues", b"issues.json", b"is\xffsues", b"a" * 65])
+async def test_an_event_name_github_cannot_send_is_400_and_names_nothing_on_disk(service, event, tmp_path):
+    body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
+    status, answer = await raw_post(service, event, uid("event").encode(), body)
+    assert status == 400 and b"X-GitHub-Event" in answer
+    await service.worker.importer.import_new()
+    assert not (service.settings.inbox_path / "rejected").exists()
+    assert {p.name for p in service.settings.data_dir.rglob("x*")} == set()
+
+
+async def test_a_bad_delivery_among_others_fails_alone(service, monkeypatch):
+    """Deliveries that share one inbox write: each is answered, the bad one with 400, and the others are stored."""
+    from app.intake import inbox as inbox_module
+
+    writes = []
+    real_writev = inbox_module.os.writev
+    monkeypatch.setattr(inbox_module.os, "writev", lambda fd, buffers: writes.append(len(buffers)) or real_writev(fd, buffers))
+    body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
+    good = [service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, delivery_id=uid(f"m{n}")))
+            for n in range(4)]
+    *answers, (bad_status, _) = await asyncio.wait_for(asyncio.gather(*good, raw_post(service, b"issues", b"ab\xffcd", body)), 10)
+    assert [r.status for r in answers] == [202] * 4 and bad_status == 400
+    await service.worker.importer.import_new()
+    assert all(service.store.delivery_jobs(uid(f"m{n}")) for n in range(4))

@@ -119,6 +119,15 @@ async def react_to_comment(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
     return ApiResponse(201 if created else 200, copy.deepcopy(reaction))
 
 
+async def react_to_review_comment(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
+    assert req.repo is not None and req.actor is not None
+    comment = fake.find_review_comment(req.repo, req.params["comment_id"])
+    if comment is None:
+        return not_found("https://docs.github.com/rest/reactions/reactions#create-reaction-for-a-pull-request-review-comment")
+    reaction, created = fake.add_reaction(("review_comment", comment["id"]), comment, req.actor, req.body["content"])
+    return ApiResponse(201 if created else 200, copy.deepcopy(reaction))
+
+
 HANDLERS: dict[str, Handler] = {
     "issues/get": get_issue,
     "issues/list-comments": list_comments,
@@ -128,4 +137,5 @@ HANDLERS: dict[str, Handler] = {
     "issues/remove-label": remove_label,
     "reactions/create-for-issue": react_to_issue,
     "reactions/create-for-issue-comment": react_to_comment,
+    "reactions/create-for-pull-request-review-comment": react_to_review_comment,
 }

@@ -47,6 +47,9 @@ def _pull(fake: "FakeGitHub", req: ApiRequest) -> dict[str, Any] | None:
     return fake._pull_index.get((req.repo.full_name.lower(), req.int_param("pull_number")))
 
 
+DRAFTS_UNSUPPORTED = "Draft pull requests are not supported in this repository."
+
+
 async def create(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
     repo, body, actor = req.repo, req.body, req.actor
     assert repo is not None and actor is not None
@@ -67,6 +70,8 @@ async def create(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
     refused = await asyncio.to_thread(check)
     if refused:
         return refused
+    if body.get("draft") and not repo.draft_pulls:  # GitHub's words (no `errors` list)
+        return ApiResponse(422, render.validation_failed(None, DRAFTS_UNSUPPORTED, doc=f"{render.DOCS}/pulls/pulls#create-a-pull-request"))
     issue = None
     if "issue" in body:
         issue = fake._issue_index.get((repo.full_name.lower(), body["issue"]))

@@ -76,7 +76,8 @@ async def collaborator_permission(fake: "FakeGitHub", req: ApiRequest) -> ApiRes
     if role is None:
         return not_found("https://docs.github.com/rest/collaborators/collaborators#get-repository-permissions-for-a-user")
     user = fake.user(login)
-    rank = {"admin": 5, "maintain": 4, "write": 3, "triage": 2, "read": 1, "none": 0}[role]
+    base = fake.base_role(role)  # a custom role: its name in role_name, its base's rights everywhere else
+    rank = {"admin": 5, "maintain": 4, "write": 3, "triage": 2, "read": 1, "none": 0}[base]
     collaborator = {
         **user,
         "permissions": {"admin": rank >= 5, "maintain": rank >= 4, "push": rank >= 3, "triage": rank >= 2, "pull": rank >= 1},
@@ -84,7 +85,7 @@ async def collaborator_permission(fake: "FakeGitHub", req: ApiRequest) -> ApiRes
     }
     from .state import LEGACY_PERMISSION
 
-    return ApiResponse(200, {"permission": LEGACY_PERMISSION[role], "role_name": role, "user": collaborator})
+    return ApiResponse(200, {"permission": LEGACY_PERMISSION[base], "role_name": role, "user": collaborator})
 
 
 async def get_content(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:

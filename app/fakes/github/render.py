@@ -458,6 +458,7 @@ def review_comment(u: Urls, full_name: str, cid: int, number: int, review_id: in
         "created_at": created,
         "updated_at": created,
         "html_url": f"{u.html}/{full_name}/pull/{number}#discussion_r{cid}",
+        "reactions": reaction_rollup(f"{api}/reactions"),
         "pull_request_url": f"{u.api}/repos/{full_name}/pulls/{number}",
         "author_association": association,
         "_links": {

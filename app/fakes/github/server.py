@@ -178,6 +178,18 @@ def _fault_response(fault: Any) -> ApiResponse:
     return ApiResponse(fault.status, body, headers)
 
 
+SUPPORTED_API_VERSIONS = ("2022-11-28",)  # api.github.com's; the description is of this version
+
+
+def _check_api_version(fake: "FakeGitHub", request: web.Request) -> None:
+    """GitHub answers 400 for an X-GitHub-Api-Version it does not support; without the header it
+    uses 2022-11-28 (docs.github.com/rest/about-the-rest-api/api-versions)."""
+    version = request.headers.get("X-GitHub-Api-Version")
+    if version is not None and version not in SUPPORTED_API_VERSIONS:
+        fake.violations.append(f"{request.method} {request.path}: X-GitHub-Api-Version {version!r} is not supported")
+        raise _Refused(ApiResponse(400, render.error(f"API version '{version}' is not supported.", status="400")))
+
+
 async def _rest(fake: "FakeGitHub", request: web.Request) -> web.StreamResponse:
     from .state import RecordedCall
 
@@ -208,6 +220,7 @@ async def _rest(fake: "FakeGitHub", request: web.Request) -> web.StreamResponse:
                 injected = True
                 _fault_rate_headers(fake, req, fault, headers)
                 raise _Refused(_fault_response(fault))
+        _check_api_version(fake, request)
         match = fake.validator.match(request.method, request.path)
         if match is None:
             fake.violations.append(f"{request.method} {request.path}: no such operation in GitHub's REST API")

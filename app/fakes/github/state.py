@@ -68,6 +68,8 @@ class Repo:
     git: BareRepo
     created: str
     permissions: dict[str, str] = field(default_factory=dict)  # login -> role
+    # GitHub Free/Pro private repositories have no draft pull requests: creating one is a 422.
+    draft_pulls: bool = True
     numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
 
 
@@ -132,6 +134,8 @@ class FakeGitHub:
         self.users: dict[str, dict[str, Any]] = {}
         self.installations: dict[int, dict[str, Any]] = {}
         self.repos: dict[str, Repo] = {}
+        # Custom repository roles (an organization's, on GitHub): name -> the built-in role it is based on.
+        self.custom_roles: dict[str, str] = {}
         self.issues: list[dict[str, Any]] = []
         self.comments: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
@@ -216,7 +220,7 @@ class FakeGitHub:
         return copy.deepcopy(inst)
 
     def add_repo(self, full_name: str, *, installation_id: int, default_branch: str = "main",
-                 files: dict[str, str] | None = None, private: bool = False) -> dict[str, Any]:
+                 files: dict[str, str] | None = None, private: bool = False, draft_pulls: bool = True) -> dict[str, Any]:
         """A repository with a real bare git repo and an initial commit of `files` on `default_branch`."""
         if installation_id not in self.installations:
             raise KeyError(f"no installation {installation_id}; call add_installation first")
@@ -226,16 +230,19 @@ class FakeGitHub:
                               files if files is not None else {"README.md": f"# {name}\n"})
         repo = Repo(full_name=full_name, owner=owner, name=name, id=self.next_id("repo"),
                     installation_id=installation_id, private=private, default_branch=default_branch,
-                    git=git, created=render.now_iso())
+                    git=git, created=render.now_iso(), draft_pulls=draft_pulls)
         repo.permissions[owner.lower()] = "admin"
         self.repos[full_name.lower()] = repo
         self.labels[full_name] = {}
         return self.render_repository(repo)
 
-    def set_permission(self, full_name: str, login: str, permission: str) -> None:
-        """Make `login` a collaborator with a role ("none" removes them). Unknown logins become users."""
+    def set_permission(self, full_name: str, login: str, permission: str, *, base: str | None = None) -> None:
+        """Make `login` a collaborator with a role ("none" removes them). Unknown logins become users.
+        A role that is not one of GitHub's is a custom repository role, based on the built-in `base`."""
         if permission not in PERMISSIONS:
-            raise ValueError(f"permission must be one of {PERMISSIONS}")
+            if base not in ("read", "triage", "write", "maintain"):
+                raise ValueError(f"permission must be one of {PERMISSIONS}, or a custom role with a base")
+            self.custom_roles[permission] = base
         self.add_user(login)
         self.repo(full_name).permissions[login.lower()] = permission
 
@@ -313,6 +320,28 @@ class FakeGitHub:
     def reactions_on_comment(self, comment_id: int) -> list[dict[str, Any]]:
         return list(self._reactions_on.get(("comment", comment_id), []))
 
+    def reactions_on_review_comment(self, comment_id: int) -> list[dict[str, Any]]:
+        return list(self._reactions_on.get(("review_comment", comment_id), []))
+
+    def find_review_comment(self, repo: Repo, comment_id: Any) -> dict[str, Any] | None:
+        where = f"/repos/{repo.full_name}/pulls/".lower()
+        return next((c for c in self.review_comments
+                     if str(c["id"]) == str(comment_id) and where in c["pull_request_url"].lower()), None)
+
+    def add_review_comment(self, full_name: str, number: int, *, body: str, user: str, path: str,
+                           line: int) -> dict[str, Any]:
+        """A review comment on a line of pull request `number`, as a person leaves it in the Files tab."""
+        repo = self.repo(full_name)
+        pull = self.pull(full_name, number)
+        if pull is None:
+            raise KeyError(f"no pull request {full_name}#{number}")
+        comment = render.review_comment(
+            self.urls, repo.full_name, self.next_id("review_comment"), number, self.next_id("review"),
+            author=self.user(user), comment={"path": path, "line": line, "body": body}, commit_id=pull["head"]["sha"],
+            diff_hunk=f"@@ -{line} +{line} @@", created=render.now_iso(), association=self.association(repo, user))
+        self.review_comments.append(comment)
+        return copy.deepcopy(comment)
+
     def check_runs_for(self, full_name: str, head_sha: str | None = None) -> list[dict[str, Any]]:
         return [run for _, (repo, run) in self._check_index.items()
                 if repo == full_name.lower() and (head_sha is None or run["head_sha"] == head_sha)]
@@ -323,6 +352,10 @@ class FakeGitHub:
 
     def check_run_annotations(self, check_run_id: int) -> list[dict[str, Any]]:
         return list(self._check_annotations.get(check_run_id, []))
+
+    def base_role(self, role: str) -> str:
+        """The built-in role a role stands for: itself, or a custom role's base."""
+        return self.custom_roles.get(role, role)
 
     def permission_of(self, repo: Repo, login: str) -> str | None:
         """GitHub's answer for collaborator permission: a role, or None when the user does not exist.
@@ -340,7 +373,7 @@ class FakeGitHub:
         if login.lower() == repo.owner.lower():
             return "OWNER"
         role = repo.permissions.get(login.lower())
-        if role and _RANK[role] >= _RANK["triage"]:
+        if role and _RANK[self.base_role(role)] >= _RANK["triage"]:
             owner_type = self.users.get(repo.owner.lower(), {}).get("type")
             return "MEMBER" if owner_type == "Organization" else "COLLABORATOR"
         return "NONE"
