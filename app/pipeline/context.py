@@ -24,9 +24,9 @@ STEP_PERMISSIONS: dict[str, dict[str, str]] = {
                     "pull_requests": "read"},
     # clone and push the job's branch; questions and progress; the check run; the pull request or review
     "run": {"metadata": "read", "contents": "write", "issues": "write", "checks": "write", "pull_requests": "write"},
-    # replies and reactions, redrawn reports, a pull request's head, Run CI's empty commit
+    # replies and reactions (on a review comment: pull_requests), redrawn reports, a PR's head, Run CI's commit
     "command": {"metadata": "read", "contents": "write", "issues": "write", "checks": "write",
-                "pull_requests": "read"},
+                "pull_requests": "write"},
 }
 
 

@@ -23,7 +23,7 @@ def supervised_job(bot, github, *, draft_pulls: bool) -> Job:
 async def test_a_supervised_pull_is_a_draft_where_the_repository_has_drafts(bot, github, draft_pulls):
     """Without draft pull requests (GitHub Free private repositories) GitHub answers 422 "Draft pull
     requests are not supported": the pull request is opened as a normal one, not taken for one that exists."""
-    ctx = bot.service.worker.context(supervised_job(bot, github, draft_pulls=draft_pulls))
+    ctx = bot.service.worker.context(supervised_job(bot, github, draft_pulls=draft_pulls), "run")
     pull, created = await open_or_update_pull(ctx, Outcome(conclusion="success", title="", summary="Fixed."))
     assert created and github.pull(REPO, pull["number"])["draft"] is draft_pulls
     assert [c.status for c in github.calls if c.method == "POST" and c.path.endswith("/pulls")] == (
@@ -34,5 +34,5 @@ async def test_a_supervised_pull_is_a_draft_where_the_repository_has_drafts(bot,
 async def test_the_fake_answers_a_draft_where_drafts_are_unsupported_as_github_does(bot, github):
     job = supervised_job(bot, github, draft_pulls=False)
     with pytest.raises(Exception) as info:
-        await bot.service.worker.context(job).github.create_pull(title="t", head=job.branch, base="main", body="", draft=True)
+        await bot.service.worker.context(job, "run").github.create_pull(title="t", head=job.branch, base="main", body="", draft=True)
     assert info.value.status_code == 422 and "Draft pull requests are not supported in this repository." in str(info.value)

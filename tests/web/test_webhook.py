@@ -85,18 +85,18 @@ async def test_a_signed_body_replayed_under_a_new_delivery_id_starts_nothing(ser
     from app.intake.ingest import OUTCOME_REPLAYED
 
     body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
-    for delivery_id in ("first", "replay-1", "replay-2"):
-        response = await service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, delivery_id))
+    for name in ("first", "replay-1", "replay-2"):
+        response = await service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, uid(name)))
         assert response.status == 202
-    first, (job_id,) = await imported(service, "first")
+    first, (job_id,) = await imported(service, uid("first"))
     for replay in ("replay-1", "replay-2"):
-        delivery, jobs = await imported(service, replay)
-        assert (delivery.outcome, jobs) == (OUTCOME_REPLAYED.format(delivery_id="first"), [])
+        delivery, jobs = await imported(service, uid(replay))
+        assert (delivery.outcome, jobs) == (OUTCOME_REPLAYED.format(delivery_id=uid("first")), [])
     assert [j.id for j in service.store.list_jobs()] == [job_id]
 
     other = as_bytes(payloads.labeled_issue(label="agentvine:feature", installation_id=1))  # a new event: new bytes
-    await service.client.post("/webhooks", data=other, headers=delivery_headers("issues", other, SECRET, "second"))
-    assert len((await imported(service, "second"))[1]) == 1
+    await service.client.post("/webhooks", data=other, headers=delivery_headers("issues", other, SECRET, uid("second")))
+    assert len((await imported(service, uid("second")))[1]) == 1
 
 
 async def test_a_redelivery_after_a_restart_makes_no_second_job(tmp_path, app_private_key, aiohttp_client):
@@ -288,10 +288,11 @@ async def test_a_bad_delivery_among_others_fails_alone(service, monkeypatch):
     writes = []
     real_writev = inbox_module.os.writev
     monkeypatch.setattr(inbox_module.os, "writev", lambda fd, buffers: writes.append(len(buffers)) or real_writev(fd, buffers))
-    body = as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1))
+    bodies = [as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1, issue={"number": 200 + n}))
+              for n in range(5)]  # five events: one body each (the same body twice is a replay)
     good = [service.client.post("/webhooks", data=body, headers=delivery_headers("issues", body, SECRET, delivery_id=uid(f"m{n}")))
-            for n in range(4)]
-    *answers, (bad_status, _) = await asyncio.wait_for(asyncio.gather(*good, raw_post(service, b"issues", b"ab\xffcd", body)), 10)
+            for n, body in enumerate(bodies[:4])]
+    *answers, (bad_status, _) = await asyncio.wait_for(asyncio.gather(*good, raw_post(service, b"issues", b"ab\xffcd", bodies[4])), 10)
     assert [r.status for r in answers] == [202] * 4 and bad_status == 400
     await service.worker.importer.import_new()
     assert all(service.store.delivery_jobs(uid(f"m{n}")) for n in range(4))
