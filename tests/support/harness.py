@@ -39,6 +39,7 @@ class Harness:
     github: FakeGitHub
     service: Service
     client: TestClient
+    events: int = 0  # label events delivered so far
 
     @property
     def repo(self) -> dict[str, Any]:
@@ -53,6 +54,9 @@ class Harness:
         issue = self.github.issue(REPO, number)
         payload = payloads.labeled_issue(label=label, issue=issue, repo=self.repo, installation_id=INSTALLATION,
                                          sender=sender, sender_type=sender_type)
+        # Each labeling is a new event, and GitHub's body says when: the same bytes again are a replay.
+        self.events += 1
+        payload["issue"]["updated_at"] = f"2026-12-01T00:{self.events // 60:02d}:{self.events % 60:02d}Z"
         response = await self.deliver("issues", payload, delivery_id)
         assert response.status in (200, 202), await response.text()
         return await self.outcome(response)
