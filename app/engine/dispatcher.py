@@ -72,6 +72,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._active: dict[str, _Active] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._idle = asyncio.Event()
 
     def wake(self) -> None:
@@ -94,6 +95,7 @@ class Dispatcher:
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
 
     async def stop(self) -> None:
+        self._stopping = True  # the loop ends at its next turn even if a cancellation is lost
         if self._loop_task:
             self._loop_task.cancel()
         tasks = [active.task for active in self._active.values()]
@@ -123,10 +125,13 @@ class Dispatcher:
         return bool(self._store.list_jobs(states, limit=1)) or bool(self._store.pending_commands())
 
     async def _loop(self) -> None:
-        while True:
+        # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as the wait
+        # ends, and a busy inbox (a wake on every pass) then kept stop() waiting for ever.
+        while not self._stopping:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:

@@ -551,3 +551,37 @@ async def test_a_pass_that_took_work_in_makes_another_at_once_for_what_may_be_be
         await until(lambda: len(calls) == 4, timeout=2)
         await settle()
     assert len(calls) == 4  # and not more: a pass that took nothing in waits to be woken
+
+
+STOP_WHILE_BUSY = """
+import asyncio, sys, tempfile
+from pathlib import Path
+from app.engine.dispatcher import Dispatcher, Hooks
+from app.store import SQLiteJobStore
+
+async def main():
+    store = SQLiteJobStore(Path(tempfile.mkdtemp()) / "jobs.sqlite")
+    async def busy_inbox():  # something came in on every pass: the loop wakes itself again at once
+        await asyncio.sleep(0)
+        return 1
+    for round in range(50):
+        dispatcher = Dispatcher(store, [], Hooks(intake=busy_inbox), poll_interval=0.0001)
+        await dispatcher.start()
+        await asyncio.sleep(0.001 * (round % 5))
+        await dispatcher.stop()
+    print("stopped")
+
+asyncio.run(main())
+"""
+
+
+def test_stop_ends_the_loop_while_a_busy_inbox_keeps_waking_it():
+    """SIGTERM must stop a worker whose inbox is busy. In a process of its own, so that a loop that
+    never ends fails this test instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    from tests.support.env import ROOT
+
+    done = subprocess.run([sys.executable, "-c", STOP_WHILE_BUSY], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stderr[-2000:]
