@@ -26,6 +26,8 @@ from app.store import SQLiteJobStore
 from app.store.base import JobStore
 from app.web.server import make_web_app
 
+log = logging.getLogger(__name__)
+
 WORKER_POLL_S = 0.1  # how soon a worker process sees a delivery the web process put in the inbox
 IN_PROCESS_POLL_S = 2.0  # a worker beside the web app is woken at once (on_stored), polling is a fallback
 
@@ -107,11 +109,11 @@ class Service:
 def make_production_app(settings: Settings, log_level: str) -> web.Application:
     """The web app, with the worker in a child process of its own (restarted if it dies)."""
     store = open_store(settings)  # migrates before the worker process opens it
-    supervisor = WorkerSupervisor(worker_process_main, (log_level, settings.worker_nice))
+    supervisor = WorkerSupervisor(worker_process_main, (log_level, settings.worker_nice, os.getpid()))
     return build_web(settings, store, supervisor, worker_alive=supervisor.alive, worker_pid=supervisor.pid)
 
 
-def worker_process_main(log_level: str, nice: int) -> None:
+def worker_process_main(log_level: str, nice: int, parent: int) -> None:
     """The body of the worker's process: settings from the environment, as the web process read them."""
     # Background work yields the CPU to the webhook: a delivery must be answered within GitHub's
     # 10 s (we aim for milliseconds); an acknowledgement may lag by a few.
@@ -119,19 +121,35 @@ def worker_process_main(log_level: str, nice: int) -> None:
         os.nice(nice)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
     tune_gc()
-    asyncio.run(run_worker(Settings()))
+    asyncio.run(run_worker(Settings(), parent=parent))  # the web process, even if it died while we started
 
 
-async def run_worker(settings: Settings) -> None:
-    """Run a worker until SIGINT or SIGTERM, then stop its stages and close the store."""
+PARENT_CHECK_S = 1.0  # how soon a worker process notices that its web process is gone
+
+
+async def _stop_when_orphaned(stopping: asyncio.Event, parent: int) -> None:
+    """A web process killed without its clean-up (SIGKILL, OOM) leaves its worker behind; the next web
+    process would start a second one on the same store and both would run the same jobs."""
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_CHECK_S)
+    log.error("the web process %d is gone; this worker stops", parent)
+    stopping.set()
+
+
+async def run_worker(settings: Settings, *, parent: int | None = None) -> None:
+    """Run a worker until SIGINT or SIGTERM (or until `parent` is gone), then stop its stages and close
+    the store."""
     worker = build_worker(settings, poll_interval=WORKER_POLL_S)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    watcher = asyncio.create_task(_stop_when_orphaned(stopping, parent)) if parent else None
     await worker.start()
     try:
         await stopping.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await worker.stop()
         worker.store.close()

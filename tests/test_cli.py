@@ -83,6 +83,43 @@ async def test_serve_runs_web_and_worker_processes_and_stops_cleanly(tmp_path):
         github.assert_no_violations()
 
 
+async def test_a_worker_whose_web_process_is_killed_stops(tmp_path):
+    """SIGKILL skips the web process's clean-up; its worker must not stay behind to run jobs beside
+    the next web process's worker."""
+    async with running_fake(tmp_path) as github:
+        arrange_github(github)
+        key = tmp_path / "app.pem"
+        key.write_text(github.private_key_pem)
+        port = free_port()
+        env = {**os.environ, "AGENTVINE_APP_ID": str(github.app_id), "AGENTVINE_PRIVATE_KEY_PATH": str(key),
+               "AGENTVINE_WEBHOOK_SECRET": SECRET, "AGENTVINE_GITHUB_API_URL": github.url,
+               "AGENTVINE_DATA_DIR": str(tmp_path / "data"), "AGENTVINE_MAX_CONCURRENT_JOBS": "0"}
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "--log-level", "WARNING", "serve", "--host", "127.0.0.1", "--port", str(port),
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        worker_pid = None
+        try:
+            async with aiohttp.ClientSession() as http:
+                async def worker_up() -> bool:
+                    nonlocal worker_pid
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/health") as response:
+                            worker_pid = (await response.json()).get("worker_pid") if response.status == 200 else None
+                            return worker_pid is not None
+                    except aiohttp.ClientError:
+                        return False
+
+                await wait_for(worker_up)
+            serve.kill()
+            await serve.wait()
+            await wait_for(lambda: asyncio.sleep(0, not process_exists(worker_pid)), timeout=15)
+        finally:
+            if serve.returncode is None:
+                serve.kill()
+            if worker_pid and process_exists(worker_pid):
+                os.kill(worker_pid, signal.SIGKILL)
+
+
 def test_serve_refuses_to_start_when_the_shipped_defaults_are_above_a_ceiling(monkeypatch, tmp_path, capsys):
     from app.cli import main
 
