@@ -33,19 +33,24 @@ def process_exists(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
+async def start_serve(tmp_path, github, *, stderr):
+    """`agentvine serve` as a process of its own against the fake, acknowledging but running no agent."""
+    key = tmp_path / "app.pem"
+    key.write_text(github.private_key_pem)
+    port = free_port()
+    env = {**os.environ, "AGENTVINE_APP_ID": str(github.app_id), "AGENTVINE_PRIVATE_KEY_PATH": str(key),
+           "AGENTVINE_WEBHOOK_SECRET": SECRET, "AGENTVINE_GITHUB_API_URL": github.url,
+           "AGENTVINE_DATA_DIR": str(tmp_path / "data"), "AGENTVINE_MAX_CONCURRENT_JOBS": "0"}
+    serve = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "--log-level", "WARNING", "serve", "--host", "127.0.0.1", "--port", str(port),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
+    return serve, f"http://127.0.0.1:{port}"
+
+
 async def test_serve_runs_web_and_worker_processes_and_stops_cleanly(tmp_path):
     async with running_fake(tmp_path) as github:
         arrange_github(github)
-        key = tmp_path / "app.pem"
-        key.write_text(github.private_key_pem)
-        port = free_port()
-        env = {**os.environ, "AGENTVINE_APP_ID": str(github.app_id), "AGENTVINE_PRIVATE_KEY_PATH": str(key),
-               "AGENTVINE_WEBHOOK_SECRET": SECRET, "AGENTVINE_GITHUB_API_URL": github.url,
-               "AGENTVINE_DATA_DIR": str(tmp_path / "data"), "AGENTVINE_MAX_CONCURRENT_JOBS": "0"}
-        serve = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "--log-level", "WARNING", "serve", "--host", "127.0.0.1", "--port", str(port),
-            cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        url = f"http://127.0.0.1:{port}"
+        serve, url = await start_serve(tmp_path, github, stderr=asyncio.subprocess.PIPE)
         try:
             async with aiohttp.ClientSession() as http:
                 health: dict = {}
@@ -88,22 +93,14 @@ async def test_a_worker_whose_web_process_is_killed_stops(tmp_path):
     the next web process's worker."""
     async with running_fake(tmp_path) as github:
         arrange_github(github)
-        key = tmp_path / "app.pem"
-        key.write_text(github.private_key_pem)
-        port = free_port()
-        env = {**os.environ, "AGENTVINE_APP_ID": str(github.app_id), "AGENTVINE_PRIVATE_KEY_PATH": str(key),
-               "AGENTVINE_WEBHOOK_SECRET": SECRET, "AGENTVINE_GITHUB_API_URL": github.url,
-               "AGENTVINE_DATA_DIR": str(tmp_path / "data"), "AGENTVINE_MAX_CONCURRENT_JOBS": "0"}
-        serve = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "--log-level", "WARNING", "serve", "--host", "127.0.0.1", "--port", str(port),
-            cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        serve, url = await start_serve(tmp_path, github, stderr=asyncio.subprocess.DEVNULL)
         worker_pid = None
         try:
             async with aiohttp.ClientSession() as http:
                 async def worker_up() -> bool:
                     nonlocal worker_pid
                     try:
-                        async with http.get(f"http://127.0.0.1:{port}/health") as response:
+                        async with http.get(url + "/health") as response:
                             worker_pid = (await response.json()).get("worker_pid") if response.status == 200 else None
                             return worker_pid is not None
                     except aiohttp.ClientError:

@@ -15,6 +15,7 @@ from app.agent.boundary.changeset import Rules, canonical, rule_refusal, symlink
 from app.agent.boundary.hostgit import GitUser
 from app.agent.boundary.workspace import SYMLINK as SYMLINK_MODE
 from app.agent.sandbox.disk import JobDisk, loop_supported, remove_tree
+from app.domain.job import JobState
 from tests.support.harness import INSTALLATION
 from tests.support.env import reachable_by_host_git, unavailable
 
@@ -284,70 +285,57 @@ def test_file_names_are_shown_as_code_they_cannot_leave(name, shown):
     assert code_span(name) == shown
 
 
-def test_start_up_removes_what_a_crash_left_and_keeps_a_waiting_jobs_files(tmp_path):
+@contextlib.contextmanager
+def jobs_with_files(tmp_path, *paths):
+    """A worker over a store with one job per path of states (its last state is where it stands), each
+    with a job filesystem, and one more filesystem no job owns ("ghost"). Yields (worker, jobs, disks)."""
     if not loop_supported():
         unavailable("the job filesystem needs root, /dev/loop-control and mkfs.ext4")
     from app.domain.config import load_default
-    from app.domain.job import Delivery, Job, JobState, Trigger
-    from app.store import SQLiteJobStore
+    from app.domain.job import Delivery, Job, Trigger
     from app.engine.worker import Worker
+    from app.store import SQLiteJobStore
     from tests.support.env import make_settings
 
     settings = make_settings(tmp_path, private_key="unused")
     settings.data_dir.mkdir(parents=True)
     store = SQLiteJobStore(settings.database_path)
-    done, waiting = (Job(delivery_id="d1", installation_id=1, repo="o/r", issue_number=3, requester="alice",
-                         trigger=Trigger(kind="label", label="agentvine:bugfix")) for _ in range(2))
-    store.record_delivery(Delivery(id="d1", event="issues"), [done, waiting])
-    store.save_job(done.moved_to(JobState.CANCELLED, "x"), "cancelled")
-    store.save_job(waiting.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING)
-                   .moved_to(JobState.WAITING_FOR_ANSWER), "asked")
-    disks = {name: JobDisk(settings.jobs_dir / name, "loop", 64, 100) for name in (done.id, waiting.id, "ghost")}
+    jobs = [Job(delivery_id="d1", installation_id=1, repo="o/r", issue_number=n, requester="alice",
+                trigger=Trigger(kind="label", label="agentvine:bugfix")) for n in range(len(paths))]
+    store.record_delivery(Delivery(id="d1", event="issues"), jobs)
+    for job, path in zip(jobs, paths):
+        for state in path:
+            job = job.moved_to(state, "x")
+        store.save_job(job, "moved")
+    disks = {name: JobDisk(settings.jobs_dir / name, "loop", 64, 100) for name in [j.id for j in jobs] + ["ghost"]}
     try:
         for disk in disks.values():
             disk.create()
-        Worker(settings, store, load_default())._tidy_job_files()
-        assert not disks[done.id].root.exists() and not disks["ghost"].root.exists()
-        assert disks[waiting.id].image.is_file() and not disks[waiting.id].mounted()
+        yield Worker(settings, store, load_default()), jobs, disks
     finally:
         for disk in disks.values():
             disk.remove()
         store.close()
+
+
+ASKED = (JobState.ACKNOWLEDGED, JobState.RUNNING, JobState.WAITING_FOR_ANSWER)
+
+
+def test_start_up_removes_what_a_crash_left_and_keeps_a_waiting_jobs_files(tmp_path):
+    with jobs_with_files(tmp_path, (JobState.CANCELLED,), ASKED) as (worker, (done, waiting), disks):
+        worker._tidy_job_files()
+        assert not disks[done.id].root.exists() and not disks["ghost"].root.exists()
+        assert disks[waiting.id].image.is_file() and not disks[waiting.id].mounted()
 
 
 def test_the_janitor_later_removes_leftovers_and_leaves_running_and_waiting_jobs_alone(tmp_path):
-    if not loop_supported():
-        unavailable("the job filesystem needs root, /dev/loop-control and mkfs.ext4")
-    from app.domain.config import load_default
-    from app.domain.job import Delivery, Job, JobState, Trigger
-    from app.engine.worker import Worker
-    from app.store import SQLiteJobStore
-    from tests.support.env import make_settings
-
-    settings = make_settings(tmp_path, private_key="unused")
-    settings.data_dir.mkdir(parents=True)
-    store = SQLiteJobStore(settings.database_path)
-    done, running, waiting = (Job(delivery_id="d1", installation_id=1, repo="o/r", issue_number=n, requester="alice",
-                                  trigger=Trigger(kind="label", label="agentvine:bugfix")) for n in range(3))
-    store.record_delivery(Delivery(id="d1", event="issues"), [done, running, waiting])
-    store.save_job(done.moved_to(JobState.FAILED, "x"), "failed")  # e.g. its clean-up raised
-    store.save_job(running.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING), "started")
-    store.save_job(waiting.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING)
-                   .moved_to(JobState.WAITING_FOR_ANSWER), "asked")
-    disks = {name: JobDisk(settings.jobs_dir / name, "loop", 64, 100)
-             for name in (done.id, running.id, waiting.id, "ghost")}
-    try:
-        for disk in disks.values():
-            disk.create()
+    started = (JobState.ACKNOWLEDGED, JobState.RUNNING)
+    with jobs_with_files(tmp_path, (JobState.FAILED,), started, ASKED) as (worker, (done, running, waiting), disks):
         disks[running.id].mount()
-        Worker(settings, store, load_default())._tidy_job_files(at_start=False)
+        worker._tidy_job_files(at_start=False)  # e.g. the failed job's clean-up raised
         assert not disks[done.id].root.exists() and not disks["ghost"].root.exists()
         assert disks[running.id].mounted()  # a running job's filesystem is not pulled from under it
         assert disks[waiting.id].image.is_file()  # the session waits for its answer
-    finally:
-        for disk in disks.values():
-            disk.remove()
-        store.close()
 
 
 async def test_a_tracked_non_utf8_name_is_no_change_but_a_new_one_is_refused(github, tmp_path):

@@ -179,14 +179,20 @@ async def test_human_required_waits_for_approval(bot, github):
     assert run["output"]["title"].startswith("Waiting for approval")
 
 
-async def test_invalid_repository_config_is_reported_and_nothing_runs(bot, github):
-    github.push_files(REPO, "main", {".github/agentvine.yml": "workers:\n  bugfix:\n    max_turns: lots\n"})
+async def failed_with_config(bot, github, text: str):
+    """A bugfix label on a repository whose .github/agentvine.yml is `text`: the failed job, the comment."""
+    github.push_files(REPO, "main", {".github/agentvine.yml": text})
     issue = github.add_issue(REPO, title="x", user="alice")
     answer = await bot.label(issue["number"], "agentvine:bugfix")
     await bot.settle()
     job = bot.job(answer["jobs"][0])
     assert job.state is JobState.FAILED and job.conclusion == "failure"
     (comment,) = bot_comments(github, issue["number"])
+    return job, comment
+
+
+async def test_invalid_repository_config_is_reported_and_nothing_runs(bot, github):
+    _, comment = await failed_with_config(bot, github, "workers:\n  bugfix:\n    max_turns: lots\n")
     assert "`workers.bugfix.max_turns`: Input should be a valid integer" in comment["body"]
     (run,) = github.check_runs_for(REPO)
     assert (run["status"], run["conclusion"]) == ("completed", "failure")
@@ -303,11 +309,5 @@ async def test_the_operator_may_raise_a_ceiling(github, tmp_path):
 
 
 async def test_deeply_nested_repository_config_is_reported_as_invalid(bot, github):
-    github.push_files(REPO, "main", {".github/agentvine.yml": "[" * 10_000 + "]" * 10_000})
-    issue = github.add_issue(REPO, title="x", user="alice")
-    answer = await bot.label(issue["number"], "agentvine:bugfix")
-    await bot.settle()
-    job = bot.job(answer["jobs"][0])
-    assert job.state is JobState.FAILED and job.conclusion == "failure"
-    (comment,) = bot_comments(github, issue["number"])
+    _, comment = await failed_with_config(bot, github, "[" * 10_000 + "]" * 10_000)
     assert "invalid YAML: nested more than 32 levels deep" in comment["body"]
