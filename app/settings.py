@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     def inbox_path(self) -> Path:
         return self.data_dir / "inbox"
 
+    def clone_url(self, repo: str) -> str:
+        """Where host git fetches and pushes `owner/name` (GitHub Enterprise Server has its own host)."""
+        return f"{self.git_url.rstrip('/')}/{repo}.git"
+
     @property
     def jobs_dir(self) -> Path:
         """Each job's files (app/agent/boundary/workspace.py) live in a folder named by its id in here."""

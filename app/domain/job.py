@@ -170,6 +170,18 @@ class Job(BaseModel):
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
+    @property
+    def commits_skip_ci(self) -> bool:
+        """Its commits carry `skip-checks: true`: CI runs changed code with the repository's secrets,
+        so only after a person has read it, unless the operator trusts the level (`autonomous`)."""
+        return self.level != "autonomous"
+
+    @property
+    def ci_held_back(self) -> bool:
+        """It pushed commits that skipped CI, and a maintainer may now let CI run (Run CI)."""
+        pushed = self.outcome is not None and self.outcome.pr_number is not None and self.worker != "review"
+        return pushed and self.commits_skip_ci and self.state is JobState.SUCCEEDED
+
     def moved_to(self, state: JobState, reason: str | None = None, *, conclusion: str | None = None) -> Job:
         """A copy of the job in `state`; raises InvalidTransition for a move the rules forbid."""
         if state != self.state and state not in _ALLOWED.get(self.state, frozenset()):

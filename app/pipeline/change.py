@@ -90,7 +90,7 @@ def commit_message(ctx: JobContext, outcome: Outcome) -> str:
         summary = summary[:2_000] + "…"
     trailer = f"Co-authored-by: {job.requester} <{noreply(job.requester_id, job.requester)}>"
     refs = f"Closes #{job.issue_number}" if not job.is_pull_request else f"For #{job.issue_number}"
-    if job.level == "autonomous":
+    if not job.commits_skip_ci:
         return f"{first}\n\n{summary}\n\n{refs}\n\n{trailer}\n"
     # CI runs the changed code with the repository's secrets: not before a maintainer has read it
     # (the check run's Run CI button). GitHub wants the trailer last, after two empty lines.

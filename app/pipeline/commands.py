@@ -180,7 +180,7 @@ class CommandHandler:
     async def _run_ci(self, req: Request) -> str:
         """A maintainer read the diff: an empty commit on the pull request's branch lets CI run on it."""
         job = req.job
-        if job is None or not render.ci_was_skipped(job):
+        if job is None or not job.ci_held_back:
             return "no CI held back here"
         required = job.run.approve_permission if job.run else self._config.permissions.approve
         if not permission_at_least(req.role, required):  # CI runs the agent's code with the secrets
@@ -193,7 +193,7 @@ class CommandHandler:
         settings = req.ctx.settings
         bot = f"{settings.app_slug}[bot]"
         sha = await workspace.push_empty_commit(
-            req.ctx.workspace(), f"{settings.git_url.rstrip('/')}/{job.repo}.git", head["ref"], await req.ctx.api.token(),
+            req.ctx.workspace(), settings.clone_url(job.repo), head["ref"], await req.ctx.api.token(),
             message=texts.RUN_CI_COMMIT.format(sender=req.sender), author=(bot, noreply(settings.app_bot_user_id, bot)))
         self._store.add_event(job.id, "ci_requested", by=req.sender, commit=sha)
         return f"CI requested on {head['ref']} ({sha[:12]})"

@@ -69,9 +69,9 @@ def stderr_detail(exit_code: int | None, stderr_tail: str) -> str:
     return f"exit code {exit_code}, no result; " + (code_span(tail) if tail else "nothing on stderr")
 
 
-def figures(result: Result | None, usage: Usage | None, started: float) -> Figures:
+def figures(usage: Usage | None, started: float) -> Figures:
     """The figures people see, all from the gateway's own count (`usage`), none from the agent's
-    `result` line, which the agent can print itself (`result` is kept for the callers' sake)."""
+    `result` line, which the agent can print itself."""
     if usage is None:
         return Figures(duration_s=time.time() - started)
     return Figures(
@@ -112,4 +112,4 @@ class AgentRun:
 
     def figures(self) -> Figures:
         """The figures now (a published change counts the time its publishing took)."""
-        return figures(self.result, self.usage, self.started)
+        return figures(self.usage, self.started)

@@ -92,8 +92,7 @@ async def _workspace(ctx: JobContext) -> workspace.Workspace:
         await asyncio.to_thread(ws.disk.mount)
         return ws
     token = await ctx.api.token()
-    clone_url = f"{ctx.settings.git_url.rstrip('/')}/{job.repo}.git"
-    remote_sha = await workspace.prepare(ws, clone_url, job.base_branch or job.default_branch, token)
+    remote_sha = await workspace.prepare(ws, ctx.settings.clone_url(job.repo), job.base_branch or job.default_branch, token)
     ctx.update("workspace", log={"branch": job.branch}, remote_sha=remote_sha)
     return ws
 
@@ -159,7 +158,7 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         failed = classify(ctx, sandbox, transcript.result, sandbox.stopped or ws.disk.over_quota(),
                           budget_reached=usage.refused_budget > 0)
         if failed is not None:
-            stats = figures(transcript.result, usage, started)
+            stats = figures(usage, started)
             await finish(ctx, reporter, failed.model_copy(update={"figures": stats}))
             return
         text = (transcript.result.result if transcript.result else "") or ""

@@ -57,7 +57,7 @@ class ClaudeOptions:
 
     ``tools``: the exact set of built-in tools the session has (None: the CLI's default);
     ``allowed_tools`` / ``disallowed_tools``: permission rules; ``resume_session``: a session
-    id to continue; ``max_budget_usd``: the CLI's own spending limit."""
+    id to continue. (No spending flag: the model gateway counts and enforces the job's budget.)"""
 
     model: str
     max_turns: int
@@ -67,7 +67,6 @@ class ClaudeOptions:
     resume_session: str | None = None
     executable: str = "claude"
     tools: list[str] | None = None
-    max_budget_usd: float | None = None
 
 
 def _check_prompt(prompt: str) -> None:
@@ -83,7 +82,7 @@ def build_command(prompt: str, options: ClaudeOptions) -> list[str]:
     """The argv for one Claude Code run (see the module docstring for the order and why)."""
     _check_prompt(prompt)
     model, max_turns, permission_mode = options.model, options.max_turns, options.permission_mode
-    tools, max_budget_usd, resume_session = options.tools, options.max_budget_usd, options.resume_session
+    tools, resume_session = options.tools, options.resume_session
     if not model or model.startswith("-"):
         raise ValueError(f"bad model {model!r}")
     if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
@@ -105,10 +104,6 @@ def build_command(prompt: str, options: ClaudeOptions) -> list[str]:
         if any(not _TOOL_NAME_RE.match(t) for t in tools):
             raise ValueError(f"bad tool name in {tools!r}")
         argv += ["--tools", ",".join(tools)]
-    if max_budget_usd is not None:
-        if max_budget_usd <= 0:
-            raise ValueError("max_budget_usd must be positive")
-        argv += ["--max-budget-usd", f"{max_budget_usd:.2f}"]
     argv += _tool_args("--allowedTools", options.allowed_tools)
     argv += _tool_args("--disallowedTools", options.disallowed_tools)
     if resume_session is not None:

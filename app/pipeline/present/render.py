@@ -112,17 +112,11 @@ def buttons(job: Job) -> list[dict[str, str]]:
         names = [Command.APPROVE, Command.CANCEL]
     elif job.terminal:
         names = [Command.RETRY] if job.conclusion != "success" else []
-        if ci_was_skipped(job):
+        if job.ci_held_back:
             names.append(Command.RUN_CI)
     else:
         names = [Command.CANCEL]
     return [{**texts.BUTTONS[name], "identifier": name.value} for name in names]
-
-
-def ci_was_skipped(job: Job) -> bool:
-    """A job that pushed commits for a person to read first: they carry `skip-checks: true`."""
-    pushed = job.outcome is not None and job.outcome.pr_number is not None and job.worker != "review"
-    return pushed and job.level != "autonomous" and job.state is JobState.SUCCEEDED
 
 
 def check_run_name(job: Job) -> str:
