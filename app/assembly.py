@@ -21,7 +21,7 @@ from aiohttp import web
 from app.domain.config import BotConfig, load_default
 from app.engine.supervisor import WorkerSupervisor
 from app.engine.worker import Worker
-from app.settings import Settings
+from app.settings import Settings, load_settings
 from app.store import SQLiteJobStore
 from app.store.base import JobStore
 from app.web.server import make_web_app
@@ -121,7 +121,7 @@ def worker_process_main(log_level: str, nice: int, parent: int) -> None:
         os.nice(nice)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
     tune_gc()
-    asyncio.run(run_worker(Settings(), parent=parent))  # the web process, even if it died while we started
+    asyncio.run(run_worker(load_settings(), parent=parent))  # the web process, even if it died while we started
 
 
 PARENT_CHECK_S = 1.0  # how soon a worker process notices that its web process is gone

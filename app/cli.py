@@ -12,11 +12,15 @@ from app.agent.sandbox import __main__ as sandbox_cli
 from app.assembly import Service, load_service_config, make_production_app, tune_gc
 from app.domain.config import ConfigError
 from app.observability import init_sentry
-from app.settings import Settings
+from app.settings import SettingsFileError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsFileError as exc:
+        print(f"agentvine serve: cannot start, the settings file cannot be used: {exc}", file=sys.stderr)
+        return 2
     missing = settings.missing_for_serve()
     if missing:
         print("agentvine serve: cannot start, these settings are missing: " + ", ".join(missing), file=sys.stderr)

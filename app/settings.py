@@ -1,7 +1,11 @@
-"""Service settings, read from the environment (documented in README.md, "Settings")."""
+"""Service settings, read from the environment and the settings file (documented in README.md,
+"Settings"). `load_settings` is the one way the service reads them."""
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,6 +17,13 @@ from app.agent.sandbox.recipe import DEFAULT_IMAGE
 from app.domain.config import Ceilings, Permission
 
 _CEILINGS = Ceilings()  # their defaults, kept in one place
+
+ENV_FILE_VARIABLE = "AGENTVINE_ENV_FILE"
+DEFAULT_ENV_FILE = Path("agentvine.env")  # where `agentvine setup` writes, in the current folder
+
+
+class SettingsFileError(Exception):
+    """The settings file cannot be used; the message says why and what to do."""
 
 
 class Settings(BaseSettings):
@@ -130,3 +141,35 @@ class Settings(BaseSettings):
         pem = self.private_key_pem()
         assert self.app_id is not None and pem is not None
         return self.app_id, pem
+
+
+def env_file_path(environ: Mapping[str, str] = os.environ) -> tuple[Path, bool]:
+    """The settings file, and whether the operator named it (then it must exist)."""
+    named = environ.get(ENV_FILE_VARIABLE)
+    return (Path(named), True) if named else (DEFAULT_ENV_FILE, False)
+
+
+def check_private(path: Path) -> None:
+    """The settings file holds the App's private key and webhook secret: refuse one that others may
+    read or change, or that is not a plain file of this user's (a symlink could point anywhere)."""
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode):
+        raise SettingsFileError(f"{path} is not a regular file")
+    if info.st_uid != os.geteuid():
+        raise SettingsFileError(f"{path} belongs to uid {info.st_uid}, not to this user (uid {os.geteuid()})")
+    if info.st_mode & 0o077:
+        raise SettingsFileError(
+            f"{path} may be read or written by others (mode {stat.S_IMODE(info.st_mode):03o}); run: chmod 600 {path}"
+        )
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Settings from the environment, over the settings file (AGENTVINE_ENV_FILE, else ./agentvine.env
+    when it exists). Raises SettingsFileError for a named file that is missing or a file not private."""
+    path, named = env_file_path(environ)
+    if not path.exists() and not path.is_symlink():
+        if named:
+            raise SettingsFileError(f"{ENV_FILE_VARIABLE} names {path}, which does not exist")
+        return Settings()
+    check_private(path)
+    return Settings(_env_file=path)  # type: ignore[call-arg]  # pydantic-settings' init keyword

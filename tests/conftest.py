@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,8 +21,11 @@ from tests.support.model import (  # noqa: F401  (pytest finds fixtures by name)
     socket_dir,
 )
 
-
-
+# A developer's own ./agentvine.env (what `agentvine setup` writes) must not reach the tests, nor the
+# processes they start: every test reads an empty settings file unless it names another.
+_EMPTY_ENV_FILE = Path(tempfile.mkdtemp(prefix="agentvine-tests-")) / "empty.env"
+_EMPTY_ENV_FILE.touch(mode=0o600)
+os.environ["AGENTVINE_ENV_FILE"] = str(_EMPTY_ENV_FILE)
 
 @pytest.fixture(scope="session")
 def testdata() -> Path:
