@@ -21,7 +21,7 @@ LAYERS = [
     ("app.pipeline",),
     ("app.engine",),
     ("app.web",),
-    ("app.observability", "app.assembly", "app.demo", "app.cli", "app.__main__"),
+    ("app.observability", "app.assembly", "app.demo", "app.operator", "app.cli", "app.__main__"),
 ]
 FAKES = "app.fakes"
 MAY_IMPORT_FAKES = ("app.fakes", "app.demo")  # the demo runs on the fakes; nothing else does
