@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -105,6 +106,13 @@ class Settings(BaseSettings):
     def clone_url(self, repo: str) -> str:
         """Where host git fetches and pushes `owner/name` (GitHub Enterprise Server has its own host)."""
         return f"{self.git_url.rstrip('/')}/{repo}.git"
+
+    def noreply_email(self, user_id: int | None, login: str) -> str:
+        """A GitHub account's no-reply address, which attributes a commit to it without a real address;
+        GitHub Enterprise Server's carry its own host name."""
+        host = urlsplit(self.git_url).hostname or "github.com"
+        domain = f"users.noreply.{host}"
+        return f"{user_id}+{login}@{domain}" if user_id else f"{login}@{domain}"
 
     @property
     def jobs_dir(self) -> Path:

@@ -48,6 +48,12 @@ def make_app(fake: "FakeGitHub") -> web.Application:
     async def dispatch(request: web.Request) -> web.StreamResponse:
         if git_http.is_git_path(request.path):
             return await git_http.handle(fake, request)
+        if fake.api_prefix:  # GitHub Enterprise Server: the REST API under /api/v3, git at the root
+            if not request.path.startswith(fake.api_prefix + "/"):
+                fake.violations.append(f"{request.method} {request.path}: outside the REST API root {fake.api_prefix}")
+                return _json_response(404, render.error("Not Found"), {})
+            request = request.clone(rel_url=request.rel_url.path[len(fake.api_prefix):] + (
+                f"?{request.rel_url.query_string}" if request.rel_url.query_string else ""))
         return await _rest(fake, request)
 
     app.router.add_route("*", "/{tail:.*}", dispatch)
@@ -202,7 +208,7 @@ async def _rest(fake: "FakeGitHub", request: web.Request) -> web.StreamResponse:
             body = json.loads(raw)
         except ValueError:
             parse_error = True
-    req = ApiRequest(method=request.method, path=request.path, base_url=f"{request.scheme}://{request.host}",
+    req = ApiRequest(method=request.method, path=request.path, base_url=f"{request.scheme}://{request.host}{fake.api_prefix}",
                      query=dict(request.query), params={}, body=body, headers=CIMultiDict(request.headers))
     headers = {
         "X-GitHub-Media-Type": "github.v3; format=json",

@@ -109,7 +109,10 @@ class FakeGitHub:
         spec_path: Path | None = None,
         rate_limit: int = 5000,
         private_key_pem: str | None = None,
+        api_prefix: str = "",
     ) -> None:
+        """`api_prefix="/api/v3"` makes it a GitHub Enterprise Server: the REST API under that path, git
+        and the web pages (`html_url`) at the host's root."""
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="fake-github-"))
         self.app_id = app_id
@@ -123,6 +126,7 @@ class FakeGitHub:
         self.public_key_pem: bytes = public_key_pem(self.private_key_pem)
         self.validator: OpenAPIValidator = get_validator(spec_path)
         self.rate_limit = rate_limit
+        self.api_prefix = api_prefix.rstrip("/")
         self._url: str | None = None
         self.urls = render.Urls()
 
@@ -177,7 +181,8 @@ class FakeGitHub:
         """Set once the server listens; objects created afterwards link to the fake itself."""
         self._url = value.rstrip("/") if value else None
         if self._url:
-            self.urls = render.Urls(api=self._url, html="https://github.com", git=self._url)
+            html = self._url if self.api_prefix else "https://github.com"
+            self.urls = render.Urls(api=self.api_url, html=html, git=self._url)
             # Accounts and the App exist from construction on; give them the new addresses.
             for key, u in self.users.items():
                 self.users[key] = render.user(self.urls, u["login"], u["id"], u["type"])
@@ -188,6 +193,12 @@ class FakeGitHub:
                 self.installations[iid] = render.installation(
                     self.urls, iid, self.user(inst["account"]["login"]), self.app_id, self.app_slug,
                     inst["created_at"], inst["repository_selection"])
+
+    @property
+    def api_url(self) -> str:
+        """The REST API's root (what AGENTVINE_GITHUB_API_URL names); `url` is git's and the web's."""
+        assert self._url is not None, "the fake is not listening yet"
+        return self._url + self.api_prefix
 
     def make_app(self) -> web.Application:
         from .server import make_app
