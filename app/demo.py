@@ -171,20 +171,29 @@ async def run_demo(keep_running: bool) -> int:
             return code
 
 
-def main(keep_running: bool = False) -> int:
+def sandbox_problem(image: str, command: str) -> str | None:
+    """Why `command` cannot run the real sandbox here (no Docker engine, `image` not built), or None."""
     try:
         import docker
 
         client = docker.from_env()
         client.ping()
-    except Exception as exc:  # the demo runs the real sandbox
-        print(f"agentvine demo needs a running Docker engine ({exc}). `./dev demo` installs and starts one.", file=sys.stderr)
-        return 2
+    except Exception as exc:  # docker-py raises several kinds; each means the same here
+        return f"{command} needs a running Docker engine ({exc}). `./dev demo` installs and starts one."
     from app.agent.sandbox.image import image_exists
 
-    image = Settings().sandbox_image
-    if not image_exists(image, client):
-        print(f"the sandbox image {image} is not built: run `agentvine sandbox build` (or `./dev demo`).", file=sys.stderr)
+    try:
+        if not image_exists(image, client):
+            return f"the sandbox image {image} is not built: run `agentvine sandbox build` (or `./dev demo`)."
+    finally:
+        client.close()
+    return None
+
+
+def main(keep_running: bool = False) -> int:
+    problem = sandbox_problem(Settings().sandbox_image, "agentvine demo")  # the demo runs the real sandbox
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     try:
         return asyncio.run(run_demo(keep_running))

@@ -24,7 +24,8 @@ LAYERS = [
     ("app.observability", "app.assembly", "app.demo", "app.operator", "app.cli", "app.__main__"),
 ]
 FAKES = "app.fakes"
-MAY_IMPORT_FAKES = ("app.fakes", "app.demo")  # the demo runs on the fakes; nothing else does
+# The demo, and a replay with --embedded (no service, no App), run on the fakes; nothing else does.
+MAY_IMPORT_FAKES = ("app.fakes", "app.demo", "app.operator.replay_embedded")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 6

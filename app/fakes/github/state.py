@@ -70,7 +70,7 @@ class Repo:
     permissions: dict[str, str] = field(default_factory=dict)  # login -> role
     # GitHub Free/Pro private repositories have no draft pull requests: creating one is a 422.
     draft_pulls: bool = True
-    numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
+    next_number: int = 1  # issues and pull requests share one sequence
 
 
 @dataclass
@@ -258,21 +258,27 @@ class FakeGitHub:
         self.repo(full_name).permissions[login.lower()] = permission
 
     def add_issue(self, full_name: str, *, title: str, body: str = "", user: str = "octocat",
-                  labels: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+                  labels: tuple[str, ...] | list[str] = (), number: int | None = None) -> dict[str, Any]:
+        """An issue with the repository's next number, or with `number` (a recorded payload's; the
+        numbers given out afterwards follow it)."""
         repo = self.repo(full_name)
-        return copy.deepcopy(self.create_issue(repo, title=title, body=body, author=self.user(user), labels=list(labels)))
+        return copy.deepcopy(self.create_issue(repo, title=title, body=body, author=self.user(user), labels=list(labels),
+                                               number=number))
 
     def add_pull(self, full_name: str, *, head: str, base: str, title: str, body: str = "",
-                 user: str = "octocat", draft: bool = False) -> dict[str, Any]:
+                 user: str = "octocat", draft: bool = False, number: int | None = None) -> dict[str, Any]:
         repo = self.repo(full_name)
         if repo.git.resolve(head) is None or repo.git.resolve(base) is None:
             raise ValueError(f"branches {head!r} and {base!r} must exist in {full_name}")
         return copy.deepcopy(self.refresh_pull(repo, self.create_pull(
-            repo, title=title, body=body, author=self.user(user), head=head, base=base, draft=draft)))
+            repo, title=title, body=body, author=self.user(user), head=head, base=base, draft=draft, number=number)))
 
-    def add_comment(self, full_name: str, issue_number: int, *, body: str, user: str) -> dict[str, Any]:
+    def add_comment(self, full_name: str, issue_number: int, *, body: str, user: str,
+                    comment_id: int | None = None) -> dict[str, Any]:
+        """A comment with the next id, or with `comment_id` (a recorded payload's, which the bot reacts to)."""
         repo = self.repo(full_name)
-        return copy.deepcopy(self.create_comment(repo, issue_number, body=body, author=self.user(user)))
+        return copy.deepcopy(self.create_comment(repo, issue_number, body=body, author=self.user(user),
+                                                 comment_id=comment_id))
 
     def add_label(self, full_name: str, name: str, color: str = "ededed", description: str = "") -> dict[str, Any]:
         return copy.deepcopy(self.ensure_label(self.repo(full_name), name, color, description))
@@ -451,9 +457,17 @@ class FakeGitHub:
         labels[name] = render.label(self.urls, repo.full_name, self.next_id("label"), name, color, description)
         return labels[name]
 
+    def _take_number(self, repo: Repo, number: int | None) -> int:
+        if number is None:
+            number = repo.next_number
+        elif number < 1 or (repo.full_name.lower(), number) in self._issue_index:
+            raise ValueError(f"{repo.full_name} cannot have another #{number}")
+        repo.next_number = max(repo.next_number, number + 1)
+        return number
+
     def create_issue(self, repo: Repo, *, title: str, body: str | None, author: dict[str, Any],
-                     labels: list[str]) -> dict[str, Any]:
-        number = next(repo.numbers)
+                     labels: list[str], number: int | None = None) -> dict[str, Any]:
+        number = self._take_number(repo, number)
         issue = render.issue(self.urls, repo.full_name, self.next_id("issue"), number, title=title, body=body,
                              author=author, labels=[copy.deepcopy(self.ensure_label(repo, n)) for n in labels],
                              created=render.now_iso(), association=self.association(repo, author["login"]))
@@ -464,12 +478,17 @@ class FakeGitHub:
     def touch(self, obj: dict[str, Any]) -> None:
         obj["updated_at"] = render.now_iso()
 
-    def create_comment(self, repo: Repo, number: int, *, body: str, author: dict[str, Any]) -> dict[str, Any]:
+    def create_comment(self, repo: Repo, number: int, *, body: str, author: dict[str, Any],
+                       comment_id: int | None = None) -> dict[str, Any]:
         issue = self._issue_index.get((repo.full_name.lower(), number))
         if issue is None:
             raise KeyError(f"{repo.full_name} has no issue #{number}")
+        if comment_id is not None and comment_id in self._comment_index:
+            raise ValueError(f"a comment {comment_id} exists already")
         via_app = copy.deepcopy(self.app) if author["type"] == "Bot" and author["login"] == self.bot["login"] else None
-        comment = render.issue_comment(self.urls, repo.full_name, self.next_id("comment"), number, body=body,
+        while comment_id is None or comment_id in self._comment_index:  # given ids may lie ahead of the count
+            comment_id = self.next_id("comment")
+        comment = render.issue_comment(self.urls, repo.full_name, comment_id, number, body=body,
                                        author=author, created=render.now_iso(),
                                        association=self.association(repo, author["login"]), via_app=via_app)
         self.comments.append(comment)
@@ -504,9 +523,9 @@ class FakeGitHub:
 
     def create_pull(self, repo: Repo, *, title: str, body: str | None, author: dict[str, Any], head: str,
                     base: str, draft: bool, maintainer_can_modify: bool = True,
-                    issue: dict[str, Any] | None = None) -> dict[str, Any]:
+                    issue: dict[str, Any] | None = None, number: int | None = None) -> dict[str, Any]:
         if issue is None:
-            issue = self.create_issue(repo, title=title, body=body, author=author, labels=[])
+            issue = self.create_issue(repo, title=title, body=body, author=author, labels=[], number=number)
         number = issue["number"]
         issue["pull_request"] = {
             "url": f"{self.urls.api}/repos/{repo.full_name}/pulls/{number}",

@@ -8,11 +8,11 @@ byte-exact deliveries should use the recorded examples in shared/testdata/github
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
-import uuid
 from typing import TYPE_CHECKING, Any
+
+from app.web.signature import delivery_headers as _signed_headers
+from app.web.signature import sign  # noqa: F401  (re-exported: tests and benchmarks sign with it)
 
 if TYPE_CHECKING:
     from .state import FakeGitHub
@@ -73,20 +73,10 @@ def labeled_issue(example: dict[str, Any], *, label: str, issue: dict | None = N
     return payload
 
 
-def sign(body: bytes, secret: str) -> str:
-    """`X-Hub-Signature-256`: the HMAC of the exact bytes."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def delivery_headers(event: str, body: bytes, secret: str, delivery_id: str | None = None) -> dict[str, str]:
-    """The headers GitHub sends with a delivery of `body`."""
-    return {
-        "Content-Type": "application/json",
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
-        "X-Hub-Signature-256": sign(body, secret),
-        "User-Agent": "GitHub-Hookshot/fake",
-    }
+    """The headers GitHub sends with a delivery of `body`, signed as production code signs
+    (app/web/signature.py: `agentvine replay` makes the same)."""
+    return _signed_headers(event, body, secret, delivery_id, user_agent="GitHub-Hookshot/fake")
 
 
 def signed_delivery(payload: dict[str, Any], event: str, secret: str) -> tuple[bytes, dict[str, str]]:
