@@ -28,6 +28,9 @@ NO_SUCH_JOB = "no such job"
 BUSY = "too many live streams open on this service; try again shortly"
 
 
+EVENT_HUB = web.AppKey("job_event_hub", EventHub)  # the app's live streams (tests look at them)
+
+
 class BadQuery(Exception):
     pass
 
@@ -147,4 +150,5 @@ def add_job_routes(app: web.Application, settings: Settings, store: JobStore, li
     app.router.add_get(f"/jobs/{{job_id:{JOB_ID}}}", views.job_page)
     app.router.add_get(f"/jobs/{{job_id:{JOB_ID}}}/events", views.job_events)
     app.on_shutdown.append(hub.close)
+    app[EVENT_HUB] = hub
     return hub

@@ -84,7 +84,7 @@ class OperatorAccess:
             raise Refusal(401, REFUSED)
         query = request.query.copy()
         del query[TOKEN_PARAM]
-        response = web.HTTPSeeOther(location=str(request.rel_url.with_query(query)))
+        response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(query))})
         response.set_cookie(COOKIE, self._cookie_value(), max_age=COOKIE_MAX_AGE_S, path="/jobs",
                             httponly=True, samesite="Strict", secure=self._secure)
         return response
