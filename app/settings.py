@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".agentvine")
     # Where links in check runs point (the job page of this service).
     public_url: str = "http://localhost:8080"
+    # Lets the operator list jobs (GET /jobs, `agentvine jobs`); unset, the list is refused.
+    operator_token: SecretStr | None = None
     bot_config: Path | None = None
     app_slug: str = "agentvine"  # commits are authored by <slug>[bot]
     app_bot_user_id: int | None = None  # the bot account's id, for its noreply e-mail address
