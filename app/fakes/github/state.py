@@ -22,6 +22,7 @@ from aiohttp import web
 from . import render
 from .auth import TokenStore, generate_private_key_pem, public_key_pem
 from .gitrepo import BareRepo
+from .manifests import ManifestFlow
 from .openapi import OpenAPIValidator, get_validator
 
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
@@ -109,6 +110,7 @@ class FakeGitHub:
         spec_path: Path | None = None,
         rate_limit: int = 5000,
         private_key_pem: str | None = None,
+        api_prefix: str = "",
     ) -> None:
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="fake-github-"))
@@ -123,6 +125,9 @@ class FakeGitHub:
         self.public_key_pem: bytes = public_key_pem(self.private_key_pem)
         self.validator: OpenAPIValidator = get_validator(spec_path)
         self.rate_limit = rate_limit
+        # GitHub Enterprise Server serves the REST API under /api/v3 of its web host: with a prefix,
+        # REST answers only under it, while git and the web pages stay at the root.
+        self.api_prefix = api_prefix.rstrip("/")
         self._url: str | None = None
         self.urls = render.Urls()
 
@@ -165,6 +170,9 @@ class FakeGitHub:
         self.bot = self.add_user(f"{app_slug}[bot]", type="Bot")
         self.app_owner = self.add_user(f"{app_slug}-owner")
         self.app = render.app_integration(self.urls, app_id, app_slug, self.app_owner, render.now_iso())
+        # The person signed in to the web pages (who registers an App from a manifest).
+        self.web_user = "octocat"
+        self.manifests = ManifestFlow(self)
 
     # ------------------------------------------------------------------ addresses
 
@@ -177,7 +185,9 @@ class FakeGitHub:
         """Set once the server listens; objects created afterwards link to the fake itself."""
         self._url = value.rstrip("/") if value else None
         if self._url:
-            self.urls = render.Urls(api=self._url, html="https://github.com", git=self._url)
+            # On GitHub Enterprise Server (a prefix) pages live on the same host as the API.
+            html = self._url if self.api_prefix else "https://github.com"
+            self.urls = render.Urls(api=self._url + self.api_prefix, html=html, git=self._url)
             # Accounts and the App exist from construction on; give them the new addresses.
             for key, u in self.users.items():
                 self.users[key] = render.user(self.urls, u["login"], u["id"], u["type"])
@@ -188,6 +198,18 @@ class FakeGitHub:
                 self.installations[iid] = render.installation(
                     self.urls, iid, self.user(inst["account"]["login"]), self.app_id, self.app_slug,
                     inst["created_at"], inst["repository_selection"])
+
+    @property
+    def api_url(self) -> str | None:
+        """The REST API's root: `url`, or `url` + the prefix (GitHub Enterprise Server's /api/v3)."""
+        return self._url + self.api_prefix if self._url else None
+
+    def signing_key(self, issuer: str | None) -> tuple[int, bytes]:
+        """The App a JWT's `iss` names and its public key: one the manifest flow created, else the fake's own."""
+        created = self.manifests.apps.get(int(issuer)) if issuer and issuer.isdigit() else None
+        if created is not None:
+            return created.integration["id"], created.public_key_pem
+        return self.app_id, self.public_key_pem
 
     def make_app(self) -> web.Application:
         from .server import make_app
