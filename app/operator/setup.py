@@ -90,7 +90,11 @@ class SetupError(Exception):
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    setup = subparsers.add_parser("setup", help="create the GitHub App from its manifest and write its settings file")
+    setup = subparsers.add_parser(
+        "setup", help="create the GitHub App from its manifest and write its settings file",
+        description="Serves a page that creates AgentVine's GitHub App on GitHub (the manifest flow), then writes "
+                    "the App's id, private key and webhook secret to AGENTVINE_ENV_FILE (default ./agentvine.env), "
+                    "readable by you only. See docs/github-app.md.")
     setup.add_argument("--public-url", required=True,
                        help="this service's public address (GitHub must reach <url>/webhooks), e.g. https://agentvine.example.com")
     setup.add_argument("--webhook-url", help="where GitHub delivers webhooks (default: <public url>/webhooks)")
@@ -131,7 +135,8 @@ def _web_address(url: str, what: str) -> str:
 def options_from(args: argparse.Namespace, environ: dict[str, str] | os._Environ) -> SetupOptions:
     public_url = _web_address(args.public_url, "--public-url")
     webhook_url = _web_address(args.webhook_url, "--webhook-url") if args.webhook_url else f"{public_url}/webhooks"
-    name = args.name if args.name is not None else f"AgentVine {urlsplit(public_url).hostname}"[:NAME_MAX].rstrip(" .-")
+    host = (urlsplit(public_url).hostname or "").removeprefix("agentvine.")
+    name = args.name if args.name is not None else f"AgentVine {host}"[:NAME_MAX].rstrip(" .-")
     if not name.strip() or len(name) > NAME_MAX:
         raise SetupError(f"--name must have 1 to {NAME_MAX} characters (GitHub's limit), not {len(name)}")
     try:
