@@ -151,6 +151,7 @@ CODE_REFUSED = ("GitHub does not know this code: it is wrong, already used, or o
 async def convert_code(session: aiohttp.ClientSession, api_url: str, code: str) -> CreatedApp:
     """POST /app-manifests/{code}/conversions (no credentials: the code is one), checked."""
     api = RetryingGitHubAPI(session, USER_AGENT, base_url=api_url.rstrip("/"))
+    api.max_attempts = 3  # a person waits in front of the browser: fail within seconds, not a minute
     try:
         answer = await api.post("/app-manifests/{code}/conversions", {"code": code}, data=b"")
     except gidgethub.BadRequest as exc:

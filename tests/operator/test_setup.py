@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from app.fakes.github.testing import running_fake
+from app.fakes.github.testing import free_port, running_fake
 from app.github.auth import AppAuth
 from app.github.client import USER_AGENT, RetryingGitHubAPI
 from app.github.manifest import CODE_REFUSED, EVENTS, permissions
@@ -240,3 +240,16 @@ async def test_bad_options_are_refused_with_the_reason(tmp_path):
         code, _, err = result
         assert code == 2 and reason in err and "Traceback" not in err, (args, err)
     assert not env_file.exists()
+
+
+async def test_an_unreachable_api_is_named_and_nothing_is_written(tmp_path):
+    env_file = tmp_path / "agentvine.env"
+    async with running_fake(tmp_path) as fake, aiohttp.ClientSession() as http:
+        closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        setup = await start_setup(env_file, "--github-url", fake.url, "--api-url", closed)
+        assert isinstance(setup, Setup), setup
+        async with http.get(await registered(http, await form_of(http, setup.url))) as page:
+            assert page.status == 502
+        code, _, err = await setup.result()
+    assert_clean_failure(code, err, env_file)
+    assert f"cannot reach GitHub's API at {closed}" in err
