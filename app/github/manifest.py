@@ -166,4 +166,5 @@ async def convert_code(session: aiohttp.ClientSession, api_url: str, code: str) 
         return CreatedApp.model_validate(answer)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors())
-        raise ManifestError(f"GitHub's answer is not a usable App ({problems}).") from None
+        raise ManifestError(f"GitHub's answer is not a usable App ({problems}). If it created one, delete it in "
+                            "Settings → Developer settings → GitHub Apps, then run `agentvine setup` again.") from None

@@ -15,7 +15,7 @@ import html
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -132,7 +132,7 @@ def _web_address(url: str, what: str) -> str:
     return url.strip().rstrip("/")
 
 
-def options_from(args: argparse.Namespace, environ: dict[str, str] | os._Environ) -> SetupOptions:
+def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SetupOptions:
     public_url = _web_address(args.public_url, "--public-url")
     webhook_url = _web_address(args.webhook_url, "--webhook-url") if args.webhook_url else f"{public_url}/webhooks"
     host = (urlsplit(public_url).hostname or "").removeprefix("agentvine.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import stat
 import sys
 from html.parser import HTMLParser
@@ -19,7 +20,7 @@ from app.fakes.github.testing import free_port, running_fake
 from app.github.auth import AppAuth
 from app.github.client import USER_AGENT, RetryingGitHubAPI
 from app.github.manifest import CODE_REFUSED, EVENTS, permissions
-from app.operator.setup import FILE_EXISTS, STATE_MISMATCH
+from app.operator.setup import CANCELLED, FILE_EXISTS, STATE_MISMATCH
 from app.settings import load_settings
 from tests.support.env import ROOT
 
@@ -253,3 +254,26 @@ async def test_an_unreachable_api_is_named_and_nothing_is_written(tmp_path):
         code, _, err = await setup.result()
     assert_clean_failure(code, err, env_file)
     assert f"cannot reach GitHub's API at {closed}" in err
+
+
+async def test_an_answer_from_github_that_is_not_a_usable_app_is_refused(tmp_path):
+    def break_the_answer(fake, url):
+        fake.inject_fault("POST", r"^/app-manifests/", status=201, body={
+            "id": 5, "slug": "agentvine", "name": "AgentVine", "html_url": "https://github.com/apps/agentvine",
+            "pem": "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n",
+            "webhook_secret": "s"})
+        return url
+
+    code, _, err, env_file, (status, _) = await _refused(tmp_path, break_the_answer)
+    assert_clean_failure(code, err, env_file)
+    assert "GitHub's answer is not a usable App (pem:" in err and status == 502
+
+
+async def test_ctrl_c_stops_it_without_a_traceback(tmp_path):
+    env_file = tmp_path / "agentvine.env"
+    setup = await start_setup(env_file, "--github-url", "https://ghe.example.com")
+    assert isinstance(setup, Setup), setup
+    setup.process.send_signal(signal.SIGINT)
+    code, _, err = await setup.result()
+    assert_clean_failure(code, err, env_file)
+    assert code == 130 and CANCELLED in err
