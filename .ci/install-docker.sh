@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make a Debian machine ready to build and run the AgentVine sandbox, as root, without stdin:
-# install docker.io, mmdebstrap, socat, git, ca-certificates and npm (only what is missing),
+# install docker.io, mmdebstrap, socat, git, ca-certificates, chromium and npm (only what is missing),
 # start dockerd in the background if no engine answers, and wait until `docker info` answers.
 # Idempotent: a second run changes nothing and takes well under a second.
 #
@@ -22,8 +22,9 @@ DOCKER_WAIT_SECONDS="${DOCKER_WAIT_SECONDS:-60}"
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
-# e2fsprogs and mount: each job's own filesystem (app/agent/sandbox/disk.py).
-for pkg in mmdebstrap socat git ca-certificates e2fsprogs mount; do
+# e2fsprogs and mount: each job's own filesystem (app/agent/sandbox/disk.py). chromium: the job
+# pages' test in a real headless browser (tests/web/test_jobs_browser.py).
+for pkg in mmdebstrap socat git ca-certificates e2fsprogs mount chromium; do
     installed "$pkg" || missing+=("$pkg")
 done
 # Any Docker engine will do (docker.io, or docker-ce installed by other means).

@@ -9,6 +9,7 @@ import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".agentvine")
     # Where links in check runs point (the job page of this service).
     public_url: str = "http://localhost:8080"
+    # Lets the operator list jobs (GET /jobs, `agentvine jobs`); unset, the list is refused.
+    operator_token: SecretStr | None = None
     bot_config: Path | None = None
     app_slug: str = "agentvine"  # commits are authored by <slug>[bot]
     app_bot_user_id: int | None = None  # the bot account's id, for its noreply e-mail address
@@ -109,6 +112,13 @@ class Settings(BaseSettings):
     def clone_url(self, repo: str) -> str:
         """Where host git fetches and pushes `owner/name` (GitHub Enterprise Server has its own host)."""
         return f"{self.git_url.rstrip('/')}/{repo}.git"
+
+    def noreply_email(self, user_id: int | None, login: str) -> str:
+        """A GitHub account's no-reply address, which attributes a commit to it without a real address;
+        GitHub Enterprise Server's carry its own host name."""
+        host = urlsplit(self.git_url).hostname or "github.com"
+        domain = f"users.noreply.{host}"
+        return f"{user_id}+{login}@{domain}" if user_id else f"{login}@{domain}"
 
     @property
     def jobs_dir(self) -> Path:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from enum import StrEnum
 from typing import Literal
 
@@ -114,8 +114,14 @@ class Outcome(BaseModel):
     annotations: list[dict] = Field(default_factory=list)  # check-run annotations (review findings)
 
 
+def new_job_id() -> str:
+    """128 random bits: the id is the key to the job's page (a check run's Details link opens it for
+    anyone), so it must not be guessable. uuid4().hex[:16] gave 60."""
+    return secrets.token_hex(16)
+
+
 class Job(BaseModel):
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:16])
+    id: str = Field(default_factory=new_job_id)
     delivery_id: str
     installation_id: int
     repo: str  # "owner/name"
@@ -193,6 +199,7 @@ class Job(BaseModel):
 
 class JobEvent(BaseModel):
     job_id: str
+    seq: int = 0  # its place in the store's log (0: the job's creation, which the job row records)
     at: float
     kind: str
     data: dict = Field(default_factory=dict)

@@ -78,17 +78,13 @@ async def publish_changes(ctx: JobContext, run: AgentRun, summary: str) -> None:
 SKIP_CI_TRAILER = "skip-checks: true"
 
 
-def noreply(user_id: int | None, login: str) -> str:
-    return f"{user_id}+{login}@users.noreply.github.com" if user_id else f"{login}@users.noreply.github.com"
-
-
 def commit_message(ctx: JobContext, outcome: Outcome) -> str:
     job = ctx.job
     first = f"{job.worker}: {job.issue_title}"[:72]
     summary = (outcome.summary or "").strip()
     if len(summary) > 2_000:
         summary = summary[:2_000] + "…"
-    trailer = f"Co-authored-by: {job.requester} <{noreply(job.requester_id, job.requester)}>"
+    trailer = f"Co-authored-by: {job.requester} <{ctx.settings.noreply_email(job.requester_id, job.requester)}>"
     refs = f"Closes #{job.issue_number}" if not job.is_pull_request else f"For #{job.issue_number}"
     if not job.commits_skip_ci:
         return f"{first}\n\n{summary}\n\n{refs}\n\n{trailer}\n"
@@ -103,7 +99,7 @@ async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, changes: cha
     bot = f"{ctx.settings.app_slug}[bot]"
     sha = await asyncio.to_thread(
         changeset.commit, ws, changes, commit_message(ctx, outcome),
-        author_name=bot, author_email=noreply(ctx.settings.app_bot_user_id, bot),
+        author_name=bot, author_email=ctx.settings.noreply_email(ctx.settings.app_bot_user_id, bot),
     )
     await workspace.push(ws, sha, await ctx.api.token(), expected_remote=expected_remote)
     return sha

@@ -13,7 +13,6 @@ from app.domain.config import BotConfig, permission_at_least
 from app.domain.intents import Command, JobCommand
 from app.domain.job import Job, JobState, Outcome, Trigger
 from app.agent.boundary import workspace
-from app.pipeline.change import noreply
 from app.pipeline.context import JobContext
 from app.pipeline.progress import ProgressReporter
 
@@ -194,7 +193,7 @@ class CommandHandler:
         bot = f"{settings.app_slug}[bot]"
         sha = await workspace.push_empty_commit(
             req.ctx.workspace(), settings.clone_url(job.repo), head["ref"], await req.ctx.api.token(),
-            message=texts.RUN_CI_COMMIT.format(sender=req.sender), author=(bot, noreply(settings.app_bot_user_id, bot)))
+            message=texts.RUN_CI_COMMIT.format(sender=req.sender), author=(bot, settings.noreply_email(settings.app_bot_user_id, bot)))
         self._store.add_event(job.id, "ci_requested", by=req.sender, commit=sha)
         return f"CI requested on {head['ref']} ({sha[:12]})"
 

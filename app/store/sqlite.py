@@ -15,7 +15,7 @@ from pathlib import Path
 
 from app.domain.intents import JobCommand
 from app.domain.job import Delivery, Job, JobEvent, JobState
-from app.store.base import DeliveryRecord
+from app.store.base import DeliveryRecord, JobCursor, JobPage, JobQuery
 
 # Each entry is one schema version; never edit a released one, append a new one.
 MIGRATIONS: list[str] = [
@@ -70,11 +70,25 @@ MIGRATIONS: list[str] = [
     ALTER TABLE deliveries ADD COLUMN body_sha256 TEXT;
     CREATE INDEX deliveries_body ON deliveries(body_sha256) WHERE body_sha256 IS NOT NULL;
     """,
+    # The operator's job list filters by worker and pages newest first.
+    """
+    ALTER TABLE jobs ADD COLUMN worker TEXT;
+    UPDATE jobs SET worker = json_extract(doc, '$.worker');
+    CREATE INDEX jobs_created ON jobs(created_at, id);
+    """,
 ]
 
 
 # The deliveries table's columns in table order: one list for the row written and the row read.
 _DELIVERY_COLUMNS = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome", "body_sha256")
+_JOB_COLUMNS = ("id", "delivery_id", "installation_id", "repo", "issue_number", "state", "created_at", "updated_at",
+                "doc", "worker")
+_EVENT_COLUMNS = "seq, job_id, at, kind, data"
+
+
+def _event(row: tuple) -> JobEvent:
+    seq, job_id, at, kind, data = row
+    return JobEvent(job_id=job_id, seq=seq, at=at, kind=kind, data=json.loads(data))
 
 
 class SQLiteJobStore:
@@ -190,6 +204,25 @@ class SQLiteJobStore:
             sql += f" LIMIT {int(limit)}"
         return [Job.model_validate_json(doc) for (doc,) in self._db.execute(sql, args)]
 
+    def find_jobs(self, query: JobQuery) -> JobPage:
+        sql, args = "SELECT doc FROM jobs WHERE 1=1", []
+        if query.states:
+            sql += f" AND state IN ({','.join('?' * len(query.states))})"
+            args += [s.value for s in query.states]
+        for column in ("repo", "worker"):
+            if getattr(query, column) is not None:
+                sql += f" AND {column}=?"
+                args.append(getattr(query, column))
+        if query.after is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
+            args += [query.after.created_at, query.after.created_at, query.after.id]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(query.limit + 1)  # one more than asked: whether an older page exists
+        with self._lock:
+            jobs = [Job.model_validate_json(doc) for (doc,) in self._db.execute(sql, args)]
+        more, jobs = len(jobs) > query.limit, jobs[: query.limit]
+        return JobPage(jobs=jobs, next=JobCursor(created_at=jobs[-1].created_at, id=jobs[-1].id) if more else None)
+
     def save_job(self, job: Job, event: str, **data: object) -> None:
         with self._transaction():
             self._write_job(job)
@@ -199,13 +232,22 @@ class SQLiteJobStore:
         with self._lock:
             self._write_event(job_id, kind, data)
 
-    def events(self, job_id: str) -> list[JobEvent]:
+    def events(self, job_id: str, after: int = -1) -> list[JobEvent]:
         job = self.get_job(job_id)
         if job is None:
             return []
         created = JobEvent(job_id=job_id, at=job.created_at, kind="created", data={"delivery": job.delivery_id})
-        rows = self._db.execute("SELECT at, kind, data FROM job_events WHERE job_id=? ORDER BY seq", (job_id,))
-        return [created, *(JobEvent(job_id=job_id, at=at, kind=kind, data=json.loads(data)) for at, kind, data in rows)]
+        rows = self._db.execute(f"SELECT {_EVENT_COLUMNS} FROM job_events WHERE job_id=? AND seq>? ORDER BY seq",
+                                (job_id, after)).fetchall()
+        return ([created] if after < 0 else []) + [_event(row) for row in rows]
+
+    def events_since(self, seq: int, limit: int = 500) -> list[JobEvent]:
+        rows = self._db.execute(f"SELECT {_EVENT_COLUMNS} FROM job_events WHERE seq>? ORDER BY seq LIMIT ?",
+                                (seq, int(limit))).fetchall()
+        return [_event(row) for row in rows]
+
+    def last_event_seq(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events").fetchone()[0]
 
     def pending_commands(self) -> list[tuple[int, JobCommand]]:
         rows = self._db.execute("SELECT seq, doc FROM commands WHERE done_at IS NULL ORDER BY seq")
@@ -241,8 +283,9 @@ class SQLiteJobStore:
 
     def _write_job(self, job: Job) -> None:
         self._db.execute(
-            "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-            "state=excluded.state, updated_at=excluded.updated_at, doc=excluded.doc",
+            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({','.join('?' * len(_JOB_COLUMNS))}) "
+            "ON CONFLICT(id) DO UPDATE SET "
+            "state=excluded.state, updated_at=excluded.updated_at, doc=excluded.doc, worker=excluded.worker",
             (
                 job.id,
                 job.delivery_id,
@@ -253,6 +296,7 @@ class SQLiteJobStore:
                 job.created_at,
                 job.updated_at,
                 job.model_dump_json(),
+                job.worker,
             ),
         )
 

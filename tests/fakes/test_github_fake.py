@@ -514,3 +514,34 @@ async def test_response_that_breaks_the_schema_is_a_violation(fake: FakeGitHub, 
     gh = await installation_gh(fake, session)
     await gh.getitem(f"/repos/{REPO}")
     assert any("repos/get" in v and "response 200 body" in v for v in fake.violations)
+
+
+# --- GitHub Enterprise Server -------------------------------------------------------------------
+
+
+async def test_an_enterprise_server_fake_serves_the_api_under_api_v3_and_links_to_its_host(tmp_path, session) -> None:
+    async with running_fake(tmp_path, api_prefix="/api/v3") as ghes:
+        ghes.add_installation(INSTALLATION, "octo-org", account_type="Organization")
+        ghes.add_repo(REPO, installation_id=INSTALLATION, files={"README.md": "# hello\n"})
+        issue = ghes.add_issue(REPO, title="An issue", body="", user=ghes.app_owner["login"])
+        for n in range(3):
+            ghes.add_comment(REPO, issue["number"], body=f"c{n}", user=ghes.app_owner["login"])
+        app_client = GitHubAPI(session, "agentvine-test", base_url=ghes.api_url)
+        token = await gh_apps.get_installation_access_token(
+            app_client, installation_id=str(INSTALLATION), app_id=str(ghes.app_id), private_key=ghes.private_key_pem)
+        gh = GitHubAPI(session, "agentvine-test", oauth_token=token["token"], base_url=ghes.api_url)
+
+        repo = await gh.getitem(f"/repos/{REPO}")
+        assert repo["url"] == f"{ghes.url}/api/v3/repos/{REPO}"
+        assert repo["html_url"] == f"{ghes.url}/{REPO}" and repo["clone_url"] == f"{ghes.url}/{REPO}.git"
+        comments = f"/repos/{REPO}/issues/{issue['number']}/comments"
+        bodies = [c["body"] async for c in gh.getiter(f"{comments}?per_page=2")]  # follows Link
+        assert bodies == ["c0", "c1", "c2"]
+        link = next(c for c in ghes.calls if c.query.get("per_page") == "2").response_headers["Link"]
+        assert f"{ghes.url}/api/v3{comments}?" in link
+        ghes.assert_no_violations()
+
+        # A client that forgot the /api/v3 root reaches the web server, not the API.
+        status, _body, _headers = await raw(session, ghes, "GET", f"/repos/{REPO}", token["token"])
+        assert status == 404
+        assert ghes.violations == [f"GET /repos/{REPO}: outside the REST API root /api/v3"]

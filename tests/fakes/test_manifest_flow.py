@@ -121,4 +121,4 @@ async def test_under_api_v3_the_api_answers_only_there_and_pages_link_to_the_fak
         token = AppAuth(created["id"], created["pem"]).jwt()
         async with http.get(f"{fake.url}/app", headers={"Authorization": f"Bearer {token}"}) as outside:
             assert outside.status == 404
-        assert fake.violations == ["GET /app: outside the API's /api/v3"]
+        assert fake.violations == ["GET /app: outside the REST API root /api/v3"]

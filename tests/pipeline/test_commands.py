@@ -304,10 +304,11 @@ def test_commits_skip_ci_unless_the_job_is_autonomous():
 
     from app.domain.job import Job, Outcome, Trigger
     from app.pipeline.change import SKIP_CI_TRAILER, commit_message
+    from app.settings import Settings
 
     job = Job(delivery_id="d", installation_id=1, repo="o/r", issue_number=3, requester="alice", worker="bugfix",
               issue_title="Tabs", trigger=Trigger(kind="label", label="agentvine:bugfix"))
     for level, skipped in (("supervised", True), ("human-required", True), ("autonomous", False)):
-        message = commit_message(SimpleNamespace(job=job.model_copy(update={"level": level})), Outcome(conclusion="success", title=""))
+        message = commit_message(SimpleNamespace(job=job.model_copy(update={"level": level}), settings=Settings()), Outcome(conclusion="success", title=""))
         assert message.endswith(f"\n{SKIP_CI_TRAILER}\n") is skipped, level
         assert "Co-authored-by: alice" in message

@@ -47,7 +47,8 @@ def reachable_by_host_git(path: Path) -> Path:
     return path
 
 
-def make_settings(tmp_path: Path, *, private_key: str, github_url: str = "http://127.0.0.1:9", app_id: int = 4242, **extra):
+def make_settings(tmp_path: Path, *, private_key: str, github_url: str = "http://127.0.0.1:9", app_id: int = 4242,
+                  api_url: str | None = None, **extra):
     from app.settings import Settings
 
     reachable_by_host_git(tmp_path)
@@ -55,7 +56,7 @@ def make_settings(tmp_path: Path, *, private_key: str, github_url: str = "http:/
         app_id=app_id,
         private_key=private_key,
         webhook_secret=SECRET,
-        github_api_url=github_url,
+        github_api_url=api_url or github_url,  # GitHub Enterprise Server: its API under /api/v3
         git_url=github_url,
         data_dir=tmp_path / "agentvine",
         **extra,

@@ -97,7 +97,7 @@ class Harness:
 @contextlib.asynccontextmanager
 async def running_agentvine(fake: FakeGitHub, data_root: Path, **settings: Any) -> AsyncIterator[Harness]:
     service = Service(make_settings(data_root, private_key=fake.private_key_pem, github_url=fake.url,
-                                    app_id=fake.app_id, **settings))
+                                    api_url=fake.api_url, app_id=fake.app_id, **settings))
     client = TestClient(TestServer(service.make_app()))
     await client.start_server()
     try:
@@ -114,10 +114,11 @@ def job_containers(docker_client, job: Job | str) -> list:
 
 @contextlib.asynccontextmanager
 async def end_to_end(tmp_path, image: str, script: list[ScriptedTurn], *, files: dict[str, str] | None = None,
-                     **settings) -> AsyncIterator[tuple[Harness, FakeModelAPI]]:
-    """AgentVine with the GitHub fake, the scripted model API, real Docker and the real CLI in `image`."""
+                     api_prefix: str = "", **settings) -> AsyncIterator[tuple[Harness, FakeModelAPI]]:
+    """AgentVine with the GitHub fake (a GitHub Enterprise Server with `api_prefix="/api/v3"`), the
+    scripted model API, real Docker and the real CLI in `image`."""
     model = FakeModelAPI(script)
-    async with running_fake(tmp_path) as github, serve_fake_model_api(model) as running_model:
+    async with running_fake(tmp_path, api_prefix=api_prefix) as github, serve_fake_model_api(model) as running_model:
         arrange_github(github, files=files)
         async with running_agentvine(
             github, tmp_path, sandbox_image=image, model_api_url=running_model.url,

@@ -53,10 +53,11 @@ def make_app(fake: "FakeGitHub") -> web.Application:
     async def dispatch(request: web.Request) -> web.StreamResponse:
         if git_http.is_git_path(request.path):
             return await git_http.handle(fake, request)
-        if fake.api_prefix:
+        if fake.api_prefix:  # GitHub Enterprise Server: the REST API under /api/v3, git at the root
             if not request.path.startswith(fake.api_prefix + "/"):
-                fake.violations.append(f"{request.method} {request.path}: outside the API's {fake.api_prefix}")
-                return web.json_response(render.error("Not Found", status="404"), status=404)
+                fake.violations.append(f"{request.method} {request.path}: outside the REST API root {fake.api_prefix}")
+                return _json_response(404, render.error("Not Found"), {})
+            # The raw (still encoded) path: decoding it first would turn an encoded "?" or "%" into syntax.
             rel = request.rel_url
             request = request.clone(rel_url=URL.build(path=rel.raw_path[len(fake.api_prefix):],
                                                       query_string=rel.raw_query_string, encoded=True))

@@ -112,6 +112,8 @@ class FakeGitHub:
         private_key_pem: str | None = None,
         api_prefix: str = "",
     ) -> None:
+        """`api_prefix="/api/v3"` makes it a GitHub Enterprise Server: the REST API under that path, git
+        and the web pages (`html_url`) at the host's root."""
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="fake-github-"))
         self.app_id = app_id
@@ -125,8 +127,6 @@ class FakeGitHub:
         self.public_key_pem: bytes = public_key_pem(self.private_key_pem)
         self.validator: OpenAPIValidator = get_validator(spec_path)
         self.rate_limit = rate_limit
-        # GitHub Enterprise Server serves the REST API under /api/v3 of its web host: with a prefix,
-        # REST answers only under it, while git and the web pages stay at the root.
         self.api_prefix = api_prefix.rstrip("/")
         self._url: str | None = None
         self.urls = render.Urls()
@@ -185,9 +185,8 @@ class FakeGitHub:
         """Set once the server listens; objects created afterwards link to the fake itself."""
         self._url = value.rstrip("/") if value else None
         if self._url:
-            # On GitHub Enterprise Server (a prefix) pages live on the same host as the API.
             html = self._url if self.api_prefix else "https://github.com"
-            self.urls = render.Urls(api=self._url + self.api_prefix, html=html, git=self._url)
+            self.urls = render.Urls(api=self.api_url, html=html, git=self._url)
             # Accounts and the App exist from construction on; give them the new addresses.
             for key, u in self.users.items():
                 self.users[key] = render.user(self.urls, u["login"], u["id"], u["type"])
@@ -200,9 +199,10 @@ class FakeGitHub:
                     inst["created_at"], inst["repository_selection"])
 
     @property
-    def api_url(self) -> str | None:
-        """The REST API's root: `url`, or `url` + the prefix (GitHub Enterprise Server's /api/v3)."""
-        return self._url + self.api_prefix if self._url else None
+    def api_url(self) -> str:
+        """The REST API's root (what AGENTVINE_GITHUB_API_URL names); `url` is git's and the web's."""
+        assert self._url is not None, "the fake is not listening yet"
+        return self._url + self.api_prefix
 
     def signing_key(self, issuer: str | None) -> tuple[int, bytes]:
         """The App a JWT's `iss` names and its public key: one the manifest flow created, else the fake's own."""
