@@ -14,6 +14,7 @@ from app.domain.config import ConfigError
 from app.observability import init_sentry
 from app.operator import jobs as jobs_command
 from app.operator import replay
+from app.operator import setup as setup_command
 from app.settings import SettingsFileError, load_settings
 
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_sandbox)
     jobs_command.add_parser(sub)
+    setup_command.add_parser(sub)
     replay.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
 
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -183,3 +187,54 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         return Settings()
     check_private(path)
     return Settings(_env_file=path)  # type: ignore[call-arg]  # pydantic-settings' init keyword
+
+
+# --- writing the settings file (`agentvine setup`) ------------------------------------------------
+
+
+def format_settings(values: Mapping[str, str], header: str = "") -> str:
+    """`KEY="value"` lines that load_settings reads back exactly (a PEM key's newlines escaped).
+    python-dotenv expands `${NAME}` even in quotes, so a value holding one cannot be written."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for key, value in values.items():
+        if "${" in value or "\0" in value or "\r" in value:
+            raise ValueError(f"{key} holds characters a settings file cannot carry")
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        lines.append(f'{key}="{escaped}"')
+    text = "\n".join(lines) + "\n"
+    if dotenv_values(stream=io.StringIO(text)) != dict(values):
+        raise ValueError("the settings would not read back as written")  # never write what serve misreads
+    return text
+
+
+def other_settings(path: Path, keys: set[str]) -> str:
+    """The lines of an existing settings file that set none of `keys` (comments too), verbatim."""
+    kept = [b.original.string for b in parse_stream(io.StringIO(path.read_text())) if b.key not in keys]
+    text = "".join(kept)
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def write_private_file(path: Path, text: str, *, replace: bool) -> None:
+    """Write `text` to `path` as a file only its owner may read (0600 from its first byte: it is made
+    under another name and then linked or renamed into place). Without `replace`, an existing
+    `path` (even a dangling symlink) stays as it is and FileExistsError is raised."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        if replace:
+            os.replace(temporary, path)  # a symlink at `path` is replaced, never written through
+        else:
+            os.link(temporary, path)  # atomic, and refuses to replace anything
+            os.unlink(temporary)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from app.settings import SettingsFileError, load_settings
+from app.settings import SettingsFileError, format_settings, load_settings, other_settings, write_private_file
 
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIB\nAAAA\n-----END PRIVATE KEY-----\n"
 
@@ -71,3 +71,61 @@ def test_serve_refuses_a_loose_settings_file_without_a_traceback(tmp_path, monke
     assert main(["serve", "--port", "9"]) == 2
     err = capsys.readouterr().err
     assert "the settings file cannot be used" in err and "chmod 600" in err and "Traceback" not in err
+
+
+# --- writing it (`agentvine setup`) -----------------------------------------------------------------
+
+
+def test_what_setup_writes_reads_back_exactly(tmp_path):
+    values = {"AGENTVINE_APP_ID": "42", "AGENTVINE_PRIVATE_KEY": PEM, "AGENTVINE_WEBHOOK_SECRET": 'a"b\\c $HOME \'d',
+              "AGENTVINE_PUBLIC_URL": "https://av.example.com"}
+    env = tmp_path / "agentvine.env"
+    write_private_file(env, format_settings(values, "a header\nof two lines"), replace=False)
+    assert env.read_text().startswith("# a header\n# of two lines\n")
+    settings = load_settings({"AGENTVINE_ENV_FILE": str(env)})
+    assert settings.app_credentials() == (42, PEM)
+    assert settings.webhook_secret.get_secret_value() == 'a"b\\c $HOME \'d'
+
+
+def test_a_value_the_file_would_change_is_refused():
+    with pytest.raises(ValueError, match="cannot carry"):
+        format_settings({"AGENTVINE_WEBHOOK_SECRET": "x${HOME}"})  # python-dotenv would expand it
+
+
+def test_the_file_is_private_before_it_has_its_name_and_never_replaces_one_without_being_told(tmp_path, monkeypatch):
+    env = tmp_path / "agentvine.env"
+    seen = []
+    real_link = os.link
+
+    def link(source, target):
+        seen.append(os.stat(source).st_mode & 0o777)
+        real_link(source, target)
+
+    monkeypatch.setattr(os, "link", link)
+    old_umask = os.umask(0)
+    try:
+        write_private_file(env, "A=1\n", replace=False)
+    finally:
+        os.umask(old_umask)
+    assert seen == [0o600] and env.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        write_private_file(env, "A=2\n", replace=False)
+    dangling = tmp_path / "dangling.env"
+    dangling.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileExistsError):
+        write_private_file(dangling, "A=2\n", replace=False)
+    assert env.read_text() == "A=1\n" and not (tmp_path / "elsewhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agentvine.env", "dangling.env"]  # no temporary left
+
+
+def test_replacing_a_symlink_replaces_the_link_not_what_it_points_at(tmp_path):
+    target = write_env(tmp_path / "target", "KEEP=1\n")
+    link = tmp_path / "agentvine.env"
+    link.symlink_to(target)
+    write_private_file(link, "A=1\n", replace=True)
+    assert not link.is_symlink() and link.read_text() == "A=1\n" and target.read_text() == "KEEP=1\n"
+
+
+def test_the_other_lines_of_a_file_are_kept_verbatim(tmp_path):
+    env = write_env(tmp_path / "agentvine.env", '# mine\nAGENTVINE_APP_ID=1\nexport X="a\nb"\nAGENTVINE_PRIVATE_KEY="k"\nY=2')
+    assert other_settings(env, {"AGENTVINE_APP_ID", "AGENTVINE_PRIVATE_KEY"}) == '# mine\nexport X="a\nb"\nY=2\n'

@@ -101,7 +101,7 @@ class Worker:
             import docker
 
             client = docker.from_env(timeout=120)
-            labelled = client.containers.list(all=True, filters={"label": LABEL_JOB})
+            labelled = client.containers.list(all=True, ignore_removed=True, filters={"label": LABEL_JOB})
         except Exception as exc:  # no Docker here: nothing can be orphaned; runs will say so
             log.info("orphan check skipped: %s", exc)
             return

@@ -109,7 +109,7 @@ async def running_agentvine(fake: FakeGitHub, data_root: Path, **settings: Any) 
 def job_containers(docker_client, job: Job | str) -> list:
     """The job's sandbox containers, running or not (none may be left when a job ends)."""
     job_id = job if isinstance(job, str) else job.id
-    return docker_client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"})
+    return docker_client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL_JOB}={job_id}"})
 
 
 @contextlib.asynccontextmanager

@@ -28,7 +28,7 @@ def remove_orphans(client=None, *, keep: set[str] | frozenset[str] = frozenset()
     client = client or connect_docker()
     removed: list[str] = []
     try:
-        for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+        for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL}=1"}):
             job = c.labels.get(LABEL_JOB, "")
             if job in keep:
                 continue

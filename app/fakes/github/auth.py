@@ -38,6 +38,15 @@ class JWTRejected(Exception):
     """The App JWT is not acceptable; `str()` is GitHub's message."""
 
 
+def unverified_issuer(token: str) -> str | None:
+    """The `iss` a JWT claims, read before it is verified: it says which App's key must verify it."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return str(claims["iss"]) if isinstance(claims, dict) and "iss" in claims else None
+
+
 def verify_app_jwt(token: str, public_pem: bytes, app_id: int, *, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     try:

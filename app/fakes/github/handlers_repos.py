@@ -15,13 +15,14 @@ if TYPE_CHECKING:
 
 
 async def list_installations(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
-    return paginate(req, [copy.deepcopy(i) for i in fake.installations.values()])
+    # An App sees its own installations only (one the manifest flow created has none).
+    return paginate(req, [copy.deepcopy(i) for i in fake.installations.values() if i["app_id"] == req.app_id])
 
 
 async def create_installation_token(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
     iid = req.int_param("installation_id")
     inst = fake.installations.get(iid)
-    if inst is None:
+    if inst is None or inst["app_id"] != req.app_id:
         return not_found("https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app")
     body = req.body or {}
     owned = [r for r in fake.repos.values() if r.installation_id == iid]
@@ -52,7 +53,10 @@ async def create_installation_token(fake: "FakeGitHub", req: ApiRequest) -> ApiR
 
 async def get_repo_installation(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
     assert req.repo is not None
-    return ApiResponse(200, copy.deepcopy(fake.installations[req.repo.installation_id]))
+    inst = fake.installations[req.repo.installation_id]
+    if inst["app_id"] != req.app_id:
+        return not_found()
+    return ApiResponse(200, copy.deepcopy(inst))
 
 
 async def rate_limit(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:

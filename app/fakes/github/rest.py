@@ -26,6 +26,7 @@ class ApiRequest:
     token: "InstallationToken | None" = None
     repo: "Repo | None" = None
     rate_key: str = ""  # whose rate-limit bucket the request counts against
+    app_id: int | None = None  # the App a JWT signed in as (the fake's own, or one a manifest created)
 
     def int_param(self, name: str) -> int:
         return int(self.params[name])

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
-from . import git_http, handlers_checks, handlers_issues, handlers_pulls, handlers_repos, render
-from .auth import DOC_JWT, JWTRejected, verify_app_jwt
+from . import git_http, handlers_checks, handlers_issues, handlers_pulls, handlers_repos, manifests, render
+from .auth import DOC_JWT, JWTRejected, unverified_issuer, verify_app_jwt
 from .openapi import Match
 from .rest import ApiRequest, ApiResponse, Handler, not_found
 
@@ -30,10 +31,14 @@ HANDLERS: dict[str, Handler] = {
     **handlers_issues.HANDLERS,
     **handlers_checks.HANDLERS,
     **handlers_pulls.HANDLERS,
+    **manifests.HANDLERS,
 }
 # Operations GitHub serves only to the App itself (Bearer <JWT>), and those open to either.
-JWT_ONLY = {"apps/list-installations", "apps/create-installation-access-token", "apps/get-repo-installation"}
+JWT_ONLY = {"apps/list-installations", "apps/create-installation-access-token", "apps/get-repo-installation",
+            "apps/get-authenticated"}
 JWT_OR_TOKEN = {"rate-limit/get"}
+# The manifest flow's conversion takes no credentials: the one-time code is the credential.
+ANONYMOUS = {"apps/create-from-manifest"}
 FAKE_KEY = web.AppKey("fake_github", object)
 
 
@@ -52,10 +57,13 @@ def make_app(fake: "FakeGitHub") -> web.Application:
             if not request.path.startswith(fake.api_prefix + "/"):
                 fake.violations.append(f"{request.method} {request.path}: outside the REST API root {fake.api_prefix}")
                 return _json_response(404, render.error("Not Found"), {})
-            request = request.clone(rel_url=request.rel_url.path[len(fake.api_prefix):] + (
-                f"?{request.rel_url.query_string}" if request.rel_url.query_string else ""))
+            # The raw (still encoded) path: decoding it first would turn an encoded "?" or "%" into syntax.
+            rel = request.rel_url
+            request = request.clone(rel_url=URL.build(path=rel.raw_path[len(fake.api_prefix):],
+                                                      query_string=rel.raw_query_string, encoded=True))
         return await _rest(fake, request)
 
+    manifests.add_routes(app, fake)  # the web pages, before everything else
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 
@@ -81,6 +89,9 @@ class _Refused(Exception):
 
 def _authenticate(fake: "FakeGitHub", req: ApiRequest, operation_id: str) -> None:
     """Fill in actor/token/rate_key, or refuse as GitHub would."""
+    if operation_id in ANONYMOUS:
+        req.rate_key = "anonymous"
+        return
     credential = _credentials(req.headers.get("Authorization"))
     if credential is None:
         raise _Refused(ApiResponse(401, render.error("Requires authentication", status="401")))
@@ -88,11 +99,13 @@ def _authenticate(fake: "FakeGitHub", req: ApiRequest, operation_id: str) -> Non
     if operation_id in JWT_ONLY or (operation_id in JWT_OR_TOKEN and looks_like_jwt):
         if not looks_like_jwt:
             raise _Refused(ApiResponse(401, render.error("A JSON web token could not be decoded", DOC_JWT, status="401")))
+        app_id, public_key = fake.signing_key(unverified_issuer(credential))
         try:
-            verify_app_jwt(credential, fake.public_key_pem, fake.app_id)
+            verify_app_jwt(credential, public_key, app_id)
         except JWTRejected as exc:
             raise _Refused(ApiResponse(401, render.error(str(exc), DOC_JWT, status="401"))) from None
-        req.actor, req.rate_key = fake.user(fake.bot["login"]), f"app:{fake.app_id}"
+        req.app_id, req.rate_key = app_id, f"app:{app_id}"
+        req.actor = fake.user(fake.bot["login"] if app_id == fake.app_id else f"{fake.manifests.apps[app_id].integration['slug']}[bot]")
         return
     token = fake.tokens.lookup(credential)
     if token is None:

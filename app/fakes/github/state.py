@@ -22,6 +22,7 @@ from aiohttp import web
 from . import render
 from .auth import TokenStore, generate_private_key_pem, public_key_pem
 from .gitrepo import BareRepo
+from .manifests import ManifestFlow
 from .openapi import OpenAPIValidator, get_validator
 
 PERMISSIONS = ("admin", "maintain", "write", "triage", "read", "none")
@@ -169,6 +170,9 @@ class FakeGitHub:
         self.bot = self.add_user(f"{app_slug}[bot]", type="Bot")
         self.app_owner = self.add_user(f"{app_slug}-owner")
         self.app = render.app_integration(self.urls, app_id, app_slug, self.app_owner, render.now_iso())
+        # The person signed in to the web pages (who registers an App from a manifest).
+        self.web_user = "octocat"
+        self.manifests = ManifestFlow(self)
 
     # ------------------------------------------------------------------ addresses
 
@@ -199,6 +203,13 @@ class FakeGitHub:
         """The REST API's root (what AGENTVINE_GITHUB_API_URL names); `url` is git's and the web's."""
         assert self._url is not None, "the fake is not listening yet"
         return self._url + self.api_prefix
+
+    def signing_key(self, issuer: str | None) -> tuple[int, bytes]:
+        """The App a JWT's `iss` names and its public key: one the manifest flow created, else the fake's own."""
+        created = self.manifests.apps.get(int(issuer)) if issuer and issuer.isdigit() else None
+        if created is not None:
+            return created.integration["id"], created.public_key_pem
+        return self.app_id, self.public_key_pem
 
     def make_app(self) -> web.Application:
         from .server import make_app

@@ -47,7 +47,7 @@ def short_tmp():
 def our_containers(client) -> list:
     return [
         c
-        for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+        for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL}=1"})
         if c.labels.get(LABEL_JOB, "").startswith(SESSION_PREFIX)
     ]
 

@@ -367,7 +367,7 @@ def test_remove_orphans(sandbox_image, docker_client, job_id):
     # Keep whatever else carries the label on this Docker host (not ours to remove).
     others = {
         c.labels.get(LABEL_JOB, "")
-        for c in docker_client.containers.list(all=True, filters={"label": "agentvine=1"})
+        for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": "agentvine=1"})
     } - {a, b}
     assert remove_orphans(docker_client, keep=others | {b}) == [a]
     assert [c.name for c in our_containers(docker_client)] == [container_name(b)]
