@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from .state import FakeGitHub
 
 
+async def get_authenticated_app(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
+    # installations_count: "Only returned when the integration is requesting details about itself" (always, here).
+    return ApiResponse(200, {**copy.deepcopy(fake.app), "installations_count": len(fake.installations)})
+
+
 async def list_installations(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
     return paginate(req, [copy.deepcopy(i) for i in fake.installations.values()])
 
@@ -151,6 +156,7 @@ async def create_ref(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
 
 
 HANDLERS: dict[str, Handler] = {
+    "apps/get-authenticated": get_authenticated_app,
     "apps/list-installations": list_installations,
     "apps/create-installation-access-token": create_installation_token,
     "apps/get-repo-installation": get_repo_installation,

@@ -32,7 +32,8 @@ HANDLERS: dict[str, Handler] = {
     **handlers_pulls.HANDLERS,
 }
 # Operations GitHub serves only to the App itself (Bearer <JWT>), and those open to either.
-JWT_ONLY = {"apps/list-installations", "apps/create-installation-access-token", "apps/get-repo-installation"}
+JWT_ONLY = {"apps/get-authenticated", "apps/list-installations", "apps/create-installation-access-token",
+            "apps/get-repo-installation"}
 JWT_OR_TOKEN = {"rate-limit/get"}
 FAKE_KEY = web.AppKey("fake_github", object)
 
