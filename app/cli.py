@@ -12,7 +12,7 @@ from app.agent.sandbox import __main__ as sandbox_cli
 from app.assembly import Service, load_service_config, make_production_app, tune_gc
 from app.domain.config import ConfigError
 from app.observability import init_sentry
-from app.operator import doctor
+from app.operator import doctor, image
 from app.settings import SettingsFileError, load_settings
 
 
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_sandbox)
     doctor.add_parser(sub)
+    image.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -4,6 +4,8 @@ mmdebstrap builds a minimal Debian tree with the packages of recipe.py, the Clau
 fetched (and checked) with ``npm pack`` is copied in, and the recipe's set-up script runs in a
 chroot of it. These are the steps that need local tools (mmdebstrap, npm) and the network but no
 Docker; image.py turns the tarball into an image. :class:`BuildError` is shared by both.
+:func:`make_rootfs` takes what goes in as a :class:`RootfsSpec`, so the service's own base image
+(app/operator/deploy/) is made the same way from its own list.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import CLAUDE_NPM_PACKAGE
-from .recipe import DEBIAN_PACKAGES, DEBIAN_SUITE, DPKG_EXCLUDES, PINNED_INTEGRITY
+from .recipe import DEBIAN_SUITE, DPKG_EXCLUDES, PINNED_INTEGRITY
 
 __all__ = [
     "DEFAULT_MIRROR",
@@ -30,6 +32,7 @@ __all__ = [
     "BuildError",
     "Log",
     "Mirrors",
+    "RootfsSpec",
     "fetch_claude",
     "machine_platform",
     "make_rootfs",
@@ -52,6 +55,17 @@ class Mirrors:
 
     debian: str
     security: str
+
+
+@dataclass(frozen=True)
+class RootfsSpec:
+    """What goes into a root filesystem: Debian packages on top of ``minbase``, dpkg's path
+    excludes, files copied in (path inside -> file outside), and a script run in a chroot of it."""
+
+    packages: tuple[str, ...]
+    uploads: dict[str, Path]
+    setup: Path
+    dpkg_excludes: tuple[str, ...] = DPKG_EXCLUDES
 
 
 
@@ -149,25 +163,25 @@ def fetch_claude(version: str, npm_platform: str, workdir: Path, log: Log) -> Pa
     return dest
 
 
-def make_rootfs(arch: str, out_tar: Path, uploads: dict[str, Path], setup: Path, mirrors: Mirrors,
-                log: Log) -> None:
-    """Make the root filesystem tarball ``out_tar``: ``uploads`` (path inside -> file outside)
-    are copied in, then ``setup`` runs in a chroot of it."""
+def make_rootfs(arch: str, out_tar: Path, spec: RootfsSpec, mirrors: Mirrors, log: Log) -> None:
+    """Make the root filesystem tarball ``out_tar`` of ``spec``: its packages, its uploads copied in,
+    then its set-up script run in a chroot of it."""
     exe = shutil.which("mmdebstrap")
     if exe is None:
         raise BuildError("mmdebstrap is not installed (apt-get install mmdebstrap)")
-    for p in [*uploads.values(), setup, out_tar]:
+    setup = spec.setup
+    for p in [*spec.uploads.values(), setup, out_tar]:
         if re.search(r"\s", str(p)):
             raise BuildError(f"build path {p} contains whitespace; set TMPDIR to a plain path")
     cmd = [
         exe,
         "--variant=minbase",
         f"--architectures={arch}",
-        "--include=" + ",".join(DEBIAN_PACKAGES),
+        "--include=" + ",".join(spec.packages),
         "--aptopt=APT::Install-Recommends \"false\"",
-        *[f"--dpkgopt={o}" for o in DPKG_EXCLUDES],
+        *[f"--dpkgopt={o}" for o in spec.dpkg_excludes],
     ]
-    for inside, outside in uploads.items():
+    for inside, outside in spec.uploads.items():
         cmd.append(f"--customize-hook=upload {outside} {inside}")
     cmd += [
         f"--customize-hook=upload {setup} /tmp/agentvine-setup.sh",
