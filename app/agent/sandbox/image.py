@@ -159,7 +159,7 @@ def _smoke_test(client, tag: str, claude_version: str, log: Log) -> None:
             labels={LABEL: "1", LABEL_JOB: "image-smoke-test"},
             stderr=True,
         ).decode(errors="replace")
-    except docker.errors.ContainerError as exc:
+    except (docker.errors.ContainerError, docker.errors.APIError) as exc:  # APIError: the engine could not start it
         raise BuildError(f"smoke test of {tag} failed: {exc}") from exc
     log("smoke test: " + " | ".join(out.split("\n")).strip(" |"))
     lines = out.splitlines()

@@ -78,7 +78,7 @@ def _smoke_test_base(client, tag: str) -> None:
     script = "python3 -c 'import ensurepip, venv' && git --version && docker --version && tini --version"
     try:
         client.containers.run(tag, ["/bin/sh", "-c", script], remove=True, network_mode="none")
-    except docker.errors.ContainerError as exc:
+    except (docker.errors.ContainerError, docker.errors.APIError) as exc:
         client.images.remove(tag, force=True)
         raise BuildError(f"the base image {tag} lacks what the service needs: {exc}") from exc
 
