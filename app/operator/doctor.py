@@ -86,9 +86,16 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 300:
+        raise argparse.ArgumentTypeError(f"{text}: give seconds between 0 and 300")
+    return value
+
+
 def add_parser(subparsers) -> None:
     doctor = subparsers.add_parser("doctor", help="check that the settings, GitHub, the model API, Docker and "
                                                   "the data directory are ready for `serve`")
     doctor.add_argument("--json", action="store_true", help="the report as JSON")
-    doctor.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds each check may take")
+    doctor.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, help="seconds each check may take")
     doctor.set_defaults(func=_doctor)
