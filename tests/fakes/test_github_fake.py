@@ -473,7 +473,8 @@ async def test_every_operation_in_the_description_has_a_handler(tmp_path: Path) 
     fake = FakeGitHub(data_dir=tmp_path)
     fake.make_app()  # raises if an operation of the spec or supplement is not implemented
     ids = {op.operation_id for op in fake.validator.operations}
-    assert {"reactions/create-for-issue", "pulls/list", "reactions/create-for-pull-request-review-comment"} <= ids and len(ids) == 27
+    assert {"reactions/create-for-issue", "pulls/list", "reactions/create-for-pull-request-review-comment",
+            "apps/get-authenticated"} <= ids and len(ids) == 28
 
 
 async def test_webhook_payload_wraps_fake_objects(fake: FakeGitHub) -> None:
