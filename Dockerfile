@@ -1,38 +1,38 @@
-# AgentVine's own image (the service; the agent's sandbox image is built by `agentvine sandbox build`).
+# AgentVine's own image: the service (`agentvine serve`: web and worker processes) and what it needs
+# to start sandboxes through a Docker engine. The agent's sandbox image is another one
+# (`agentvine sandbox build`, docs/sandbox.md).
 #
-# The service starts sandboxes with Docker, so this image carries a Docker engine and starts it
-# before `agentvine serve` (a Fly Machine is a VM: dockerd runs in it). On a host with its own
-# engine, mount /var/run/docker.sock instead and set AGENTVINE_START_DOCKERD=0.
-#
-# Not built in this project's CI: its machines reach no container registry for the base image.
-FROM python:3.11-slim-bookworm
+# Build it with `agentvine image build` (docs/deploy.md), which needs no container registry:
+#   - BASE_IMAGE is a Debian root filesystem made by mmdebstrap and `docker import`ed, the way the
+#     sandbox image is made (app/operator/deploy/recipe.py lists what is in it);
+#   - the Python packages are wheels the host's pip fetched into build/wheelhouse/ (a build container
+#     may reach no package index), installed here with --no-index;
+#   - only the classic builder's instructions are used, so any engine builds this file.
+# .dockerignore lets only build/wheelhouse/ and deploy/ into the context.
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
 
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      docker.io mmdebstrap socat git ca-certificates npm tini e2fsprogs mount \
- && rm -rf /var/lib/apt/lists/*
+ENV PATH=/opt/agentvine/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
 
-WORKDIR /srv/agentvine
-COPY pyproject.toml README.md ./
-COPY app ./app
-COPY bot_config ./bot_config
-RUN pip install --no-cache-dir .
+# The dependencies first: this layer is reused until pyproject.toml's dependencies change.
+COPY build/wheelhouse/deps/ /tmp/wheels/
+RUN python3 -m venv /opt/agentvine \
+ && pip install --quiet --no-index --find-links /tmp/wheels -r /tmp/wheels/requirements.txt \
+ && rm -rf /tmp/wheels
 
-ENV AGENTVINE_DATA_DIR=/data \
-    AGENTVINE_START_DOCKERD=1 \
-    PYTHONUNBUFFERED=1
-VOLUME ["/data", "/var/lib/docker"]
+# AgentVine itself (its wheel is reproducible: an unchanged checkout reuses this layer too).
+COPY build/wheelhouse/app/ /tmp/wheels/
+RUN pip install --quiet --no-index --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
+
+COPY deploy/agentvine-start /usr/local/bin/agentvine-start
+
+# The data directory: mounted at the same path on the host when the host's engine runs the
+# sandboxes (it mounts job folders by their host path; docs/deploy.md).
+ENV AGENTVINE_DATA_DIR=/data/agentvine \
+    AGENTVINE_START_DOCKERD=auto
 EXPOSE 8080
-
-COPY <<'SH' /usr/local/bin/agentvine-start
-#!/bin/sh
-set -e
-if [ "$AGENTVINE_START_DOCKERD" = 1 ]; then
-  dockerd >/var/log/dockerd.log 2>&1 &
-  i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 60 ] && { tail -20 /var/log/dockerd.log; exit 1; }; sleep 1; done
-fi
-agentvine sandbox build          # skipped when the image exists (kept on the /var/lib/docker volume)
-exec agentvine serve --host 0.0.0.0 --port 8080
-SH
-RUN chmod +x /usr/local/bin/agentvine-start
 ENTRYPOINT ["tini", "--", "agentvine-start"]
+CMD ["serve"]

@@ -15,6 +15,7 @@ from app.observability import init_sentry
 from app.operator import jobs as jobs_command
 from app.operator import replay
 from app.operator import setup as setup_command
+from app.operator import doctor, image
 from app.settings import SettingsFileError, load_settings
 
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs_command.add_parser(sub)
     setup_command.add_parser(sub)
     replay.add_parser(sub)
+    doctor.add_parser(sub)
+    image.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -4,7 +4,9 @@ It speaks the same wire format as https://api.anthropic.com: `POST /v1/messages`
 `stream: true` answers real server-sent events (`message_start`, `ping`, `content_block_*`
 with `text_delta` / `input_json_delta`, `message_delta` with `usage`, `message_stop`); without
 `stream` it answers one JSON message; `POST /v1/messages/count_tokens` answers
-`{"input_tokens": n}`. Errors have Anthropic's shape
+`{"input_tokens": n}`; `GET /v1/models` lists `MODELS` (the Models API's `ModelInfo` objects, newest
+first, paginated by `limit` / `after_id` / `before_id`: what `agentvine doctor` asks to learn
+whether a key is accepted). Errors have Anthropic's shape
 (`{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}`).
 
 Main loop vs side requests (see docs/model-gateway.md): a `/v1/messages` request is an agent
@@ -57,6 +59,16 @@ ERROR_TYPES: dict[int, str] = {
 
 _B62 = string.ascii_letters + string.digits
 
+# What `GET /v1/models` lists, newest first, as the Models API does (id, created_at, display_name, type).
+MODELS: tuple[dict[str, str], ...] = (
+    {"type": "model", "id": "claude-haiku-4-5-20251001", "display_name": "Claude Haiku 4.5",
+     "created_at": "2025-10-01T00:00:00Z"},
+    {"type": "model", "id": "claude-sonnet-4-5-20250929", "display_name": "Claude Sonnet 4.5",
+     "created_at": "2025-09-29T00:00:00Z"},
+    {"type": "model", "id": "claude-opus-4-1-20250805", "display_name": "Claude Opus 4.1",
+     "created_at": "2025-08-05T00:00:00Z"},
+)
+
 
 def _rand_id(prefix: str, n: int = 24) -> str:
     return prefix + "01" + "".join(secrets.choice(_B62) for _ in range(n - 2))
@@ -95,7 +107,7 @@ class RecordedCall:
     path: str  # path and query string as received, e.g. "/v1/messages?beta=true"
     headers: dict[str, str]
     body: Any  # parsed JSON, the raw text, or None
-    kind: str  # "main", "subagent", "side", "count_tokens", "error", "unauthorized", "probe", "unknown"
+    kind: str  # "main", "subagent", "side", "count_tokens", "models", "error", "unauthorized", "probe", "unknown"
     turn_index: int | None = None  # which scripted turn answered (main requests)
     status: int = 200
 
@@ -203,6 +215,7 @@ class FakeModelAPI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_get("/v1/models", self._models)
         # Claude Code's connectivity probe (only sent without CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC).
         app.router.add_get("/api/hello", self._hello)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
@@ -259,6 +272,16 @@ class FakeModelAPI:
         self.unknown_calls.append(call)
         log.warning("FAKE MODEL API: unknown request %s %s (answered 404)", request.method, request.path_qs)
         return self._error(404, f"Not found: {request.method} {request.path}")
+
+    async def _models(self, request: web.Request) -> web.Response:
+        failure = self._check_common(request)
+        if failure is None:
+            page, failure = _models_page(request.query)
+        if failure is not None:
+            self._record(request, None, "unauthorized" if failure.status == 401 else "error", status=failure.status)
+            return failure
+        self._record(request, None, "models")
+        return web.json_response(page, headers={"request-id": _rand_id("req_")})
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         body, bad = await self._read_json(request)
@@ -388,6 +411,30 @@ class FakeModelAPI:
         await send("message_stop", {"type": "message_stop"})
         await resp.write_eof()
         return resp
+
+
+def _models_page(query: Any) -> tuple[dict[str, Any], web.Response | None]:
+    """One page of `MODELS` for the Models API's `limit` (1-1000, default 20), `after_id` and `before_id`."""
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        return {}, FakeModelAPI._error(400, "limit: Input should be between 1 and 1000")
+    ids = [m["id"] for m in MODELS]
+    for name in ("after_id", "before_id"):
+        if name in query and query[name] not in ids:
+            return {}, FakeModelAPI._error(404, f"{name}: model {query[name]!r} not found")
+    window = list(MODELS)
+    if "before_id" in query:
+        window = window[: ids.index(query["before_id"])]
+    if "after_id" in query:
+        window = [m for m in window if ids.index(m["id"]) > ids.index(query["after_id"])]
+    # before_id pages backwards: the `limit` models just before it; has_more says whether more lie that way.
+    data = window[-limit:] if "before_id" in query else window[:limit]
+    page = {"data": data, "has_more": len(window) > len(data),
+            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+    return page, None
 
 
 # --------------------------------------------------------------------- running it

@@ -177,6 +177,20 @@ async def test_app_jwt_good_bad_and_expired(fake: FakeGitHub, session: aiohttp.C
     fake.assert_no_violations()
 
 
+async def test_get_app_answers_the_app_itself_to_its_jwt_only(fake: FakeGitHub, session: aiohttp.ClientSession) -> None:
+    """GET /app (apps/get-authenticated): what `agentvine doctor` asks to learn that GitHub takes the key."""
+    status, body, _ = await raw(session, fake, "GET", "/app", app_jwt(fake))
+    assert status == 200
+    assert (body["id"], body["slug"], body["installations_count"]) == (fake.app_id, fake.app_slug, 1)
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    status, body, _ = await raw(session, fake, "GET", "/app", app_jwt(fake, key=other_key))
+    assert (status, body["message"]) == (401, "A JSON web token could not be decoded")
+    token = (await raw(session, fake, "POST", f"/app/installations/{INSTALLATION}/access_tokens", app_jwt(fake)))[1]["token"]
+    assert (await raw(session, fake, "GET", "/app", token))[0] == 401  # an installation token is not the App
+    fake.assert_no_violations()
+
+
 async def test_expired_installation_tokens_get_401_until_refreshed(fake: FakeGitHub, session: aiohttp.ClientSession) -> None:
     gh = await installation_gh(fake, session)
     await gh.getitem(f"/repos/{REPO}")

@@ -10,6 +10,7 @@ import pytest
 from app.fakes.model_api import (
     EXHAUSTED_TEXT,
     SIDE_REQUEST_TEXT,
+    MODELS,
     FakeModelAPI,
     ScriptedTurn,
     ToolUse,
@@ -201,13 +202,32 @@ async def test_count_tokens_and_probe(fake_client) -> None:
     assert [c.kind for c in fake.calls] == ["count_tokens", "probe"] and fake.turns_played == 0
 
 
+async def test_models_lists_them_for_a_good_key_and_refuses_a_wrong_one(fake_client) -> None:
+    fake, client = fake_client
+    r = await client.get("/v1/models", headers=HEADERS)
+    page = await r.json()
+    assert r.status == 200 and [m["id"] for m in page["data"]] == [m["id"] for m in MODELS]
+    assert page["has_more"] is False and page["first_id"] == MODELS[0]["id"] and page["last_id"] == MODELS[-1]["id"]
+    assert {m["type"] for m in page["data"]} == {"model"}
+    r = await client.get("/v1/models", params={"limit": "1", "after_id": MODELS[0]["id"]}, headers=HEADERS)
+    page = await r.json()
+    assert [m["id"] for m in page["data"]] == [MODELS[1]["id"]] and page["has_more"] is True
+    r = await client.get("/v1/models", params={"limit": "1", "before_id": MODELS[2]["id"]}, headers=HEADERS)
+    assert [m["id"] for m in (await r.json())["data"]] == [MODELS[1]["id"]]
+    assert (await client.get("/v1/models", params={"limit": "0"}, headers=HEADERS)).status == 400
+    r = await client.get("/v1/models", headers={**HEADERS, "x-api-key": "sk-ant-wrong"})
+    body = await r.json()
+    assert r.status == 401 and body["error"] == {"type": "authentication_error", "message": "invalid x-api-key"}
+    assert [c.kind for c in fake.calls] == ["models", "models", "models", "error", "unauthorized"]
+
+
 async def test_unknown_paths_are_logged_loudly(fake_client, caplog) -> None:
     fake, client = fake_client
     with caplog.at_level(logging.WARNING, logger="app.fakes.model_api"):
-        r = await client.get("/v1/models", headers=HEADERS)
+        r = await client.get("/v1/files", headers=HEADERS)
     assert r.status == 404 and (await r.json())["error"]["type"] == "not_found_error"
-    assert fake.unknown_calls[0].path == "/v1/models"
-    assert any("unknown request GET /v1/models" in rec.getMessage() for rec in caplog.records)
+    assert fake.unknown_calls[0].path == "/v1/files"
+    assert any("unknown request GET /v1/files" in rec.getMessage() for rec in caplog.records)
 
 
 async def test_serves_on_a_unix_socket(tmp_path) -> None:

@@ -38,19 +38,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import AGENT_GID, AGENT_UID, ENTRYPOINT_PATH, IMAGE_REPOSITORY, LABEL, LABEL_JOB, PINNED, WORKSPACE
-from .recipe import DEBIAN_SUITE, DEFAULT_IMAGE, ENTRYPOINT_SCRIPT, IMAGE_ENV, SETUP_SCRIPT, image_tag, recipe_hash
+from .recipe import (
+    DEBIAN_PACKAGES,
+    DEBIAN_SUITE,
+    DEFAULT_IMAGE,
+    ENTRYPOINT_SCRIPT,
+    IMAGE_ENV,
+    SETUP_SCRIPT,
+    image_tag,
+    recipe_hash,
+)
 from .rootfs import (
     DEFAULT_MIRROR,
     DEFAULT_SECURITY_MIRROR,
     BuildError,
     Log,
     Mirrors,
+    RootfsSpec,
     fetch_claude,
     machine_platform,
     make_rootfs,
 )
 
-__all__ = ["BuildError", "BuildOptions", "build_image", "image_exists", "main"]
+__all__ = ["BuildError", "BuildOptions", "build_image", "docker_client", "image_exists", "import_rootfs", "main"]
 
 
 @dataclass(frozen=True)
@@ -78,11 +88,12 @@ class BuildOptions:
         )
 
 
-def _docker_client():
+def docker_client(timeout: int = 60):
+    """A client of the engine that answers (BuildError otherwise); `timeout`: seconds per request."""
     import docker  # imported here so that the rest of the module works without docker-py
 
     try:
-        client = docker.from_env()
+        client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as exc:  # docker.errors.DockerException and connection errors
         raise BuildError(f"cannot reach the Docker engine: {exc}") from exc
@@ -92,7 +103,7 @@ def _docker_client():
 def image_exists(tag: str, client=None) -> bool:
     import docker
 
-    client = client or _docker_client()
+    client = client or docker_client()
     try:
         client.images.get(tag)
         return True
@@ -101,7 +112,6 @@ def image_exists(tag: str, client=None) -> bool:
 
 
 def _import(client, tar: Path, tag: str, claude_version: str) -> None:
-    repo, tagpart = _split_tag(tag)
     changes = [f"USER {AGENT_UID}:{AGENT_GID}", f"WORKDIR {WORKSPACE}"]
     changes += [f"ENV {k}={v}" for k, v in IMAGE_ENV.items()]
     changes += [
@@ -110,6 +120,12 @@ def _import(client, tar: Path, tag: str, claude_version: str) -> None:
         f"LABEL agentvine.sandbox=1 agentvine.claude-version={claude_version} "
         f"agentvine.recipe={recipe_hash()} org.opencontainers.image.title={IMAGE_REPOSITORY}",
     ]
+    import_rootfs(client, tar, tag, changes)
+
+
+def import_rootfs(client, tar: Path, tag: str, changes: list[str]) -> None:
+    """``docker import`` of a root filesystem tarball as ``tag``, with Dockerfile-like ``changes``."""
+    repo, tagpart = _split_tag(tag)
     result = client.api.import_image_from_file(
         str(tar), repository=repo, tag=tagpart, changes=changes
     )
@@ -143,7 +159,7 @@ def _smoke_test(client, tag: str, claude_version: str, log: Log) -> None:
             labels={LABEL: "1", LABEL_JOB: "image-smoke-test"},
             stderr=True,
         ).decode(errors="replace")
-    except docker.errors.ContainerError as exc:
+    except (docker.errors.ContainerError, docker.errors.APIError) as exc:  # APIError: the engine could not start it
         raise BuildError(f"smoke test of {tag} failed: {exc}") from exc
     log("smoke test: " + " | ".join(out.split("\n")).strip(" |"))
     lines = out.splitlines()
@@ -162,7 +178,7 @@ def build_image(tag: str = DEFAULT_IMAGE, options: BuildOptions = BuildOptions()
     with user namespaces), ``npm``, and access to Debian's archive and the npm registry (see
     :class:`BuildOptions` for the mirrors). Raises :class:`BuildError`.
     """
-    client = client or _docker_client()
+    client = client or docker_client()
     previous = _image_id(client, tag)
     if previous is not None and not options.force:
         log(f"sandbox image {tag} already exists; not rebuilding (force=True to rebuild)")
@@ -218,7 +234,7 @@ def _build_staging(client, tag: str, options: BuildOptions, log: Log) -> str:
 
         t = time.monotonic()
         uploads = {"/usr/local/bin/claude": claude, ENTRYPOINT_PATH: entry}
-        make_rootfs(arch, rootfs, uploads, setup, mirrors, log)
+        make_rootfs(arch, rootfs, RootfsSpec(DEBIAN_PACKAGES, uploads, setup), mirrors, log)
         claude.unlink()
         log(f"step mmdebstrap: {time.monotonic() - t:.1f}s, rootfs tarball "
             f"{rootfs.stat().st_size / 1e6:.0f} MB")
