@@ -88,8 +88,10 @@ class Settings(BaseSettings):
     max_workspace_files: int = _CEILINGS.max_workspace_files
     max_file_mb: int = _CEILINGS.max_file_mb
     max_changed_files: int = _CEILINGS.max_changed_files
+    # Hosts repositories may allow in `egress.allow` (comma-separated entries; docs/sandbox.md, "Egress").
+    egress_allow: Annotated[tuple[str, ...], NoDecode] = _CEILINGS.egress_allow
 
-    @field_validator("allowed_models", mode="before")
+    @field_validator("allowed_models", "egress_allow", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return tuple(name.strip() for name in value.split(",") if name.strip()) if isinstance(value, str) else value

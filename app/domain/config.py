@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from app.domain.egress import EgressRule, normalize_entry, parse_rules
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
@@ -100,6 +102,18 @@ class WorkspaceLimits(_Strict):
     max_changed_files: Annotated[int, Field(ge=1, le=1_000_000)]
 
 
+# One egress allow-list entry (app/domain/egress.py), kept in its one written form.
+EgressEntry = Annotated[str, AfterValidator(normalize_entry)]
+
+
+class Egress(_Strict):
+    """What the sandbox may reach through the egress proxy (docs/sandbox.md, "Egress"), and when."""
+
+    allow: Annotated[list[EgressEntry], Field(max_length=200)] = []
+    # setup: only while the setup steps run; run: for the whole run, the agent's included.
+    during: Literal["setup", "run"] = "setup"
+
+
 class BotConfig(_Strict):
     command_prefix: Annotated[str, Field(pattern=r"^/[a-z0-9-]+$")]
     label_prefix: Annotated[str, Field(min_length=1, max_length=50)]
@@ -113,6 +127,7 @@ class BotConfig(_Strict):
     questions: Questions
     sandbox: SandboxLimits
     workspace: WorkspaceLimits
+    egress: Egress = Egress()  # operators' own bot config files from before it still load
 
     @field_validator("labels", "seniority")
     @classmethod
@@ -267,6 +282,8 @@ class Ceilings(_Strict):
     max_workspace_files: Annotated[int, Field(ge=100)] = 200_000
     max_file_mb: Annotated[int, Field(ge=1)] = 100
     max_changed_files: Annotated[int, Field(ge=1)] = 5000
+    # Hosts a repository's `egress.allow` may name (entries as there); none by default.
+    egress_allow: tuple[EgressEntry, ...] = ()
 
     def enforce(self, config: BotConfig, source: str) -> BotConfig:
         """`config` itself, or a ConfigError naming every value beyond a ceiling."""
@@ -283,7 +300,14 @@ class Ceilings(_Strict):
         allowed = ", ".join(self.allowed_models)
         found += [f"{key}: {model} is not one of the operator's allowed models ({allowed}; {_setting('allowed_models')})"
                   for key, model in _models(config) if not any(fnmatchcase(model, p) for p in self.allowed_models)]
-        return found
+        return found + self._egress_problems(config)
+
+    def _egress_problems(self, config: BotConfig) -> list[str]:
+        bound = parse_rules(self.egress_allow)
+        shown = ", ".join(self.egress_allow) or "empty"
+        return [f"egress.allow.{i}: {entry} is not covered by the operator's egress allow-list ({shown}; "
+                f"{_setting('egress_allow')})" for i, entry in enumerate(config.egress.allow)
+                if not any(rule.covers(EgressRule.parse(entry)) for rule in bound)]
 
 
 def _floors(config: BotConfig) -> Iterator[tuple[str, str, str]]:

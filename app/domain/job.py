@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.domain.egress import EgressReport
+
 
 # A check run's external_id names the job it belongs to: how a button press finds its job again.
 EXTERNAL_ID_PREFIX = "agentvine:"
@@ -91,6 +93,9 @@ class RunSettings(BaseModel):
     max_files: int = 100_000
     max_file_mb: int = 50
     max_changed_files: int = 1000
+    # What the sandbox may reach through the egress proxy, and when (docs/sandbox.md, "Egress").
+    egress_allow: list[str] = Field(default_factory=list)
+    egress_during: Literal["setup", "run"] = "setup"
 
 
 class Figures(BaseModel):
@@ -160,6 +165,7 @@ class Job(BaseModel):
     answer: str | None = None  # the answer to pass on when the session resumes
     answered_by: str | None = None
     outcome: Outcome | None = None
+    egress: EgressReport | None = None  # what the sandbox reached or was refused, over all its runs
 
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

@@ -66,6 +66,8 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         cpus=config.sandbox.cpus,
         pids=config.sandbox.pids,
         **config.workspace.model_dump(),
+        egress_allow=list(config.egress.allow),
+        egress_during=config.egress.during,
     )
 
 

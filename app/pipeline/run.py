@@ -16,13 +16,16 @@ from typing import Protocol
 from app.agent.boundary import workspace
 from app.agent.claude.command import ClaudeOptions, build_command
 from app.agent.claude.events import Result, SystemInit, describe_activity, parse_line
+from app.agent.egress import EgressProxy
 from app.agent.gateway import ModelGateway, Usage
 from app.agent.policy import ModelPolicy
 from app.agent.sandbox import SandboxResult, SandboxSpec, run_sandbox
+from app.domain.egress import EgressReport
 from app.domain.job import JobState
 from app.domain.untrusted import defuse
 from app.pipeline.acknowledge import create_check_run
 from app.pipeline.change import ChangeFlow
+from app.pipeline import egress
 from app.pipeline.context import JobContext
 from app.pipeline.outcome import AgentRun, classify, ended, finish, figures
 from app.pipeline.present import texts
@@ -79,6 +82,7 @@ class RunDeps:
     gateway: ModelGateway | None
     progress_interval: float = 3.0
     docker_client: object | None = None
+    egress: EgressProxy | None = None  # None: the sandbox gets no egress proxy at all
 
 
 async def _workspace(ctx: JobContext) -> workspace.Workspace:
@@ -98,13 +102,15 @@ async def _workspace(ctx: JobContext) -> workspace.Workspace:
 
 
 async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, prompt: str, transcript: Transcript,
-                     cancel: asyncio.Event) -> tuple[SandboxResult, Usage]:
+                     cancel: asyncio.Event) -> tuple[SandboxResult, Usage, EgressReport | None]:
     job = ctx.job
     assert job.run is not None and deps.gateway is not None
     model = job.model or "sonnet"
     # The gateway enforces the model and the budget itself: the agent can call it directly.
     channel = await deps.gateway.open_job(job.id, ModelPolicy.for_job(model, budget_usd=job.run.max_cost_usd))
+    outbound = None
     try:
+        outbound = await egress.open_channel(ctx, deps.egress, "agent")
         command = build_command(prompt, ClaudeOptions(
             model=model,
             max_turns=job.run.max_turns,
@@ -118,12 +124,14 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, pr
             gateway_socket=channel.socket_path,
             env={"ANTHROPIC_API_KEY": channel.token, "CLAUDE_CODE_MAX_RETRIES": str(ctx.settings.model_max_retries)},
             memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids, timeout_s=job.run.timeout_minutes * 60,
+            egress_socket=outbound.socket_path if outbound is not None else None,
         )
         sandbox = await run_sandbox(spec, transcript.on_line, cancel=cancel, client=deps.docker_client,
                                     guard=ws.disk.over_quota)
     finally:
         usage = await deps.gateway.close_job(job.id)
-    return sandbox, usage
+        reached = await egress.close_channel(ctx, deps.egress, outbound)
+    return sandbox, usage, reached
 
 
 async def _resumed_check_run(ctx: JobContext) -> None:
@@ -152,9 +160,9 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         ws = await _workspace(ctx)
         reporter.step_done(texts.STEP_WORKSPACE)
         transcript = Transcript(reporter)
-        sandbox, usage = await _run_agent(ctx, deps, ws, await flow.prompt(ctx), transcript, cancel)
+        sandbox, usage, reached = await _run_agent(ctx, deps, ws, await flow.prompt(ctx), transcript, cancel)
         ctx.update("agent_finished", log={"exit_code": sandbox.exit_code, "lines": transcript.lines},
-                   session_id=transcript.session_id or ctx.job.session_id, answer=None)
+                   session_id=transcript.session_id or ctx.job.session_id, answer=None, egress=reached)
         failed = classify(ctx, sandbox, transcript.result, sandbox.stopped or ws.disk.over_quota(),
                           budget_reached=usage.refused_budget > 0)
         if failed is not None:

@@ -32,7 +32,9 @@ from .layout import (
     AGENT_GID,
     AGENT_HOME,
     AGENT_UID,
+    CONTAINER_EGRESS_SOCKET,
     CONTAINER_GATEWAY_SOCKET,
+    DEFAULT_EGRESS_PORT,
     DEFAULT_GATEWAY_PORT,
     LABEL,
     LABEL_JOB,
@@ -88,6 +90,10 @@ class SandboxSpec:
     gateway_port: int = DEFAULT_GATEWAY_PORT
     #: size of the tmpfs /tmp (it counts against the memory limit)
     tmp_size: str = "512m"
+    #: the job's egress proxy socket (app/agent/egress/), mounted at /run/agentvine/egress.sock and
+    #: exposed inside on 127.0.0.1:egress_port, where HTTP(S)_PROXY point; None: no egress at all
+    egress_socket: Path | None = None
+    egress_port: int = DEFAULT_EGRESS_PORT
 
 
 
@@ -149,23 +155,28 @@ def prepare_host(spec: SandboxSpec) -> None:
         Path(d).mkdir(parents=True, exist_ok=True)
         _chown_tree(Path(d))
     os.chmod(spec.home, 0o700)
-    if spec.gateway_socket is not None:
-        sock = Path(spec.gateway_socket)
+    for what, sock in (("gateway", spec.gateway_socket), ("egress", spec.egress_socket)):
+        if sock is not None:
+            _check_socket(Path(sock), what)
+
+
+def _check_socket(sock: Path, what: str) -> None:
+    """A host socket the container will connect to: it must be one, and uid 1000 must be allowed to."""
+    try:
+        st = os.stat(sock)
+    except FileNotFoundError as exc:
+        raise SandboxError(f"{what} socket {sock} does not exist") from exc
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SandboxError(f"{what} socket {sock} is not a Unix socket")
+    # connect() needs write permission on the socket file for uid 1000 in the container.
+    if st.st_uid != AGENT_UID and (st.st_mode & 0o002) == 0:
         try:
-            st = os.stat(sock)
-        except FileNotFoundError as exc:
-            raise SandboxError(f"gateway socket {sock} does not exist") from exc
-        if not stat.S_ISSOCK(st.st_mode):
-            raise SandboxError(f"gateway socket {sock} is not a Unix socket")
-        # connect() needs write permission on the socket file for uid 1000 in the container.
-        if st.st_uid != AGENT_UID and (st.st_mode & 0o002) == 0:
-            try:
-                os.chmod(sock, stat.S_IMODE(st.st_mode) | 0o666)
-            except PermissionError as exc:
-                raise SandboxError(
-                    f"gateway socket {sock} is not connectable by uid {AGENT_UID} "
-                    "(make it mode 0666, or owned by uid 1000)"
-                ) from exc
+            os.chmod(sock, stat.S_IMODE(st.st_mode) | 0o666)
+        except PermissionError as exc:
+            raise SandboxError(
+                f"{what} socket {sock} is not connectable by uid {AGENT_UID} "
+                "(make it mode 0666, or owned by uid 1000)"
+            ) from exc
 
 
 def _environment(spec: SandboxSpec) -> dict[str, str]:
@@ -178,9 +189,30 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
         env.setdefault("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{spec.gateway_port}")
     else:
         env.pop("AGENTVINE_GATEWAY_PORT", None)
+    env.update(egress_environment(spec))
+    if spec.egress_socket is None:
+        env.pop("AGENTVINE_EGRESS_PORT", None)
     for k, v in env.items():
         if not _ENV_KEY_RE.match(k) or not isinstance(v, str) or "\0" in v:
             raise SandboxError(f"bad environment variable {k!r}")
+    return env
+
+
+#: Loopback stays direct: inside the sandbox it is the sandbox's own (the gateway's forwarder, servers
+#: the agent's tests start); the host's loopback is never reached that way (docs/sandbox.md, "Egress").
+NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+def egress_environment(spec: SandboxSpec) -> dict[str, str]:
+    """The forwarder's settings and the proxy variables tools read (both spellings: curl and wget read
+    only the lowercase http_proxy, most others either)."""
+    if spec.egress_socket is None:
+        return {}
+    url = f"http://127.0.0.1:{spec.egress_port}"
+    env = {"AGENTVINE_EGRESS_PORT": str(spec.egress_port), "AGENTVINE_EGRESS_SOCKET": CONTAINER_EGRESS_SOCKET}
+    for name in ("http_proxy", "https_proxy"):
+        env[name] = env[name.upper()] = url
+    env["no_proxy"] = env["NO_PROXY"] = NO_PROXY
     return env
 
 
@@ -206,6 +238,9 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
                 read_only=True,
             )
         )
+    if spec.egress_socket is not None:  # the same way: the socket file alone, read-only
+        mounts.append(docker.types.Mount(CONTAINER_EGRESS_SOCKET, str(Path(spec.egress_socket).resolve()),
+                                         type="bind", read_only=True))
     return dict(
         image=spec.image,
         command=list(spec.command),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.pipeline.present import texts
+from app.pipeline.present.egress import check_run_section, pull_request_note
 from app.domain.intents import Command
 from app.domain.job import Figures, Job, JobState, Outcome, external_id
 from app.domain.untrusted import (MAX_CHECK_TEXT, MAX_CHECK_TITLE, MAX_COMMENT, block_quote, cap, code_span, defuse,
@@ -187,7 +188,8 @@ def check_run_progress(job: Job, progress: Progress) -> dict[str, Any]:
 def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
     outcome = job.outcome
     assert outcome is not None
-    summary = _outcome_block(outcome) + "\n\n" + _checklist(progress) + "\n" + _activity(progress)
+    summary = (_outcome_block(outcome) + "\n\n" + check_run_section(job.egress) + _checklist(progress) + "\n"
+               + _activity(progress))
     if outcome.summary:
         summary += "\n**Claude Code's summary**\n\n" + markdown_block(outcome.summary)
     return {
@@ -249,6 +251,7 @@ def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:
         closes=closes,
         summary=markdown_block(outcome.summary) if outcome.summary else "(Claude Code gave no summary.)",
         files=files,
+        egress=pull_request_note(job.egress, check_url),
         worker=table_cell(str(job.worker)),
         level=table_cell(str(job.level)),
         requester=job.requester,
