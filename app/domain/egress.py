@@ -71,9 +71,9 @@ def parse_host(text: str) -> tuple[Literal["name", "ip"], str]:
 def split_port(text: str) -> tuple[str, int | None]:
     """(host, port) of `host[:port]`, where an IPv6 host is in brackets."""
     if text.startswith("["):
-        host, _, rest = text.partition("]")
+        host, bracket, rest = text.partition("]")
         host += "]"
-        if rest and not rest.startswith(":"):
+        if not bracket or (rest and not rest.startswith(":")):
             raise ValueError(f"{text[:80]!r} is not an allow-list entry: write {FORMS}")
         port = rest[1:] if rest else None
     elif text.count(":") == 1:

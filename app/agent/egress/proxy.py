@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class EgressChannel:
     log: EgressLog = field(default_factory=EgressLog)
     _server: asyncio.AbstractServer | None = field(default=None, repr=False)
     _live: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
+    _tasks: set[asyncio.Task] = field(default_factory=set, repr=False)
 
     @property
     def socket_dir(self) -> Path:
@@ -75,10 +77,15 @@ class EgressChannel:
             writer.transport.abort()
 
 
+Resolver = Callable[[str, int, float], Awaitable[list[addresses.IPAddress]]]
+
+
 class EgressProxy:
-    def __init__(self, socket_dir: Path, limits: EgressLimits | None = None) -> None:
+    def __init__(self, socket_dir: Path, limits: EgressLimits | None = None, *,
+                 resolver: Resolver = addresses.resolve) -> None:
         self.socket_dir = Path(socket_dir)
         self.limits = limits or EgressLimits()
+        self._resolve = resolver  # the host's resolver; a test may stand in a DNS that answers what it says
         self._jobs: dict[str, EgressChannel] = {}
         self._lock = asyncio.Lock()
 
@@ -119,8 +126,8 @@ class EgressProxy:
         channel.disable("the job's egress channel is closed")
         if channel._server is not None:
             channel._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(channel._server.wait_closed(), 5)
+        if channel._tasks:  # cut connections end at once; each logs its record as it ends
+            await asyncio.wait(list(channel._tasks), timeout=5)
         with contextlib.suppress(OSError):
             shutil.rmtree(channel.socket_dir)
         log.info("egress proxy: closed job %s (%d requests, %d blocked)", job_id, channel.log.requests,
@@ -134,12 +141,14 @@ class EgressProxy:
 
     # ------------------------------------------------------------------ one connection
     async def _serve(self, channel: EgressChannel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            channel._tasks.add(task)
         try:
             if channel.connections >= self.limits.max_connections:
                 reason = TOO_MANY.format(n=channel.connections)
                 channel.log.add(EgressRecord("?", OVER_LIMIT, 0, False, 429, reason))
-                writer.write(wire.refusal(429, reason))
-                await writer.drain()
+                await _refuse(reader, writer, 429, reason)
                 return
             channel._live.add(writer)
             await self._request(channel, reader, writer)
@@ -147,6 +156,7 @@ class EgressProxy:
             pass
         finally:
             channel._live.discard(writer)
+            channel._tasks.discard(task)
             writer.close()
 
     async def _request(self, channel: EgressChannel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -155,8 +165,7 @@ class EgressProxy:
             request = wire.parse_request(await self._head(reader))
         except wire.Refused as exc:
             channel.log.add(EgressRecord("?", MALFORMED, 0, False, exc.status, "malformed request"))
-            writer.write(wire.refusal(exc.status, exc.reason))
-            await writer.drain()
+            await _refuse(reader, writer, exc.status, exc.reason)
             return
         record = EgressRecord(request.method, request.host, request.port, False, 0)
         try:
@@ -164,8 +173,7 @@ class EgressProxy:
         except wire.Refused as exc:
             # Allowed but unreachable (502, 504) is not blocked: the allow-list said yes.
             record.status, record.reason, record.allowed = exc.status, exc.reason, exc.status in (502, 504)
-            writer.write(wire.refusal(exc.status, exc.reason))
-            await writer.drain()
+            await _refuse(reader, writer, exc.status, exc.reason)
             return
         finally:
             if record.status:  # refused: logged now; a relayed request is logged when it ends
@@ -214,7 +222,7 @@ class EgressProxy:
         if request.kind == "ip":
             return [ipaddress.ip_address(request.host)]
         try:
-            found = await addresses.resolve(request.host, request.port, self.limits.resolve_timeout_s)
+            found = await self._resolve(request.host, request.port, self.limits.resolve_timeout_s)
         except (OSError, asyncio.TimeoutError):
             found = []
         if not found:
@@ -242,3 +250,20 @@ class EgressProxy:
         log.info("egress job %s: %s %s %s %s up=%d down=%d%s", channel.job_id, record.method,
                  target(record.host, record.port), "allowed" if record.allowed else "BLOCKED", record.status,
                  record.bytes_up, record.bytes_down, f" ({record.reason})" if record.reason else "")
+
+
+DRAIN_BYTES = 64 * 1024
+DRAIN_S = 0.5
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, reason: str) -> None:
+    """Answer, then read (and drop) a little of what the sandbox still sends before closing: a socket
+    closed with unread input is reset, and the reset can overtake the answer."""
+    writer.write(wire.refusal(status, reason))
+    await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError, OSError):
+        left = DRAIN_BYTES
+        while left > 0 and (data := await asyncio.wait_for(reader.read(left), DRAIN_S)):
+            left -= len(data)
