@@ -24,6 +24,7 @@ from pathlib import Path
 from . import addresses, wire
 from .policy import EgressPolicy, target
 from .records import MALFORMED, EgressLog, EgressRecord
+from . import relay as relay_module
 from .relay import Meter, relay
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,8 @@ class EgressProxy:
         for address in usable:  # the addresses checked, and no other: no second lookup
             try:
                 left = max(deadline - time.monotonic(), 0.01)
-                streams = await asyncio.wait_for(asyncio.open_connection(str(address), request.port), left)
+                connecting = asyncio.open_connection(str(address), request.port, limit=relay_module.CHUNK)
+                streams = await asyncio.wait_for(connecting, left)
             except (OSError, asyncio.TimeoutError) as exc:
                 failure = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
                 continue

@@ -8,7 +8,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 
 
 @dataclass
