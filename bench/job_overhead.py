@@ -5,7 +5,10 @@ Code spent waiting on the model API (its own `duration_api_ms`): clone, containe
 start, commit, push, pull request, and every report. Real Docker, the real Claude Code CLI,
 the GitHub fake (git over smart HTTP) and a scripted model API that answers at once.
 
-Usage: python bench/job_overhead.py [--jobs 7]
+Usage: python bench/job_overhead.py [--jobs 7] [--egress off]
+
+`--egress off` runs the jobs without the egress proxy (no channel, no forwarder in the sandbox):
+the A/B for what the proxy adds to every job.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def script(i: int) -> list[ScriptedTurn]:
     ]
 
 
-async def run(jobs: int) -> dict:
+async def run(jobs: int, egress: bool = True) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     model = FakeModelAPI([turn for i in range(jobs + 1) for turn in script(i)])
     rows = []
@@ -54,6 +57,9 @@ async def run(jobs: int) -> dict:
             github_api_url=github.url, git_url=github.url, data_dir=work / "agentvine",
             model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key))
         async with serving(service.make_app()) as url:
+            if not egress:
+                await service.worker.run_deps.egress.close()
+                service.worker.run_deps.egress = None
             for i in range(jobs + 1):  # the first one warms up caches (image layers, page cache)
                 issue = github.add_issue(REPO, title=f"Change {i}", user="alice")
                 issue["labels"].append(label)
@@ -89,8 +95,9 @@ async def run(jobs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=7)
+    parser.add_argument("--egress", choices=("on", "off"), default="on")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.jobs)), indent=2))
+    print(json.dumps(asyncio.run(run(args.jobs, args.egress == "on")), indent=2))
 
 
 if __name__ == "__main__":

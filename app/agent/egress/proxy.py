@@ -158,7 +158,10 @@ class EgressProxy:
         finally:
             channel._live.discard(writer)
             channel._tasks.discard(task)
-            writer.close()
+            if writer.transport.get_write_buffer_size():
+                writer.transport.abort()  # a sandbox that stopped reading: drop what it would not take
+            else:
+                writer.close()
 
     async def _request(self, channel: EgressChannel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         started = time.monotonic()
