@@ -168,6 +168,8 @@ class EgressHost(BaseModel):
 
     @property
     def target(self) -> str:
+        if not self.port:  # a request that named no host (malformed, over the connection limit)
+            return self.host
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 

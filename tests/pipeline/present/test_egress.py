@@ -66,3 +66,8 @@ def test_the_final_check_run_carries_the_section():
     summary = render.check_run_final(job, render.Progress())["output"]["summary"]
     assert "- blocked: `evil.example:443`" in summary
     assert summary.index("**Result: Opened #8**") < summary.index("**Egress: blocked 1 host**")
+
+
+def test_a_request_that_named_no_host_is_shown_as_such():
+    odd = EgressHost(host="(malformed request)", port=0, allowed=False, requests=3, reason="malformed request")
+    assert "- blocked: `(malformed request)` (3 requests): malformed request" in check_run_section(report(odd))
