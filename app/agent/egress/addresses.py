@@ -19,8 +19,10 @@ IPv4 address inside, so `::ffff:169.254.169.254` is as forbidden as 169.254.169.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -79,11 +81,16 @@ def refusal(host: str, address: IPAddress, private_ok: bool) -> str | None:
     return REFUSAL[kind].format(host=host, address=address)
 
 
+# Lookups run on threads of their own: a hostile DNS answering slowly (a name below an allowed suffix
+# is its owner's to answer) must not take the threads the worker's other jobs use (asyncio.to_thread).
+_DNS_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="egress-dns")
+
+
 async def resolve(host: str, port: int, timeout: float) -> list[IPAddress]:
     """The addresses `host` resolves to on the host, in the resolver's order, each once."""
     loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(
-        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout)
+    lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    infos = await asyncio.wait_for(loop.run_in_executor(_DNS_THREADS, lookup), timeout)
     found: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])

@@ -35,6 +35,7 @@ _SUN_PATH_MAX = 107
 EGRESS_OFF = "egress is off now (egress.during: setup in .github/agentvine.yml allows it during the setup steps only)"
 TOO_MANY = "this job has {n} connections open through the proxy already"
 OVER_LIMIT = "(over the connection limit)"
+LOOKUPS_PER_JOB = 2  # name lookups of one job at once (of the proxy's 8 threads for them)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class EgressChannel:
     _server: asyncio.AbstractServer | None = field(default=None, repr=False)
     _live: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
     _tasks: set[asyncio.Task] = field(default_factory=set, repr=False)
+    lookups: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LOOKUPS_PER_JOB), repr=False)
 
     @property
     def socket_dir(self) -> Path:
@@ -215,18 +217,19 @@ class EgressProxy:
         decision = channel.policy.decide(request.kind, request.host, request.port)
         if not decision.allowed:
             raise wire.Refused(403, decision.reason)
-        candidates = await self._addresses(request)
+        candidates = await self._addresses(channel, request)
         refusals = [addresses.refusal(request.host, a, decision.private_ok) for a in candidates]
         usable = [a for a, why in zip(candidates, refusals) if why is None]
         if not usable:
             raise wire.Refused(403, refusals[0] or "no address")
         return await self._connect(request, usable, record)
 
-    async def _addresses(self, request: wire.Request) -> list:
+    async def _addresses(self, channel: EgressChannel, request: wire.Request) -> list:
         if request.kind == "ip":
             return [ipaddress.ip_address(request.host)]
         try:
-            found = await self._resolve(request.host, request.port, self.limits.resolve_timeout_s)
+            async with channel.lookups:  # a job's lookups wait for each other, not for other jobs'
+                found = await self._resolve(request.host, request.port, self.limits.resolve_timeout_s)
         except (OSError, asyncio.TimeoutError):
             found = []
         if not found:

@@ -316,3 +316,35 @@ async def test_real_clients_use_it_as_their_proxy(proxy, upstream):
         forwarder.wait()
     methods = [(r.method, r.allowed) for r in (await proxy.close_job("job1")).items]
     assert methods == [("GET", True), ("CONNECT", True), ("CONNECT", False)]
+
+
+async def test_a_jobs_slow_lookups_wait_for_each_other_not_for_other_jobs(socket_root, upstream):
+    """A name below an allowed suffix is its owner's DNS to answer, slowly if it likes."""
+    busy, most = 0, 0
+
+    async def resolver(host, port, timeout):
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        try:
+            if host.startswith("slow"):
+                await asyncio.sleep(1.0)
+            return [ipaddress.ip_address("127.0.0.1")]
+        finally:
+            busy -= 1
+
+    proxy = EgressProxy(socket_root, resolver=resolver)
+    try:
+        rules = [f"*.corp.example:{upstream.port}", f"fast.corp.example:{upstream.port}"]
+        slow_job = await proxy.open_job("a", EgressPolicy(rules, rules), enabled=True)
+        fast_job = await proxy.open_job("b", EgressPolicy(rules, rules), enabled=True)
+        slow = [asyncio.create_task(exchange(slow_job, get(f"http://slow{i}.corp.example:{upstream.port}/")))
+                for i in range(5)]
+        await asyncio.sleep(0.1)
+        started = asyncio.get_running_loop().time()
+        answer = await exchange(fast_job, get(f"http://fast.corp.example:{upstream.port}/"))
+        assert status_of(answer) == 200 and asyncio.get_running_loop().time() - started < 0.5
+        assert [status_of(a) for a in await asyncio.gather(*slow)] == [403] * 5  # loopback via a suffix
+        assert most == 3  # two of the slow job's, and the other job's
+    finally:
+        await proxy.close()
