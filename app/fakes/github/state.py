@@ -163,6 +163,7 @@ class FakeGitHub:
         self._comment_index: dict[int, tuple[str, int, dict[str, Any]]] = {}
         self._check_index: dict[int, tuple[str, dict[str, Any]]] = {}
         self._suites: dict[tuple[str, int, str], int] = {}
+        self._suite_branches: dict[int, str | None] = {}
         self.other_apps: dict[str, dict[str, Any]] = {}  # slug -> integration: the Apps a repository's CI runs as
         self._reactions_on: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         self._check_annotations: dict[int, list[dict[str, Any]]] = {}
@@ -419,11 +420,14 @@ class FakeGitHub:
         repo = self.repo(full_name)
         integration = copy.deepcopy(self.app) if app == self.app_slug else self.other_app(app)
         runs = [r for r in self.check_runs_for(full_name, head_sha) if r["app"]["id"] == integration["id"]]
-        branch = next((b for b, sha in repo.git.branches().items() if sha == head_sha), None)
+        suite_id = self.check_suite_id(repo, head_sha, integration["id"])
+        branch = self._suite_branches.get(suite_id)
+        # "A pull request matches a check suite if they have the same head_sha and head_branch."
         pulls = [render.pull_minimal(self.refresh_pull(repo, p)) for (r, _), p in list(self._pull_index.items())
-                 if r == repo.full_name.lower() and p["state"] == "open" and repo.git.resolve(p["head"]["ref"]) == head_sha]
-        return render.check_suite(self.urls, repo.full_name, self.check_suite_id(repo, head_sha, integration["id"]),
-                                  head_sha=head_sha, head_branch=branch, app=integration, runs=latest(runs), pulls=pulls)
+                 if r == repo.full_name.lower() and p["state"] == "open" and p["head"]["ref"] == branch
+                 and repo.git.resolve(p["head"]["ref"]) == head_sha]
+        return render.check_suite(self.urls, repo.full_name, suite_id, head_sha=head_sha, head_branch=branch,
+                                  app=integration, runs=latest(runs), pulls=pulls)
 
     def check_run_actions(self, check_run_id: int) -> list[dict[str, Any]]:
         """The buttons (requested actions) a check run shows now; GitHub's responses do not carry them."""
@@ -582,6 +586,9 @@ class FakeGitHub:
         key = (repo.full_name.lower(), app_id or self.app_id, head_sha)
         if key not in self._suites:
             self._suites[key] = self.next_id("suite")
+            # GitHub records the branch a suite was made for (the push's); it stays when the branch moves on.
+            self._suite_branches[self._suites[key]] = next(
+                (b for b, sha in repo.git.branches().items() if sha == head_sha), None)
         return self._suites[key]
 
     def create_pull(self, repo: Repo, *, title: str, body: str | None, author: dict[str, Any], head: str,

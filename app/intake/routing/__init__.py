@@ -6,6 +6,7 @@ from gidgethub import routing, sansio
 
 from app.domain.intents import Intent
 from app.intake.routing import checks, comments, installation, issues
+from app.intake.routing.checks import MACHINE_EVENTS
 from app.intake.routing.context import RouteContext
 
 router = routing.Router(issues.router, comments.router, checks.router, installation.router)
@@ -19,7 +20,8 @@ def sent_by_bot(event: sansio.Event) -> bool:
 
 async def route(event: sansio.Event, ctx: RouteContext) -> list[Intent]:
     """The intents `event` asks for. Pure: no I/O happens in the handlers."""
-    if sent_by_bot(event):
+    action = event.data.get("action") if isinstance(event.data, dict) else None
+    if sent_by_bot(event) and (event.event, action) not in MACHINE_EVENTS:
         ctx.note("ignored: sent by a bot")
         return []
     await router.dispatch(event, ctx)
