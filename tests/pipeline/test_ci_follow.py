@@ -9,10 +9,11 @@ import sqlite3
 
 import pytest
 
-from app.domain.job import JobState, Outcome, new_job_id
-from app.pipeline.ci_follow import STOPPED
+from app.domain.job import Job, JobState, Outcome, Trigger, new_job_id
+from app.pipeline.ci_follow import STOPPED, _busy
 from app.pipeline.present import ci as present, texts
 from tests.support import payloads
+from tests.support.env import ROOT
 from tests.support.harness import INSTALLATION, REPO
 
 FAILED_TEST = {"path": "hello.py", "start_line": 1, "end_line": 1, "annotation_level": "failure",
@@ -240,3 +241,27 @@ async def test_an_invalid_config_starts_nothing(bot, github):
     await bot.ci_finished(sha)
     await bot.settle()
     assert follow_ups(bot) == [] and command_outcomes(bot) == ["ignored: .github/agentvine.yml is invalid"]
+
+
+def test_a_job_that_pushed_the_commit_ci_ran_on_holds_nothing_back():
+    def job(state: JobState, **fields) -> Job:
+        fields = {"issue_number": 1, "branch": "agentvine/x", **fields}
+        return Job(delivery_id="d", installation_id=1, repo=REPO, requester="alice",
+                   trigger=Trigger(kind="label", label="agentvine:feature"), state=state, **fields)
+
+    opener = job(JobState.SUCCEEDED)
+    pushed = {"finishing": {"abc"}}
+    finishing = job(JobState.RUNNING, id="finishing")
+    assert _busy([finishing], opener, 2, lambda j: pushed.get(j.id, set()), "abc") is None
+    working = job(JobState.RUNNING, id="working")  # has not pushed yet
+    queued = job(JobState.ACKNOWLEDGED, id="queued", branch=None, is_pull_request=True, issue_number=2)
+    for busy in (working, queued):
+        assert _busy([finishing, busy], opener, 2, lambda j: pushed.get(j.id, set()), "abc") is busy
+    elsewhere = job(JobState.RUNNING, id="elsewhere", branch="agentvine/y", issue_number=3)
+    assert _busy([elsewhere], opener, 2, lambda j: set(), "abc") is None
+
+
+def test_the_usage_docs_show_the_texts_as_agentvine_writes_them():
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    assert texts.CI_FOLLOW_UP.format(sha="`3f2a9c81d0e4`", checks="`tests`", round=1, max_rounds=2) in usage
+    assert texts.CI_STOPPED.format(sha="`9b1d77e2a6c0`", checks="`tests`", max_rounds=2, prefix="/agentvine") in usage

@@ -13,7 +13,7 @@ router = routing.Router(issues.router, comments.router, checks.router, installat
 
 
 def sent_by_bot(event: sansio.Event) -> bool:
-    """Bots, AgentVine itself included, never trigger work."""
+    """Bots, AgentVine itself included, never trigger work (CI's results aside: checks.MACHINE_EVENTS)."""
     sender = event.data.get("sender") if isinstance(event.data, dict) else None
     return isinstance(sender, dict) and (sender.get("type") == "Bot" or str(sender.get("login", "")).endswith("[bot]"))
 
