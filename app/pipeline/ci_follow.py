@@ -15,7 +15,6 @@ than resuming the first job's: docs/design.md says why."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +30,6 @@ from app.pipeline.admit import load_repo_config
 from app.pipeline.context import JobContext
 from app.pipeline.present import ci as present, texts
 from app.store.base import JobStore
-
-log = logging.getLogger(__name__)
 
 ACTIVE = (JobState.QUEUED, JobState.ACKNOWLEDGED, JobState.WAITING_FOR_APPROVAL, JobState.RUNNING,
           JobState.WAITING_FOR_ANSWER)
@@ -62,7 +59,7 @@ def opener_of(jobs: list[Job], signal: CISignal) -> Job | None:
 
 def _annotation(raw: Any) -> Annotation | None:
     try:
-        return Annotation(path=raw["path"], start_line=raw["start_line"], end_line=raw["end_line"],
+        return Annotation(path=_text(raw["path"], MAX_NAME_CHARS), start_line=raw["start_line"], end_line=raw["end_line"],
                           level=_text(raw.get("annotation_level"), 20), title=_text(raw.get("title"), MAX_NAME_CHARS),
                           message=_text(raw.get("message"), MAX_MESSAGE_CHARS))
     except (KeyError, TypeError, ValidationError):
