@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.domain.ci import CIFailure
 
 # A check run's external_id names the job it belongs to: how a button press finds its job again.
 EXTERNAL_ID_PREFIX = "agentvine:"
@@ -56,15 +57,17 @@ class InvalidTransition(RuntimeError):
 
 
 class Trigger(BaseModel):
-    """What started the job: a label on an issue/PR, or a slash command in a comment."""
+    """What started the job: a label on an issue/PR, a slash command in a comment, or CI failing on
+    AgentVine's own pull request (`ci`: the failure, app/pipeline/ci_follow.py)."""
 
-    kind: Literal["label", "command"]
+    kind: Literal["label", "command", "ci"]
     worker: str | None = None  # a command that names its worker (`review`), else from config
     label: str | None = None
     instruction: str | None = None
     # Who wrote the instruction; a retry keeps it while the job's requester is whoever asked again.
     instruction_by: str | None = None
     comment_id: int | None = None
+    ci: CIFailure | None = None
 
 
 Conclusion = Literal["success", "failure", "neutral", "timed_out", "cancelled"]

@@ -127,6 +127,26 @@ class RepoOps:
         return await self.api.patch("/repos/{owner}/{repo}/check-runs/{check_run_id}",
                                     self._vars(check_run_id=check_run_id), data=body)
 
+    async def check_runs_on(self, sha: str, *, limit: int) -> list[dict]:
+        """Every App's latest check run of each name on commit `sha` (checks/list-for-ref), at most `limit`."""
+        runs: list[dict] = []
+        async for run in self.api.getiter("/repos/{owner}/{repo}/commits/{ref}/check-runs{?filter,per_page}",
+                                          self._vars(ref=sha, filter="latest", per_page=100), iterable_key="check_runs"):
+            runs.append(run)
+            if len(runs) >= limit:
+                break
+        return runs
+
+    async def check_run_annotations(self, check_run_id: int, *, limit: int) -> list[dict]:
+        """A check run's annotations (checks/list-annotations), at most `limit`."""
+        found: list[dict] = []
+        async for annotation in self.api.getiter("/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations{?per_page}",
+                                                 self._vars(check_run_id=check_run_id, per_page=min(limit, 100))):
+            found.append(annotation)
+            if len(found) >= limit:
+                break
+        return found
+
     # --- pull requests -------------------------------------------------------------------------
 
     async def pull(self, number: int) -> dict:

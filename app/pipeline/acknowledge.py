@@ -37,6 +37,8 @@ async def acknowledge(ctx: JobContext) -> None:
     )
     if job.is_pull_request and not await _pull_request_branch(ctx):
         return
+    if not await _ci_head_current(ctx):
+        return
     await asyncio.gather(_react(ctx), _resolve_head(ctx))
     if admission.config_error is not None:
         await _report_config_error(ctx, admission)
@@ -108,6 +110,16 @@ async def _pull_request_branch(ctx: JobContext) -> bool:
     ctx.update("pull_request", log={"head": head["ref"]}, branch=head["ref"], base_branch=head["ref"],
                head_sha=head["sha"], issue_title=pull.get("title") or job.issue_title, pull_url=pull.get("html_url"))
     return True
+
+
+async def _ci_head_current(ctx: JobContext) -> bool:
+    """A CI follow-up is for the commit CI failed on: if the pull request moved on since, it does not run."""
+    job, failure = ctx.job, ctx.job.trigger.ci
+    if failure is None or job.head_sha == failure.sha:
+        return True
+    await ctx.github.comment(job.issue_number, texts.CI_MOVED_ON.format(sha=code_span(failure.sha[:12])))
+    ctx.update("rejected", to=JobState.REJECTED, reason=f"the pull request moved on from {failure.sha[:12]}")
+    return False
 
 
 async def _react(ctx: JobContext) -> None:

@@ -42,6 +42,8 @@ def resolve_rule(job: Job, config: BotConfig) -> LabelRule | None:
     """Worker type and level the trigger asks for; None for a label the config does not map."""
     if job.trigger.kind == "label":
         return config.labels.get(job.trigger.label or "")
+    if job.trigger.ci is not None and job.trigger.worker:  # a CI follow-up keeps the level of the job it follows
+        return LabelRule.model_validate({"worker": job.trigger.worker, "level": job.trigger.ci.level})
     if job.trigger.worker:  # e.g. `review`: the level its label has, else the commands' level
         level = next((r.level for r in config.labels.values() if r.worker == job.trigger.worker), config.commands.level)
         return LabelRule(worker=job.trigger.worker, level=level)

@@ -110,3 +110,46 @@ async def test_review_command_on_a_pull_request_starts_a_review_job():
 async def test_plain_comment_may_be_an_answer():
     (intent,) = await intents_for("issue_comment", payloads.issue_comment(body="Use tabs, please.", installation_id=7))
     assert intent.name == "answer" and intent.text == "Use tabs, please."
+
+
+def _ci_suite(branch: str = "agentvine/bugfix-1-x", conclusion: str = "failure", **target) -> dict:
+    payload = payloads.retarget(payloads.load("check_suite", "completed.payload.json"), installation_id=7, **target)
+    payload["check_suite"] = {**payload["check_suite"], "head_branch": branch, "conclusion": conclusion}
+    return payload
+
+
+async def test_ci_finishing_on_agentvines_pull_request_is_handed_to_the_worker():
+    """From the bot that pushed too: CI's results are no person asking, and its sender asks for nothing."""
+    payload = _ci_suite(sender="agentvine[bot]", sender_type="Bot", conclusion="success")
+    (command,) = await intents_for("check_suite", payload)
+    assert isinstance(command, JobCommand) and command.name == "ci_completed"
+    suite = payload["check_suite"]
+    assert command.issue_number == 2 and command.ci.pulls == [2] and command.ci.event == "check_suite"
+    assert (command.ci.sha, command.ci.branch, command.ci.app_id) == (suite["head_sha"], suite["head_branch"], 29310)
+    assert command.ci.conclusion == "success"  # the last suite to finish may pass while another failed
+
+
+async def test_ci_on_other_branches_or_without_a_pull_request_is_not_looked_at():
+    assert await intents_for("check_suite", _ci_suite(branch="changes")) == []
+    payload = _ci_suite()
+    payload["check_suite"]["pull_requests"] = []
+    assert await intents_for("check_suite", payload) == []
+
+
+async def test_a_failing_check_run_is_handed_over_and_a_passing_one_or_ours_is_not():
+    payload = payloads.retarget(payloads.load("check_run", "completed.1.payload.json"), installation_id=7,
+                                sender="github-actions[bot]", sender_type="Bot")
+    payload["check_run"]["check_suite"]["head_branch"] = "agentvine/bugfix-1-x"
+    (command,) = await intents_for("check_run", payload)
+    assert command.ci.event == "check_run" and command.ci.conclusion == "failure" and command.ci.pulls == [2]
+    passing = {**payload, "check_run": {**payload["check_run"], "conclusion": "success"}}
+    assert await intents_for("check_run", passing) == []
+    ours = {**payload, "check_run": {**payload["check_run"], "external_id": "agentvine:0123abcd"}}
+    assert await intents_for("check_run", ours) == []
+
+
+async def test_other_events_from_bots_still_start_nothing_beside_ci():
+    payload = payloads.retarget(payloads.load("check_run", "rerequested.payload.json"), installation_id=7,
+                                sender="agentvine[bot]", sender_type="Bot")
+    payload["check_run"]["external_id"] = "agentvine:0123abcd"
+    assert await intents_for("check_run", payload) == []  # a Re-run by a bot: nothing

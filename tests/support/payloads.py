@@ -38,3 +38,21 @@ def check_run_button(*, external_id: str, check_run_id: int, identifier: str | N
     if identifier:
         payload["requested_action"] = {"identifier": identifier}
     return "check_run", payload
+
+
+def check_suite_completed(suite: dict[str, Any], **target: Any) -> dict[str, Any]:
+    """GitHub's `check_suite.completed` example about `suite` (as the fake's `check_suite` renders it)."""
+    payload = retarget(load("check_suite", "completed.payload.json"), **target)
+    payload["check_suite"] = {**payload["check_suite"], **suite}
+    return payload
+
+
+def check_run_completed(run: dict[str, Any], suite: dict[str, Any], **target: Any) -> dict[str, Any]:
+    """GitHub's `check_run.completed` example of a failure, about `run` (the fake's) in `suite`."""
+    payload = retarget(load("check_run", "completed.1.payload.json"), **target)
+    keys = ("id", "head_sha", "external_id", "url", "html_url", "status", "conclusion", "output", "name", "app")
+    in_suite = ("id", "head_branch", "head_sha", "status", "conclusion", "pull_requests", "app")
+    payload["check_run"] = {**payload["check_run"], **{k: run[k] for k in keys},
+                            "check_suite": {**payload["check_run"]["check_suite"], **{k: suite[k] for k in in_suite}},
+                            "pull_requests": suite["pull_requests"]}
+    return payload

@@ -330,6 +330,48 @@ def check_run(u: Urls, full_name: str, rid: int, *, name: str, head_sha: str, su
     }
 
 
+def check_annotation(u: Urls, full_name: str, head_sha: str, given: dict[str, Any]) -> dict[str, Any]:
+    """An annotation as checks/list-annotations answers it: what its creator sent, every field present."""
+    return {
+        "path": given["path"],
+        "blob_href": f"{u.html}/{full_name}/blob/{head_sha}/{given['path']}",
+        "start_line": given["start_line"],
+        "end_line": given["end_line"],
+        "start_column": given.get("start_column"),
+        "end_column": given.get("end_column"),
+        "annotation_level": given.get("annotation_level"),
+        "title": given.get("title"),
+        "message": given.get("message"),
+        "raw_details": given.get("raw_details"),
+    }
+
+
+# GitHub's order for a suite's conclusion: the first of these that one of its runs has.
+SUITE_CONCLUSIONS = ("action_required", "cancelled", "timed_out", "failure", "neutral", "success", "skipped", "stale")
+
+
+def check_suite(u: Urls, full_name: str, sid: int, *, head_sha: str, head_branch: str | None, app: dict[str, Any],
+                runs: list[dict[str, Any]], pulls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A check suite as a `check_suite` webhook carries it: its status and conclusion follow its runs."""
+    done = bool(runs) and all(r["status"] == "completed" for r in runs)
+    conclusions = {r["conclusion"] for r in runs}
+    return {
+        "id": sid,
+        "node_id": node_id("CS", sid),
+        "head_branch": head_branch,
+        "head_sha": head_sha,
+        "status": "completed" if done else ("in_progress" if runs else "queued"),
+        "conclusion": next((c for c in SUITE_CONCLUSIONS if c in conclusions), None) if done else None,
+        "url": f"{u.api}/repos/{full_name}/check-suites/{sid}",
+        "before": None,
+        "after": head_sha,
+        "pull_requests": pulls,
+        "app": app,
+        "latest_check_runs_count": len(runs),
+        "check_runs_url": f"{u.api}/repos/{full_name}/check-suites/{sid}/check-runs",
+    }
+
+
 def pull_minimal(pull: dict[str, Any]) -> dict[str, Any]:
     def side(s: dict[str, Any]) -> dict[str, Any]:
         return {"ref": s["ref"], "sha": s["sha"], "repo": {"id": s["repo"]["id"], "url": s["repo"]["url"], "name": s["repo"]["name"]}}
