@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from app.domain.findings import RequestChangesOn
+
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
 # The deepest the config itself goes is 4; PyYAML composes nodes recursively, so a few KiB of `[[[[`
@@ -100,6 +102,13 @@ class WorkspaceLimits(_Strict):
     max_changed_files: Annotated[int, Field(ge=1, le=1_000_000)]
 
 
+class ReviewSettings(_Strict):
+    """What the `review` worker does beyond its worker settings."""
+
+    on_push: bool  # review each push to a pull request (what is new since the last review)
+    request_changes_on: RequestChangesOn  # REQUEST_CHANGES from this severity on; `never`: always COMMENT
+
+
 class BotConfig(_Strict):
     command_prefix: Annotated[str, Field(pattern=r"^/[a-z0-9-]+$")]
     label_prefix: Annotated[str, Field(min_length=1, max_length=50)]
@@ -113,6 +122,7 @@ class BotConfig(_Strict):
     questions: Questions
     sandbox: SandboxLimits
     workspace: WorkspaceLimits
+    review: ReviewSettings
 
     @field_validator("labels", "seniority")
     @classmethod
