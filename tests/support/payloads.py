@@ -38,3 +38,17 @@ def check_run_button(*, external_id: str, check_run_id: int, identifier: str | N
     if identifier:
         payload["requested_action"] = {"identifier": identifier}
     return "check_run", payload
+
+
+def synchronize(*, pull: dict, before: str, after: str, labels: tuple[str, ...] = (), **target: Any) -> dict[str, Any]:
+    """GitHub's `pull_request.synchronize` example (a push to the pull request's branch), retargeted at
+    `pull` (as the fake renders it), moved from `before` to `after`, with `labels` on the pull request."""
+    payload = retarget(load("pull_request", "synchronize.payload.json"), **target)
+    example = payload["pull_request"]
+    payload["number"], payload["before"], payload["after"] = pull["number"], before, after
+    payload["pull_request"] = {
+        **example, **{k: pull[k] for k in ("id", "number", "title", "body", "state", "html_url", "url") if k in pull},
+        "head": {**example["head"], "ref": pull["head"]["ref"], "sha": after},
+        "labels": [{**example["labels"][0], "name": name} for name in labels],
+    }
+    return payload

@@ -70,7 +70,7 @@ class ReviewFlow:
             body=lambda outside: review_body(summary, outside)))
         run.reporter.step_done(texts.STEP_PUBLISH)
         ctx.update("review_published", review=await self._ledger(ctx, published, found),
-                   log={"review_id": published.review_id, "event": event, "scope": self.scope.kind,
+                   log={"review_id": published.review_id, "review_event": event, "scope": self.scope.kind,
                         "new": len(found.new), "repeated": len(found.repeated), "outdated": len(found.outdated)})
         outcome = Outcome(
             conclusion=review_conclusion(open_now), title=texts.OUTCOME["reviewed"].format(
