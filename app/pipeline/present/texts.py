@@ -161,7 +161,7 @@ HELP = """AgentVine commands, in a comment on an issue or pull request:
 | Command | What it does |
 |---|---|
 | `{prefix} <instruction>` | On an issue: start a job that does what you ask. On a pull request of this repository: work on its branch and push commits to it. |
-| `{prefix} review` | On a pull request: review it (inline comments and check annotations; nothing is pushed). |
+| `{prefix} review` | On a pull request: review it, or what is new since the last review (inline comments with suggested fixes, check annotations; nothing is pushed). `{prefix} review full` reviews everything again. |
 | `{prefix} approve` | Start a job that waits for approval (`human-required`); needs **{approve}** access. |
 | `{prefix} cancel` | Stop the job on this issue or pull request. |
 | `{prefix} retry` | Run the last job here again, from the start. |
