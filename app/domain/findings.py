@@ -62,7 +62,7 @@ class ReviewLedger(BaseModel):
 
     head: str  # the commit this review read
     scope: Literal["full", "incremental"] = "full"
-    since: str | None = None  # for an incremental review: the head of the review before it
+    since: str | None = None  # the head the review before it read (an incremental review starts there)
     review_id: int | None = None
     event: str = "COMMENT"
     published_at: float = 0.0
@@ -140,12 +140,13 @@ def same_text(a: str, b: str) -> bool:
 
 
 def same_finding(new: TrackedFinding, known: TrackedFinding) -> bool:
-    """Same path, same text, and the same code (anchor) or nearly the same line."""
-    if new.path != known.path or not same_text(new.message, known.message):
+    """Same path, the same code (anchor) or nearly the same line, and the same text (compared last: it
+    is the costly part)."""
+    if new.path != known.path:
         return False
-    if new.anchor and new.anchor == known.anchor:
-        return True
-    return abs(new.line - known.line) <= NEAR_LINES
+    if not (new.anchor and new.anchor == known.anchor) and abs(new.line - known.line) > NEAR_LINES:
+        return False
+    return same_text(new.message, known.message)
 
 
 def keep_most_severe(findings: list[TrackedFinding], limit: int = MAX_TRACKED) -> list[TrackedFinding]:

@@ -106,6 +106,7 @@ REVIEW_SCOPE = {
     "asked": "the whole pull request, as asked",
     "same_head": "the whole pull request again (nothing new since the last review)",
     "rewritten": "the whole pull request (its branch was rewritten since the last review at {since})",
+    "unknown": "the whole pull request (GitHub could not say what is new since the last review at {since})",
     "new_commits": "the changes since the last review ({since}…{head})",
 }
 REVIEW_NO_SUMMARY = "(Claude Code gave no summary.)"

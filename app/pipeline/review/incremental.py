@@ -14,7 +14,7 @@ from app.github.ops import RepoOps
 from app.store.base import JobStore
 
 # Why a review looks at what it looks at (texts.REVIEW_SCOPE has the words people see).
-Reason = Literal["first", "asked", "same_head", "rewritten", "new_commits"]
+Reason = Literal["first", "asked", "same_head", "rewritten", "unknown", "new_commits"]
 
 
 def previous_review(store: JobStore, job: Job) -> Job | None:
@@ -42,20 +42,24 @@ async def choose_scope(github: RepoOps, job: Job, previous: ReviewLedger | None,
     if previous is None:
         return Scope("full", "first", pull_files)
     if job.trigger.full:
-        return Scope("full", "asked", pull_files)
+        return Scope("full", "asked", pull_files, since=previous.head)
     if previous.head == head:
-        return Scope("full", "same_head", pull_files)  # nothing new: someone asked for it again
+        return Scope("full", "same_head", pull_files, since=previous.head)  # nothing new: someone asked for it again
     try:
         comparison = await github.compare(previous.head, head)
     except gidgethub.BadRequest as exc:
         if exc.status_code in (404, 422):  # the old head is gone (force-pushed away)
-            return Scope("full", "rewritten", pull_files)
-        raise
+            return Scope("full", "rewritten", pull_files, since=previous.head)
+        return Scope("full", "unknown", pull_files, since=previous.head)
+    except gidgethub.GitHubException:  # GitHub could not say (5xx after retries): more is reviewed, not less
+        return Scope("full", "unknown", pull_files, since=previous.head)
+    if not isinstance(comparison, dict) or not isinstance(comparison.get("files") or [], list):
+        return Scope("full", "unknown", pull_files, since=previous.head)
     if comparison.get("status") != "ahead":
-        return Scope("full", "rewritten", pull_files)
+        return Scope("full", "rewritten", pull_files, since=previous.head)
     # Only files of the pull request: a merge of the base branch into it brings changes that are not its own.
     in_pull = {f.get("filename") for f in pull_files}
-    files = [f for f in comparison.get("files") or [] if f.get("filename") in in_pull]
+    files = [f for f in comparison.get("files") or [] if isinstance(f, dict) and f.get("filename") in in_pull]
     return Scope("incremental", "new_commits", files, since=previous.head)
 
 

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import time
+from http import HTTPStatus
 
+import gidgethub
 import pytest
 
 from app.agent.boundary import workspace
-from app.domain.job import JobState
+from app.domain.findings import ReviewLedger
+from app.domain.job import Job, JobState, Trigger
 from app.pipeline.outcome import AgentRun
 from app.pipeline.present import texts
 from app.pipeline.present.render import Progress
 from app.pipeline.progress import ProgressReporter
 from app.pipeline.review.flow import ReviewFlow
+from app.pipeline.review.incremental import choose_scope
 from tests.support import payloads
 from tests.support.harness import INSTALLATION, REPO
 
@@ -187,3 +191,45 @@ async def test_a_push_by_someone_without_the_trigger_permission_is_not_reviewed_
     job = bot.job(answer["jobs"][0])
     assert job.state is JobState.REJECTED and "read access" in job.reason
     assert [c for c in github.comments_on(REPO, pull["number"])] == [] and github.check_runs == []
+
+
+class Compare:
+    """RepoOps.compare as GitHub may answer it: a comparison, or an error."""
+
+    def __init__(self, answer):
+        self.answer, self.asked = answer, []
+
+    async def compare(self, base, head):
+        self.asked.append((base, head))
+        if isinstance(answer := self.answer, Exception):
+            raise answer
+        return answer
+
+
+PULL_FILES = [{"filename": "a.py", "patch": "@@ -1 +1 @@\n-a\n+b"}, {"filename": "b.py", "patch": "@@ -1 +1 @@\n-c\n+d"}]
+
+
+def gh_error(status: int):
+    return (gidgethub.GitHubBroken if status >= 500 else gidgethub.BadRequest)(HTTPStatus(status))
+
+
+@pytest.mark.parametrize("answer, kind, reason", [
+    ({"status": "ahead", "files": [{"filename": "b.py", "patch": "x"}, {"filename": "main-only.py"}]}, "incremental", "new_commits"),
+    ({"status": "diverged", "files": []}, "full", "rewritten"),
+    (gh_error(404), "full", "rewritten"),
+    (gh_error(502), "full", "unknown"),
+    (gh_error(403), "full", "unknown"),
+    (["not", "a", "comparison"], "full", "unknown"),
+], ids=["ahead", "force-pushed", "old-head-gone", "github-down", "refused", "garbage"])
+async def test_what_a_review_looks_at(answer, kind, reason):
+    job = Job(delivery_id="d", installation_id=1, repo="o/r", issue_number=3, requester="alice",
+              trigger=Trigger(kind="push", worker="review"))
+    github = Compare(answer)
+    scope = await choose_scope(github, job, ReviewLedger(head="old"), "new", PULL_FILES)
+    assert (scope.kind, scope.reason, scope.since, github.asked) == (kind, reason, "old", [("old", "new")])
+    # Only the pull request's own files: a merge of the base branch brings others.
+    assert [f["filename"] for f in scope.files] == (["b.py"] if kind == "incremental" else ["a.py", "b.py"])
+    for first, trigger in ((None, job.trigger), (ReviewLedger(head="old"), Trigger(kind="command", full=True)),
+                           (ReviewLedger(head="new"), job.trigger)):
+        again = await choose_scope(Compare(answer), job.model_copy(update={"trigger": trigger}), first, "new", PULL_FILES)
+        assert again.kind == "full" and again.reason in ("first", "asked", "same_head")
