@@ -24,6 +24,7 @@ Status = Literal["open", "outdated", "resolved"]
 MAX_TRACKED = 200  # open findings a ledger carries, at most (the most severe are kept)
 NEAR_LINES = 2  # a finding this close to a tracked one, with the same text, is the same finding
 SAME_TEXT = 0.8  # SequenceMatcher ratio of the normalized texts from which they count as the same
+TEXT_COMPARED = 300  # characters of each text compared: a finding says what it is about first
 
 
 def at_least(severity: str, threshold: str) -> bool:
@@ -133,10 +134,12 @@ def _words(text: str) -> str:
 
 def same_text(a: str, b: str) -> bool:
     """Whether two findings' texts say the same (the model words a finding a little differently each time)."""
-    wa, wb = _words(a), _words(b)
+    wa, wb = _words(a)[:TEXT_COMPARED], _words(b)[:TEXT_COMPARED]
     if wa == wb:
         return True
-    return SequenceMatcher(None, wa, wb, autojunk=False).ratio() >= SAME_TEXT
+    matcher = SequenceMatcher(None, wa, wb, autojunk=False)
+    # The quick ratios are upper bounds of ratio(), which is quadratic: most pairs end there.
+    return matcher.real_quick_ratio() >= SAME_TEXT and matcher.quick_ratio() >= SAME_TEXT and matcher.ratio() >= SAME_TEXT
 
 
 def same_finding(new: TrackedFinding, known: TrackedFinding) -> bool:

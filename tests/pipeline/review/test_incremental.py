@@ -102,6 +102,7 @@ async def test_incremental_review_across_two_pushes_posts_only_new_findings(bot,
     # Push 1: three lines on top (every finding moves down by three) and a new problem at the end.
     top = "import math\nimport os\n\n"
     second_push = with_lines(BASE, {5: "value_5 = five", 12: "value_12 = 12 / 0", 40: "value_40 = math.sqrt(-1)"}, top)
+    calls = len(github.calls)
     answer = await push(bot, pull, {"calc.py": second_push})
     job = bot.job(answer["jobs"][0])
     assert (job.state, job.trigger.kind, job.worker) == (JobState.ACKNOWLEDGED, "push", "review")
@@ -111,6 +112,9 @@ async def test_incremental_review_across_two_pushes_posts_only_new_findings(bot,
     again_b = {**B, "line": 8}
     second, prompt = await review(bot, job.id, {"summary": "Adds imports and a root.", "findings": [again_a, c, again_b]})
     review2 = second.review
+    # A bounded number of calls for the push's review, one compare among them (docs/performance.md).
+    operations = [c.operation_id for c in github.calls[calls:] if "access_tokens" not in c.path]
+    assert len(operations) <= 13 and operations.count("repos/compare-commits-with-basehead") == 1
     # Only what is new since the last review was shown, and the open findings at their new lines.
     assert review2.scope == "incremental" and review2.since == review1.head and review2.head == github.head_sha(REPO, "topic")
     assert "What is new since AgentVine's last review" in prompt and "+value_40 = math.sqrt(-1)" in prompt
