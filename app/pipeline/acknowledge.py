@@ -160,7 +160,8 @@ async def _tracking_comment(ctx: JobContext, shown: Job) -> None:
             return
         except gidgethub.BadRequest as exc:
             if exc.status_code != 404:
-                raise  # someone deleted it: a new one follows
+                raise
+            # Someone deleted it (a reused review comment, say): a new one follows.
     comment = await ctx.github.comment(job.issue_number, body)
     ctx.update("tracking_comment", log={"comment_id": comment["id"]}, tracking_comment_id=comment["id"])
 

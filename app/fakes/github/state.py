@@ -292,6 +292,12 @@ class FakeGitHub:
         return copy.deepcopy(self.create_comment(repo, issue_number, body=body, author=self.user(user),
                                                  comment_id=comment_id))
 
+    def delete_comment(self, full_name: str, comment_id: int) -> None:
+        """A comment deleted as a person deletes it on GitHub: later reads and edits of it are 404."""
+        repo, _, comment = self._comment_index.pop(comment_id)
+        assert repo == full_name.lower(), f"comment {comment_id} is not on {full_name}"
+        self.comments.remove(comment)
+
     def add_label(self, full_name: str, name: str, color: str = "ededed", description: str = "") -> dict[str, Any]:
         return copy.deepcopy(self.ensure_label(self.repo(full_name), name, color, description))
 

@@ -189,6 +189,20 @@ async def test_a_push_is_reviewed_only_where_the_repository_asks_for_it(bot, git
     assert github.reactions_on_issue(REPO, pull["number"]) == []  # a push is nothing to put 👀 on
 
 
+async def test_a_push_review_reuses_the_last_reviews_comment_and_posts_one_when_it_was_deleted(bot, github, pull):
+    _, answer = await bot.comment(pull["number"], "/agentvine review")
+    await bot.settle()
+    first, _ = await review(bot, answer["jobs"][0], {"summary": "s", "findings": []})
+    answer = await push(bot, pull, {"calc.py": BASE + "more = 1\n"})
+    assert bot.job(answer["jobs"][0]).tracking_comment_id == first.tracking_comment_id
+    github.delete_comment(REPO, first.tracking_comment_id)
+    answer = await push(bot, pull, {"calc.py": BASE + "more = 2\n"})
+    job = bot.job(answer["jobs"][0])
+    assert job.state is JobState.ACKNOWLEDGED and job.tracking_comment_id not in (None, first.tracking_comment_id)
+    (comment,) = [c for c in github.comments_on(REPO, pull["number"]) if c["user"]["type"] == "Bot"]
+    assert comment["id"] == job.tracking_comment_id and texts.TRACKING_MARKER.format(job_id=job.id) in comment["body"]
+
+
 async def test_a_push_by_someone_without_the_trigger_permission_is_not_reviewed_nor_answered(bot, github, pull):
     github.set_permission(REPO, "bob", "read")
     answer = await push(bot, pull, {"calc.py": BASE + "more = 1\n"}, sender="bob")
