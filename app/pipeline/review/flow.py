@@ -71,7 +71,8 @@ class ReviewFlow:
         run.reporter.step_done(texts.STEP_PUBLISH)
         ctx.update("review_published", review=await self._ledger(ctx, published, found),
                    log={"review_id": published.review_id, "review_event": event, "scope": self.scope.kind,
-                        "new": len(found.new), "repeated": len(found.repeated), "outdated": len(found.outdated)})
+                        "new": len(found.new), "repeated": len(found.repeated), "outdated": len(found.outdated),
+                        "model_asked_for": report.event})  # an event the model asked for is recorded, not obeyed
         outcome = Outcome(
             conclusion=review_conclusion(open_now), title=texts.OUTCOME["reviewed"].format(
                 pr_number=job.issue_number, findings=findings_phrase(found)),

@@ -98,6 +98,8 @@ async def test_incremental_review_across_two_pushes_posts_only_new_findings(bot,
     review1 = first.review
     assert (first.state, first.conclusion) == (JobState.SUCCEEDED, "failure") and review1.scope == "full"
     assert comments_of(github, review1.review_id) == [("calc.py", 5, B["message"]), ("calc.py", 12, A["message"])]
+    (published,) = [e.data for e in bot.service.store.events(first.id) if e.kind == "review_published"]
+    assert (published["model_asked_for"], published["review_event"]) == ("APPROVE", "REQUEST_CHANGES")
 
     # Push 1: three lines on top (every finding moves down by three) and a new problem at the end.
     top = "import math\nimport os\n\n"
