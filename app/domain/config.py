@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from app.domain.findings import RequestChangesOn
+
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
 # The deepest the config itself goes is 4; PyYAML composes nodes recursively, so a few KiB of `[[[[`
@@ -111,6 +113,13 @@ class FollowCI(_Strict):
         return self.when == "always" or (self.when == "autonomous" and level == "autonomous")
 
 
+class ReviewSettings(_Strict):
+    """What the `review` worker does beyond its worker settings."""
+
+    on_push: bool  # review each push to a pull request (what is new since the last review)
+    request_changes_on: RequestChangesOn  # REQUEST_CHANGES from this severity on; `never`: always COMMENT
+
+
 class BotConfig(_Strict):
     command_prefix: Annotated[str, Field(pattern=r"^/[a-z0-9-]+$")]
     label_prefix: Annotated[str, Field(min_length=1, max_length=50)]
@@ -125,6 +134,7 @@ class BotConfig(_Strict):
     sandbox: SandboxLimits
     workspace: WorkspaceLimits
     follow_ci: FollowCI
+    review: ReviewSettings
 
     @field_validator("labels", "seniority")
     @classmethod

@@ -43,7 +43,7 @@ WORKFLOWS = Need("workflows", "Workflows", "write", "only with `allow_workflow_c
 EVENTS = (
     Need("issues", "Issues", "", "a label starts a job"),
     Need("issue_comment", "Issue comment", "", "`/agentvine` commands, answers to questions"),
-    Need("pull_request", "Pull request", "", "a label on a pull request starts a job there (a review)"),
+    Need("pull_request", "Pull request", "", "a label on a pull request starts a job there (a review); a push may ask for a review of what is new"),
     Need("pull_request_review_comment", "Pull request review comment", "", "a comment on a line of AgentVine's pull request"),
     Need("check_run", "Check run", "", "the check run's buttons and Re-run; a failing CI check on AgentVine's pull request"),
     Need("check_suite", "Check suite", "", "CI finished on AgentVine's pull request: a follow-up when it failed"),

@@ -57,6 +57,13 @@ def resolve_model(job: Job, config: BotConfig, worker: str) -> str:
     return config.workers[worker].model  # type: ignore[index]
 
 
+def reviews_pushes(job: Job, config: BotConfig) -> bool:
+    """Whether a push to the job's pull request is reviewed: `review.on_push`, or the review label on it."""
+    if config.review.on_push:
+        return True
+    return any((rule := config.labels.get(label)) is not None and rule.worker == "review" for label in job.labels)
+
+
 @dataclass
 class Admission:
     config: BotConfig | None = None
@@ -64,6 +71,7 @@ class Admission:
     rule: LabelRule | None = None
     permission: str = "none"
     required: str = "write"
+    skip: str | None = None  # why the job ends here without a word on GitHub (a push nobody asked to review)
 
     @property
     def authorized(self) -> bool:
@@ -80,6 +88,9 @@ async def admit(github: RepoOps, job: Job, defaults: BotConfig, ceilings: Ceilin
     admission.rule = resolve_rule(job, effective)
     if admission.rule is None and admission.config is not None:
         return admission  # an unmapped label: no API call spent on permission
+    if job.trigger.kind == "push" and not reviews_pushes(job, effective):
+        admission.skip = texts.PUSH_NOT_REVIEWED
+        return admission
     admission.required = effective.permissions.trigger
     admission.permission = await github.permission(job.requester)
     return admission

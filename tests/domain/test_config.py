@@ -36,6 +36,9 @@ def test_repository_file_deep_merges_and_null_removes():
         ("- just\n- a list", "the top level must be a mapping"),
         ("command_prefix: /other", "command_prefix: can only be set by the AgentVine service"),
         ("x: '" + "a" * 70_000 + "'", "file is larger than 64 KiB"),
+        ("review: {request_changes_on: blocker}", "review.request_changes_on: Input should be 'never', 'critical'"),
+        ("review: {on_push: sometimes}", "review.on_push: Input should be a valid boolean"),
+        ("review: {approve: true}", "review.approve: Extra inputs are not permitted"),
     ],
 )
 def test_invalid_repository_files_name_the_key_and_problem(text, expected):
@@ -43,6 +46,13 @@ def test_invalid_repository_files_name_the_key_and_problem(text, expected):
         merge_repo_config(text)
     assert info.value.source == ".github/agentvine.yml"
     assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_reviews_comment_and_follow_no_push_unless_a_repository_asks():
+    assert (load_default().review.on_push, load_default().review.request_changes_on) == (False, "never")
+    config = merge_repo_config("review:\n  on_push: true\n  request_changes_on: major\n")
+    assert (config.review.on_push, config.review.request_changes_on) == (True, "major")
+    assert merge_repo_config("review: {on_push: true}").review.request_changes_on == "never"  # a sibling stays
 
 
 def test_empty_file_means_defaults():

@@ -475,7 +475,8 @@ async def test_every_operation_in_the_description_has_a_handler(tmp_path: Path) 
     ids = {op.operation_id for op in fake.validator.operations}
     assert {"reactions/create-for-issue", "pulls/list", "reactions/create-for-pull-request-review-comment",
             "apps/create-from-manifest", "apps/get-authenticated", "checks/list-for-ref",
-            "checks/list-annotations"} <= ids and len(ids) == 31
+            "checks/list-annotations", "repos/compare-commits-with-basehead", "pulls/dismiss-review"} <= ids \
+        and len(ids) == 33
 
 
 async def test_webhook_payload_wraps_fake_objects(fake: FakeGitHub) -> None:

@@ -30,6 +30,9 @@ async def test_every_example_payload_routes_without_error(event, path):
         assert [i.name for i in intents] == ["answer"]
     elif payload.get("installation") and (event, payload.get("action")) == ("pull_request_review_comment", "created"):
         assert [i.name for i in intents] == ["review_comment"]
+    elif payload.get("installation") and (event, payload.get("action")) == ("pull_request", "synchronize"):
+        # A push may ask for a review of what is new: admission decides, with the repository's config.
+        assert [(i.trigger.kind, i.trigger.worker) for i in intents] == [("push", "review")]
     else:
         # None of GitHub's examples carries one of our labels or commands: nothing to do.
         assert intents == []
@@ -50,6 +53,39 @@ async def test_label_on_a_pull_request_carries_its_head():
     payload["label"]["name"] = "agentvine:review"
     (intent,) = await intents_for("pull_request", payload)
     assert intent.is_pull_request and intent.head_sha == payload["pull_request"]["head"]["sha"]
+
+
+async def test_a_push_to_a_pull_request_asks_for_a_review_of_its_head():
+    payload = payloads.retarget(payloads.load("pull_request", "synchronize.payload.json"), installation_id=7)
+    (intent,) = await intents_for("pull_request", payload)
+    assert isinstance(intent, StartJob) and intent.is_pull_request
+    assert intent.issue_number == payload["number"] == payload["pull_request"]["number"]
+    assert intent.head_sha == payload["after"] == payload["pull_request"]["head"]["sha"]
+    assert (intent.trigger.kind, intent.trigger.worker, intent.trigger.full) == ("push", "review", False)
+    assert intent.labels == ["bug"] and intent.requester == "Codertocat"
+
+
+async def test_a_push_to_a_closed_pull_request_or_by_a_bot_asks_for_nothing():
+    payload = payloads.retarget(payloads.load("pull_request", "synchronize.payload.json"), installation_id=7)
+    payload["pull_request"] = {**payload["pull_request"], "state": "closed"}
+    assert await intents_for("pull_request", payload) == []
+    payload = payloads.retarget(payloads.load("pull_request", "synchronize.payload.json"), installation_id=7,
+                                sender="agentvine[bot]", sender_type="Bot")
+    assert await intents_for("pull_request", payload) == []
+
+
+@pytest.mark.parametrize("body, full, instruction", [
+    ("/agentvine review", False, None),
+    ("/agentvine review full", True, None),
+    ("/agentvine review FULL focus on the parser", True, "focus on the parser"),
+    ("/agentvine review the parser in full", False, "the parser in full"),
+    ("/agentvine review fully", False, "fully"),
+])
+async def test_review_full_asks_for_the_whole_pull_request(body, full, instruction):
+    payload = payloads.issue_comment(body=body, installation_id=7)
+    payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+    (intent,) = await intents_for("issue_comment", payload)
+    assert (intent.trigger.worker, intent.trigger.full, intent.trigger.instruction) == ("review", full, instruction)
 
 
 async def test_bots_never_start_work():

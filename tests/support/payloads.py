@@ -56,3 +56,17 @@ def check_run_completed(run: dict[str, Any], suite: dict[str, Any], **target: An
                             "check_suite": {**payload["check_run"]["check_suite"], **{k: suite[k] for k in in_suite}},
                             "pull_requests": suite["pull_requests"]}
     return payload
+
+
+def synchronize(*, pull: dict, before: str, after: str, labels: tuple[str, ...] = (), **target: Any) -> dict[str, Any]:
+    """GitHub's `pull_request.synchronize` example (a push to the pull request's branch), retargeted at
+    `pull` (as the fake renders it), moved from `before` to `after`, with `labels` on the pull request."""
+    payload = retarget(load("pull_request", "synchronize.payload.json"), **target)
+    example = payload["pull_request"]
+    payload["number"], payload["before"], payload["after"] = pull["number"], before, after
+    payload["pull_request"] = {
+        **example, **{k: pull[k] for k in ("id", "number", "title", "body", "state", "html_url", "url") if k in pull},
+        "head": {**example["head"], "ref": pull["head"]["ref"], "sha": after},
+        "labels": [{**example["labels"][0], "name": name} for name in labels],
+    }
+    return payload

@@ -518,6 +518,55 @@ def review_comment(u: Urls, full_name: str, cid: int, number: int, review_id: in
     }
 
 
+def commit(u: Urls, full_name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """A `commit` (as compare lists them) from BareRepo.commits' record. Author and committer are
+    null: the fake's commits carry e-mail addresses of no GitHub account, for which GitHub says null."""
+    sha = info["sha"]
+    api = f"{u.api}/repos/{full_name}/commits/{sha}"
+    return {
+        "url": api,
+        "sha": sha,
+        "node_id": base64.b64encode(f"04:Commit{sha}".encode()).decode().rstrip("="),
+        "html_url": f"{u.html}/{full_name}/commit/{sha}",
+        "comments_url": f"{api}/comments",
+        "commit": {
+            "url": f"{u.api}/repos/{full_name}/git/commits/{sha}",
+            "author": info["author"],
+            "committer": info["committer"],
+            "message": info["message"],
+            "comment_count": 0,
+            "tree": {"sha": info["tree"], "url": f"{u.api}/repos/{full_name}/git/trees/{info['tree']}"},
+            "verification": {"verified": False, "reason": "unsigned", "payload": None, "signature": None,
+                             "verified_at": None},
+        },
+        "author": None,
+        "committer": None,
+        "parents": [{"sha": p, "url": f"{u.api}/repos/{full_name}/commits/{p}", "html_url": f"{u.html}/{full_name}/commit/{p}"}
+                    for p in info["parents"]],
+    }
+
+
+def comparison(u: Urls, full_name: str, basehead: str, *, status: str, ahead: int, behind: int,
+               commits: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Any]:
+    """`commit-comparison`: `commits` holds the base, the merge base and the listed commits' records."""
+    base, merge_base, listed = commits["base"], commits["merge_base"], commits["listed"]
+    return {
+        "url": f"{u.api}/repos/{full_name}/compare/{basehead}",
+        "html_url": f"{u.html}/{full_name}/compare/{basehead}",
+        "permalink_url": f"{u.html}/{full_name}/compare/{base['sha']}...{listed[-1]['sha'] if listed else base['sha']}",
+        "diff_url": f"{u.html}/{full_name}/compare/{basehead}.diff",
+        "patch_url": f"{u.html}/{full_name}/compare/{basehead}.patch",
+        "base_commit": commit(u, full_name, base),
+        "merge_base_commit": commit(u, full_name, merge_base),
+        "status": status,
+        "ahead_by": ahead,
+        "behind_by": behind,
+        "total_commits": ahead,
+        "commits": [commit(u, full_name, c) for c in listed],
+        "files": files,
+    }
+
+
 def diff_entry(u: Urls, full_name: str, head_sha: str, change: Any) -> dict[str, Any]:
     out = {
         "sha": change.blob_sha,

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import render
+from . import render, suggestions
 from .auth import TokenStore, generate_private_key_pem, public_key_pem
 from .gitrepo import BareRepo
 from .manifests import ManifestFlow
@@ -148,6 +148,7 @@ class FakeGitHub:
         self._pulls: list[dict[str, Any]] = []
         self.reviews: list[dict[str, Any]] = []
         self.review_comments: list[dict[str, Any]] = []
+        self.review_dismissals: dict[int, str] = {}  # review id -> the dismissal's message
         self.labels: dict[str, dict[str, dict[str, Any]]] = {}  # repo full name -> name -> label
         self.calls: list[RecordedCall] = []
         self.git_calls: list[RecordedCall] = []
@@ -293,6 +294,12 @@ class FakeGitHub:
         return copy.deepcopy(self.create_comment(repo, issue_number, body=body, author=self.user(user),
                                                  comment_id=comment_id))
 
+    def delete_comment(self, full_name: str, comment_id: int) -> None:
+        """A comment deleted as a person deletes it on GitHub: later reads and edits of it are 404."""
+        repo, _, comment = self._comment_index.pop(comment_id)
+        assert repo == full_name.lower(), f"comment {comment_id} is not on {full_name}"
+        self.comments.remove(comment)
+
     def add_label(self, full_name: str, name: str, color: str = "ededed", description: str = "") -> dict[str, Any]:
         return copy.deepcopy(self.ensure_label(self.repo(full_name), name, color, description))
 
@@ -371,6 +378,11 @@ class FakeGitHub:
             diff_hunk=f"@@ -{line} +{line} @@", created=render.now_iso(), association=self.association(repo, user))
         self.review_comments.append(comment)
         return copy.deepcopy(comment)
+
+    def apply_suggestion(self, full_name: str, comment_id: int, *, user: str = "octocat") -> str:
+        """"Commit suggestion" on a review comment: its block replaces lines start_line..line on the
+        pull request's branch (app/fakes/github/suggestions.py); the new head."""
+        return suggestions.apply_suggestion(self, full_name, comment_id, user=user)
 
     def check_runs_for(self, full_name: str, head_sha: str | None = None) -> list[dict[str, Any]]:
         return [run for _, (repo, run) in self._check_index.items()

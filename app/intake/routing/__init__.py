@@ -5,11 +5,11 @@ from __future__ import annotations
 from gidgethub import routing, sansio
 
 from app.domain.intents import Intent
-from app.intake.routing import checks, comments, installation, issues
+from app.intake.routing import checks, comments, installation, issues, pushes
 from app.intake.routing.checks import MACHINE_EVENTS
 from app.intake.routing.context import RouteContext
 
-router = routing.Router(issues.router, comments.router, checks.router, installation.router)
+router = routing.Router(issues.router, pushes.router, comments.router, checks.router, installation.router)
 
 
 def sent_by_bot(event: sansio.Event) -> bool:
