@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.domain.egress import EgressReport
+from app.domain.ci import CIFailure
+from app.domain.findings import RequestChangesOn, ReviewLedger
 
 
 # A check run's external_id names the job it belongs to: how a button press finds its job again.
@@ -58,15 +60,19 @@ class InvalidTransition(RuntimeError):
 
 
 class Trigger(BaseModel):
-    """What started the job: a label on an issue/PR, or a slash command in a comment."""
+    """What started the job: a label on an issue/PR, a slash command in a comment, CI failing on
+    AgentVine's own pull request (`ci`: the failure, app/pipeline/ci_follow.py), or a push to a PR
+    (`pull_request.synchronize`: a review of what is new, if the repository wants one)."""
 
-    kind: Literal["label", "command"]
+    kind: Literal["label", "command", "ci", "push"]
     worker: str | None = None  # a command that names its worker (`review`), else from config
     label: str | None = None
     instruction: str | None = None
     # Who wrote the instruction; a retry keeps it while the job's requester is whoever asked again.
     instruction_by: str | None = None
     comment_id: int | None = None
+    ci: CIFailure | None = None
+    full: bool = False  # `/agentvine review full`: the whole pull request again, not only what is new
 
 
 Conclusion = Literal["success", "failure", "neutral", "timed_out", "cancelled"]
@@ -96,6 +102,7 @@ class RunSettings(BaseModel):
     # What the sandbox may reach through the egress proxy, and when (docs/sandbox.md, "Egress").
     egress_allow: list[str] = Field(default_factory=list)
     egress_during: Literal["setup", "run"] = "setup"
+    request_changes_on: RequestChangesOn = "never"  # a review: REQUEST_CHANGES from this severity on
 
 
 class Figures(BaseModel):
@@ -166,6 +173,7 @@ class Job(BaseModel):
     answered_by: str | None = None
     outcome: Outcome | None = None
     egress: EgressReport | None = None  # what the sandbox reached or was refused, over all its runs
+    review: ReviewLedger | None = None  # a published review, and the PR's findings as it left them
 
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
