@@ -11,8 +11,10 @@ import logging
 from app.pipeline.present import render, texts
 from app.domain.config import BotConfig
 from app.domain.job import Job, JobState, RunSettings
+from app.domain.queue import Wait
 from app.domain.untrusted import code_span
 from app.agent.boundary.workspace import branch_name
+from app.pipeline import followups
 from app.pipeline.admit import Admission, admit, resolve_model, unauthorized_text
 from app.pipeline.context import JobContext
 
@@ -21,6 +23,9 @@ log = logging.getLogger(__name__)
 
 async def acknowledge(ctx: JobContext) -> None:
     job = ctx.job
+    if job.trigger.edited and followups.job_ahead(ctx.store, job) is None:
+        ctx.update("rejected", to=JobState.REJECTED, reason=texts.REASON_EDITED)  # no API call for it
+        return
     admission = await admit(ctx.github, job, ctx.service_config, ctx.settings.ceilings)
     if admission.rule is None:
         ctx.update("rejected", to=JobState.REJECTED, reason=f"label {job.trigger.label!r} is not mapped")
@@ -35,6 +40,13 @@ async def acknowledge(ctx: JobContext) -> None:
         worker=worker, level=level, model=resolve_model(job, config, worker), run=run_settings(config, worker),
         branch=branch_name(worker, job.issue_number, job.issue_title),
     )
+    ahead = followups.job_ahead(ctx.store, job)
+    if ahead is not None:  # AgentVine is already working here: never a second job, never a silent cancel
+        answer = followups.how_to_answer(job, ahead)
+        if answer != "follow":
+            await followups.answer(ctx, ahead, answer)
+            return
+        followups.follow(ctx, ahead)
     if job.is_pull_request and not await _pull_request_branch(ctx):
         return
     await asyncio.gather(_react(ctx), _resolve_head(ctx))
@@ -42,11 +54,16 @@ async def acknowledge(ctx: JobContext) -> None:
         await _report_config_error(ctx, admission)
         return
     state = JobState.WAITING_FOR_APPROVAL if level == "human-required" else JobState.ACKNOWLEDGED
+    if ahead is not None:
+        state = JobState.WAITING_FOR_JOB  # approval, if its level needs one, comes when the job ahead has ended
     # People see the new state at once; the job moves to it only once both exist, so a crash in
     # between repeats this stage (which edits, never duplicates).
     shown = ctx.job.moved_to(state)
-    await asyncio.gather(_tracking_comment(ctx, shown), _check_run(ctx, shown))
+    wait = ctx.wait_of(shown)  # its place in line, or the job it follows, from the first showing on
+    await asyncio.gather(_tracking_comment(ctx, shown, wait), _check_run(ctx, shown, wait))
     ctx.update("acknowledged", to=state)
+    if ctx.queue is not None:
+        ctx.queue.shown(ctx.job, wait)
 
 
 def run_settings(config: BotConfig, worker: str) -> RunSettings:
@@ -129,9 +146,10 @@ async def _resolve_head(ctx: JobContext) -> None:
     ctx.update("head", head_sha=await ctx.github.branch_head(job.default_branch))
 
 
-async def _tracking_comment(ctx: JobContext, shown: Job) -> None:
+async def _tracking_comment(ctx: JobContext, shown: Job, wait: Wait | None) -> None:
     job = ctx.job
-    body = render.tracking_comment(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
+    body = render.tracking_comment(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url,
+                                   wait=wait)
     if job.tracking_comment_id is None:
         comment = await ctx.github.comment(job.issue_number, body)
         ctx.update("tracking_comment", log={"comment_id": comment["id"]}, tracking_comment_id=comment["id"])
@@ -139,16 +157,17 @@ async def _tracking_comment(ctx: JobContext, shown: Job) -> None:
         await ctx.github.edit_comment(job.tracking_comment_id, body)
 
 
-async def _check_run(ctx: JobContext, shown: Job) -> None:
+async def _check_run(ctx: JobContext, shown: Job, wait: Wait | None) -> None:
     job = ctx.job
     if job.check_run_id is not None:
         return
-    await create_check_run(ctx, shown)
+    await create_check_run(ctx, shown, wait)
 
 
-async def create_check_run(ctx: JobContext, shown: Job) -> None:
+async def create_check_run(ctx: JobContext, shown: Job, wait: Wait | None = None) -> None:
     """A check run for the job as `shown`, remembered with its link (GitHub's own, right on any GitHub host)."""
-    body = render.check_run_create(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
+    body = render.check_run_create(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url,
+                                   wait=wait)
     run = await ctx.github.create_check_run(body)
     ctx.update("check_run", log={"check_run_id": run["id"]}, check_run_id=run["id"], check_run_url=run.get("html_url"))
 
