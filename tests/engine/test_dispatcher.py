@@ -236,6 +236,32 @@ async def test_one_repository_runs_no_more_than_its_limit_while_others_go_ahead(
     assert all(state(store, j) is JobState.SUCCEEDED for j in a + b)
 
 
+async def test_the_jobs_of_one_issue_go_through_a_stage_one_after_the_other(store):
+    """The acknowledge stage's per-issue limit: a second trigger there is admitted once the first one is."""
+    def on_issue(n: int, issue: int) -> Job:
+        job = Job(delivery_id=f"i{n}", installation_id=1, repo="o/r", issue_number=issue, requester="alice",
+                  trigger=Trigger(kind="label", label="agentvine:bugfix"), created_at=1_000.0 + n)
+        store.record_delivery(Delivery(id=job.delivery_id, event="issues"), [job])
+        return job
+
+    first, second, elsewhere = on_issue(1, 7), on_issue(2, 7), on_issue(3, 8)
+    stage = FakeStage(store, JobState.ACKNOWLEDGED)
+    passes: list[int] = []
+    dispatcher = make_dispatcher(store, [Stage("acknowledge", JobState.QUEUED, stage, Limits(total=16, per_issue=1))],
+                                 before_start=lambda: passes.append(len(stage.inside)))
+    async with running(dispatcher):
+        await until(lambda: len(stage.inside) == 2)
+        await settle()
+        assert set(stage.inside) == {first.id, elsewhere.id}  # the other issue goes ahead
+        stage.release(first.id)
+        await until(lambda: second.id in stage.inside)
+        stage.release_all()
+        await dispatcher.wait_idle(5)
+    assert stage.entered == [first.id, elsewhere.id, second.id]
+    assert passes  # the hook is called in every pass, before jobs start
+    assert dispatcher.running("acknowledge") == (Limits(total=16, per_issue=1), [])
+
+
 async def test_one_installation_runs_no_more_than_its_limit_across_its_repositories(store):
     one = [make_job(store, n, repo=f"one/r{n}", installation=1, state=JobState.ACKNOWLEDGED) for n in range(4)]
     two = make_job(store, 9, repo="two/r", installation=2, state=JobState.ACKNOWLEDGED)

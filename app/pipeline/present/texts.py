@@ -54,7 +54,7 @@ WAIT_LIMIT = {
 }
 WAIT_PAUSED = ("⏳ **Waiting** — this AgentVine starts no agent at the moment (`AGENTVINE_MAX_CONCURRENT_JOBS` is 0); "
                "the job starts when its operator raises it.")
-WAIT_AFTER = ("⏳ AgentVine is already working on this ({worker} job `{job_id}`, {state}) — this instruction will be "
+WAIT_AFTER = ("⏳ AgentVine is already working on this ({worker} job `{job_id}`, {state}) — your comment will be "
               "read when that job ends; then the work goes on from its branch.")
 
 # A second trigger while a job is queued or running here (docs/usage.md, "When AgentVine is already working").
