@@ -224,7 +224,9 @@ class CommandHandler:
             return f"{job.id} is still active"
         await self._react(req)
         # The instruction keeps its author: the prompt says who wrote it and who asked again.
-        trigger = job.trigger.model_copy(update={"instruction_by": job.trigger.instruction_by or job.requester})
+        # Asked for again, it is no edit any more (an edit only adds to work under way).
+        trigger = job.trigger.model_copy(update={"instruction_by": job.trigger.instruction_by or job.requester,
+                                                 "edited": False})
         again = self._new_job(req, job, issue_number=job.issue_number, is_pull_request=job.is_pull_request,
                               trigger=trigger, head_sha=None)
         self._store.save_job(again, "created", retry_of=job.id, by=req.sender)

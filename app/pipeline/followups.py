@@ -31,15 +31,16 @@ def job_ahead(store: JobStore, job: Job) -> Job | None:
 
 
 def how_to_answer(job: Job, ahead: Job) -> Answer:
-    """A new instruction is read into a job that has not started (it reads the comments then, as they are), and
-    follows one that has. Anything else (a label, a review) is the same request again: it is answered."""
+    """A label, or a command without an instruction (a review), is the same request again: it is answered. A new
+    instruction is read into a job that has not started (it reads the comments then, as they are) and follows
+    one that has. Work no person asked for in a comment (a trigger of another kind) follows."""
     trigger = job.trigger
-    if trigger.kind != "command" or not trigger.instruction or trigger.worker == "review":
+    if trigger.kind == "label" or (trigger.kind == "command" and (not trigger.instruction or trigger.worker == "review")):
         return "answer"
-    # The job's own command comment is its instruction as it was stored: an edit of it is not read into it.
-    if ahead.agent_started or (trigger.edited and trigger.comment_id == ahead.trigger.comment_id):
+    if trigger.kind != "command" or ahead.agent_started:
         return "follow"
-    return "fold"
+    # The job's own command comment is its instruction as it was stored: an edit of it is not read into it.
+    return "follow" if trigger.edited and trigger.comment_id == ahead.trigger.comment_id else "fold"
 
 
 def _answered_before(ctx: JobContext, ahead: Job, kind: Answer) -> bool:
@@ -58,7 +59,8 @@ def _reply(ctx: JobContext, ahead: Job, kind: Answer) -> str:
     if kind == "fold":
         permission = job.run.trigger_permission if job.run else ctx.service_config.permissions.trigger
         return texts.FOLDED.format(permission=permission, **fields)
-    what = texts.ALREADY_WORKING_WHAT[job.trigger.kind].format(label=code_span(job.trigger.label or ""))
+    what = texts.ALREADY_WORKING_WHAT.get(job.trigger.kind, texts.ALREADY_WORKING_WHAT["command"]).format(
+        label=code_span(job.trigger.label or ""))
     return texts.ALREADY_WORKING.format(what=what, prefix=ctx.service_config.command_prefix, **fields)
 
 

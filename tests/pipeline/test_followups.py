@@ -248,3 +248,42 @@ async def test_a_wait_line_names_the_limit():
     assert wait_line(Place(position=3, scope="service", limit=0)) == texts.WAIT_PAUSED
     assert "job `abc`" in wait_line(After(job_id="abc", worker="bugfix", state=JobState.RUNNING))
     assert wait_line(None) is None
+
+
+def test_how_a_second_trigger_is_answered():
+    from app.domain.job import Job, Trigger
+    from app.pipeline.followups import how_to_answer
+
+    def make(trigger: Trigger, state: JobState = JobState.ACKNOWLEDGED) -> Job:
+        return Job(delivery_id="d", installation_id=1, repo="o/r", issue_number=1, requester="alice",
+                   trigger=trigger, state=state)
+
+    ahead = make(Trigger(kind="command", instruction="do it", comment_id=10))
+    running = ahead.model_copy(update={"state": JobState.RUNNING})
+    instruction = Trigger(kind="command", instruction="also this", comment_id=11)
+    assert how_to_answer(make(Trigger(kind="label", label="agentvine:feature")), running) == "answer"
+    assert how_to_answer(make(Trigger(kind="command", worker="review", comment_id=11)), ahead) == "answer"
+    assert how_to_answer(make(instruction), ahead) == "fold"
+    assert how_to_answer(make(instruction), running) == "follow"
+    assert how_to_answer(make(instruction), ahead.model_copy(update={"answer": "yes"})) == "follow"  # resumes: no new prompt
+    own_edit = Trigger(kind="command", instruction="do it better", comment_id=10, edited=True)
+    assert how_to_answer(make(own_edit), ahead) == "follow"
+    other_edit = Trigger(kind="command", instruction="and this", comment_id=12, edited=True)
+    assert how_to_answer(make(other_edit), ahead) == "fold"
+
+
+async def test_a_retry_of_an_edited_follow_up_runs_as_any_job(bot, github):
+    issue, first = await acknowledged(bot, github)
+    under_way(bot, first)
+    comment, _ = await bot.comment(issue["number"], "Looks good.")
+    await edit(bot, issue, comment, "Looks good.\n/agentvine also handle CRLF", before="Looks good.")
+    (follow_up,) = [j for j in bot.service.store.list_jobs() if j.trigger.edited]
+    await bot.press(follow_up.id, "cancel")
+    await bot.settle()
+    assert bot.job(follow_up.id).state is JobState.CANCELLED and bot.job(first.id).state is JobState.RUNNING
+    finished(bot, first, pr_number=None)
+    await bot.press(follow_up.id, None)  # Re-run in the Checks tab
+    await bot.settle()
+    again = bot.service.store.list_jobs()[-1]
+    assert again.trigger.instruction == "also handle CRLF" and not again.trigger.edited
+    assert again.state is JobState.ACKNOWLEDGED
