@@ -24,7 +24,6 @@ class Limits:
     total: int
     per_installation: int | None = None
     per_repo: int | None = None
-    per_issue: int | None = None  # 1: the jobs of one issue or pull request one after the other
 
 
 @dataclass(frozen=True)
@@ -191,9 +190,6 @@ class Dispatcher:
                 return False
         if limits.per_repo is not None:
             if Counter(j.repo for j in running)[job.repo] >= limits.per_repo:
-                return False
-        if limits.per_issue is not None:
-            if Counter((j.repo, j.issue_number) for j in running)[(job.repo, job.issue_number)] >= limits.per_issue:
                 return False
         return True
 

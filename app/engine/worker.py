@@ -51,8 +51,7 @@ class Worker:
         self.dispatcher = Dispatcher(
             store,
             [
-                # One job of an issue at a time: a second trigger there sees the first one admitted, or refused.
-                Stage("acknowledge", JobState.QUEUED, self._acknowledge, Limits(total=ACK_CONCURRENCY, per_issue=1)),
+                Stage("acknowledge", JobState.QUEUED, self._acknowledge, Limits(total=ACK_CONCURRENCY)),
                 Stage(
                     "run",
                     JobState.ACKNOWLEDGED,

@@ -40,6 +40,7 @@ async def acknowledge(ctx: JobContext) -> None:
         worker=worker, level=level, model=resolve_model(job, config, worker), run=run_settings(config, worker),
         branch=branch_name(worker, job.issue_number, job.issue_title),
     )
+    await followups.after_earlier(ctx.store, job)
     ahead = followups.job_ahead(ctx.store, job)
     if ahead is not None:  # AgentVine is already working here: never a second job, never a silent cancel
         answer = followups.how_to_answer(job, ahead)

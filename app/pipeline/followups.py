@@ -4,11 +4,16 @@ and never cancels the first. It is answered once, or, when it is a new instructi
 has not started yet (which reads the comments when it starts), or queued as a follow-up that runs after
 the job under way, on its branch. docs/usage.md, "When AgentVine is already working", says it to users.
 
-The acknowledge stage takes the jobs of one issue one at a time (the dispatcher's per-issue limit), so the
-job ahead of a new one is never still being admitted."""
+Acknowledgements run side by side; a second trigger waits, once it is itself admitted, until the jobs
+asked for before it on the issue have been admitted or refused (`after_earlier`): a label from someone
+without permission must not swallow the maintainer's one after it, nor a second job start beside the first.
+Refused requests never wait, so comments from anyone cannot hold up the stage."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Literal
 
 from app.domain.job import TERMINAL_STATES, Job, JobState
@@ -17,16 +22,35 @@ from app.pipeline.context import JobContext
 from app.pipeline.present import texts
 from app.store.base import JobStore
 
+log = logging.getLogger(__name__)
+
 Answer = Literal["answer", "fold", "follow"]
+EARLIER_WAIT_S = 60.0  # an earlier acknowledgement takes a few API calls; past this, something else is wrong
+EARLIER_POLL_S = 0.05
 
 # Work admitted and not ended. A QUEUED job is still to be admitted (it may be refused).
 UNDER_WAY = tuple(s for s in JobState if s not in TERMINAL_STATES and s is not JobState.QUEUED)
 
 
+def _earlier(job: Job, jobs: list[Job]) -> list[Job]:
+    return [j for j in jobs if j.id != job.id and (j.created_at, j.id) < (job.created_at, job.id)]
+
+
+async def after_earlier(store: JobStore, job: Job) -> None:
+    """Until every job asked for before `job` on its issue is admitted or refused (their acknowledgements run
+    beside this one). The dispatcher takes the oldest first, so those are in the stage already."""
+    deadline = time.monotonic() + EARLIER_WAIT_S
+    while _earlier(job, store.list_jobs([JobState.QUEUED], repo=job.repo, issue_number=job.issue_number)):
+        if time.monotonic() > deadline:
+            log.warning("job %s: an earlier job on %s#%s is still not admitted; going on", job.id, job.repo,
+                        job.issue_number)
+            return
+        await asyncio.sleep(EARLIER_POLL_S)
+
+
 def job_ahead(store: JobStore, job: Job) -> Job | None:
     """The newest job on the same issue or pull request, asked for before `job`, that is admitted and not ended."""
-    jobs = store.list_jobs(UNDER_WAY, repo=job.repo, issue_number=job.issue_number)
-    earlier = [j for j in jobs if j.id != job.id and (j.created_at, j.id) < (job.created_at, job.id)]
+    earlier = _earlier(job, store.list_jobs(UNDER_WAY, repo=job.repo, issue_number=job.issue_number))
     return earlier[-1] if earlier else None
 
 

@@ -236,30 +236,34 @@ async def test_one_repository_runs_no_more_than_its_limit_while_others_go_ahead(
     assert all(state(store, j) is JobState.SUCCEEDED for j in a + b)
 
 
-async def test_the_jobs_of_one_issue_go_through_a_stage_one_after_the_other(store):
-    """The acknowledge stage's per-issue limit: a second trigger there is admitted once the first one is."""
-    def on_issue(n: int, issue: int) -> Job:
-        job = Job(delivery_id=f"i{n}", installation_id=1, repo="o/r", issue_number=issue, requester="alice",
-                  trigger=Trigger(kind="label", label="agentvine:bugfix"), created_at=1_000.0 + n)
-        store.record_delivery(Delivery(id=job.delivery_id, event="issues"), [job])
-        return job
+async def test_before_start_comes_after_the_commands_and_what_it_saves_starts_in_the_same_pass(store):
+    """The worker releases follow-ups there: a job it moves into a stage's state starts at once."""
+    waiting = make_job(store, 1, state=JobState.QUEUED)
+    stage = FakeStage(store, JobState.SUCCEEDED, via=JobState.RUNNING)
+    seen: list[str] = []
 
-    first, second, elsewhere = on_issue(1, 7), on_issue(2, 7), on_issue(3, 8)
-    stage = FakeStage(store, JobState.ACKNOWLEDGED)
-    passes: list[int] = []
-    dispatcher = make_dispatcher(store, [Stage("acknowledge", JobState.QUEUED, stage, Limits(total=16, per_issue=1))],
-                                 before_start=lambda: passes.append(len(stage.inside)))
+    async def on_command(command: JobCommand) -> str:
+        seen.append("command")
+        return "done"
+
+    def before_start() -> None:
+        seen.append("before_start")
+        job = store.get_job(waiting.id)
+        if job.state is JobState.QUEUED:
+            store.save_job(job.moved_to(JobState.ACKNOWLEDGED), "released")
+
+    store.record_delivery(Delivery(id="c1", event="issue_comment"),
+                          commands=[JobCommand(name="status", installation_id=1, repo="o/r", sender="alice")])
+    dispatcher = make_dispatcher(store, [run_stage(stage, Limits(total=1))], on_command=on_command,
+                                 before_start=before_start)
     async with running(dispatcher):
-        await until(lambda: len(stage.inside) == 2)
-        await settle()
-        assert set(stage.inside) == {first.id, elsewhere.id}  # the other issue goes ahead
-        stage.release(first.id)
-        await until(lambda: second.id in stage.inside)
+        await until(lambda: waiting.id in stage.inside)
+        assert seen[:2] == ["command", "before_start"]
+        limits, inside = dispatcher.running("run")
+        assert limits == Limits(total=1) and [j.id for j in inside] == [waiting.id]
         stage.release_all()
         await dispatcher.wait_idle(5)
-    assert stage.entered == [first.id, elsewhere.id, second.id]
-    assert passes  # the hook is called in every pass, before jobs start
-    assert dispatcher.running("acknowledge") == (Limits(total=16, per_issue=1), [])
+    assert dispatcher.running("run")[1] == []
 
 
 async def test_one_installation_runs_no_more_than_its_limit_across_its_repositories(store):

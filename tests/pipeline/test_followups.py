@@ -79,6 +79,32 @@ async def test_a_label_again_is_answered_once_and_a_redelivery_says_nothing(bot,
     assert bot_comments(github, issue["number"])[-1]["body"].startswith("@mona AgentVine is already working on this")
 
 
+async def two_labels_at_once(bot, github, first: str, second: str):
+    """Two labels on one issue that reach the worker together, the first sender's admission slow: both
+    acknowledgements run side by side and the second one's admission is done first."""
+    issue = github.add_issue(REPO, title="Parser rejects tabs", user="alice")
+    github.inject_fault("GET", rf"/collaborators/{first}/permission$", status=None, delay=0.5)
+    for sender in (first, second):
+        payload = payloads.labeled_issue(label="agentvine:bugfix", issue=github.issue(REPO, issue["number"]),
+                                         repo=bot.repo, installation_id=INSTALLATION, sender=sender)
+        payload["issue"]["updated_at"] = f"2026-12-01T00:00:0{len(sender)}Z"  # two events, two bodies
+        assert (await bot.deliver("issues", payload)).status == 202
+    await bot.service.worker.importer.import_new()
+    await bot.settle()
+    return [(j.requester, j.state) for j in bot.service.store.list_jobs()]
+
+
+async def test_a_second_label_admitted_first_still_waits_for_the_first_one(bot, github):
+    assert await two_labels_at_once(bot, github, "alice", "mona") == [
+        ("alice", JobState.ACKNOWLEDGED), ("mona", JobState.REJECTED)]  # one job, and mona is answered
+    assert len(github.check_runs_for(REPO)) == 1
+
+
+async def test_a_refused_first_label_does_not_swallow_the_one_after_it(bot, github):
+    assert await two_labels_at_once(bot, github, "bob", "alice") == [
+        ("bob", JobState.REJECTED), ("alice", JobState.ACKNOWLEDGED)]
+
+
 async def test_a_review_asked_again_on_a_pull_request_is_answered(bot, github):
     github.push_files(REPO, "feature", {"x.py": "x = 1\n"})
     pull = github.add_pull(REPO, head="feature", base="main", title="Feature", user="alice")
