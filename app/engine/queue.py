@@ -71,6 +71,7 @@ class QueueWatch:
         self._shown: dict[str, tuple[JobState, str | None]] = {}
         self._released: set[str] = set()  # follow-ups whose job ahead ended, since the last round
         self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._seen: tuple[frozenset[str], int] | None = None  # what ran, and the store's last event, at the last round
         self._due = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -139,6 +140,11 @@ class QueueWatch:
 
     async def _round(self) -> None:
         limits, running = self._dispatcher.running(self._stage)
+        # Every change to a job is an event: with the same jobs running and no event since, nothing moved.
+        seen = (frozenset(j.id for j in running), self._store.last_event_seq())
+        if seen == self._seen and not self._released:
+            return
+        self._seen = seen
         waiting = self._waiting(running)
         lined = places(limits, running, waiting)
         due = [j for j in waiting if j.answer is None and self._shown.get(j.id) != (j.state, wait_line(lined.get(j.id)))]
@@ -162,6 +168,7 @@ class QueueWatch:
         try:
             await edit
         except Exception:
+            self._seen = None  # the next round looks again, though nothing else moved
             log.warning("could not show job %s's place in the queue; the next round tries again", job_id, exc_info=True)
         finally:
             if self._inflight.get(job_id) is edit:

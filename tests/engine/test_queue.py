@@ -125,3 +125,26 @@ async def test_the_watch_shows_each_move_once_and_never_a_job_that_started(store
     finally:
         await watch.stop()
         await dispatcher.stop()
+
+
+async def test_an_edit_that_failed_is_tried_again_though_nothing_moved(store):
+    a, b = job(1), job(2)
+    for j in (a, b):
+        store.record_delivery(Delivery(id=j.delivery_id, event="issues"), [j])
+    dispatcher = Dispatcher(store, [Stage("run", JobState.ACKNOWLEDGED, HoldingStage(store), Limits(total=0))], Hooks())
+    tries: list[str] = []
+    watch: QueueWatch | None = None
+
+    async def redraw(j: Job) -> None:
+        tries.append(j.id)
+        if len(tries) == 1:
+            raise RuntimeError("GitHub said 502")
+        watch.shown(j, watch.wait(j))
+
+    watch = QueueWatch(dispatcher, store, redraw, interval=0)
+    await watch.flush()
+    assert sorted(tries) == sorted([a.id, b.id])
+    await watch.flush()
+    assert len(tries) == 3  # the one that failed, again
+    await watch.flush()
+    assert len(tries) == 3  # and then nothing: nothing moved
