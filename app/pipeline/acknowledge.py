@@ -43,7 +43,7 @@ async def acknowledge(ctx: JobContext) -> None:
     await followups.after_earlier(ctx.store, job)
     ahead = followups.job_ahead(ctx.store, job)
     if ahead is not None:  # AgentVine is already working here: never a second job, never a silent cancel
-        answer = followups.how_to_answer(job, ahead)
+        answer = followups.how_to_answer(job, ahead, admission.permission)
         if answer != "follow":
             await followups.answer(ctx, ahead, answer)
             return

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Literal
 
+from app.domain.config import permission_at_least
 from app.domain.job import TERMINAL_STATES, Job, JobState
 from app.domain.untrusted import code_span
 from app.pipeline.context import JobContext
@@ -54,14 +55,16 @@ def job_ahead(store: JobStore, job: Job) -> Job | None:
     return earlier[-1] if earlier else None
 
 
-def how_to_answer(job: Job, ahead: Job) -> Answer:
+def how_to_answer(job: Job, ahead: Job, sender_permission: str = "admin") -> Answer:
     """A label, or a command without an instruction (a review), is the same request again: it is answered. A new
-    instruction is read into a job that has not started (it reads the comments then, as they are) and follows
-    one that has. Work no person asked for in a comment (a trigger of another kind) follows."""
+    instruction is read into a job that has not started (it reads the comments then, as they are, of people with
+    the permission it was admitted under: `sender_permission` must reach it) and follows one that has. Work no
+    person asked for in a comment (a trigger of another kind) follows."""
     trigger = job.trigger
     if trigger.kind == "label" or (trigger.kind == "command" and (not trigger.instruction or trigger.worker == "review")):
         return "answer"
-    if trigger.kind != "command" or ahead.agent_started:
+    reads_it = ahead.run is None or permission_at_least(sender_permission, ahead.run.trigger_permission)
+    if trigger.kind != "command" or ahead.agent_started or not reads_it:
         return "follow"
     # The job's own command comment is its instruction as it was stored: an edit of it is not read into it.
     return "follow" if trigger.edited and trigger.comment_id == ahead.trigger.comment_id else "fold"
@@ -73,15 +76,15 @@ def _answered_before(ctx: JobContext, ahead: Job, kind: Answer) -> bool:
     earlier = [j for j in ctx.store.list_jobs([JobState.REJECTED], repo=job.repo, issue_number=job.issue_number)
                if j.id != job.id and j.requester.lower() == job.requester.lower()]
     return any(e.kind == "rejected" and e.data.get("ahead") == ahead.id and e.data.get("answer") == kind
-               and e.data.get("notified") for j in earlier for e in ctx.store.events(j.id))
+               and e.data.get("answered") for j in earlier for e in ctx.store.events(j.id))
 
 
 def _reply(ctx: JobContext, ahead: Job, kind: Answer) -> str:
     job = ctx.job
     fields = {"sender": job.requester, "worker": ahead.worker, "job_id": ahead.id,
               "state": texts.STATE_HEADLINE[ahead.state.value]}
-    if kind == "fold":
-        permission = job.run.trigger_permission if job.run else ctx.service_config.permissions.trigger
+    if kind == "fold":  # the job ahead reads the comments, under the rule it was admitted with
+        permission = ahead.run.trigger_permission if ahead.run else ctx.service_config.permissions.trigger
         return texts.FOLDED.format(permission=permission, **fields)
     what = texts.ALREADY_WORKING_WHAT.get(job.trigger.kind, texts.ALREADY_WORKING_WHAT["command"]).format(
         label=code_span(job.trigger.label or ""))
@@ -94,11 +97,11 @@ async def answer(ctx: JobContext, ahead: Job, kind: Answer) -> None:
     job = ctx.job
     if job.trigger.kind == "command" and job.trigger.comment_id:
         await ctx.github.react_to_comment(job.trigger.comment_id)
-    notify = not _answered_before(ctx, ahead, kind)
+    notify = not _answered_before(ctx, ahead, kind)  # (not `notified`: that is the unauthorized notice's)
     if notify:
         await ctx.github.comment(job.issue_number, _reply(ctx, ahead, kind))
     reason = (texts.REASON_FOLDED if kind == "fold" else texts.REASON_ALREADY_WORKING).format(job_id=ahead.id)
-    ctx.update("rejected", to=JobState.REJECTED, reason=reason, log={"ahead": ahead.id, "answer": kind, "notified": notify})
+    ctx.update("rejected", to=JobState.REJECTED, reason=reason, log={"ahead": ahead.id, "answer": kind, "answered": notify})
 
 
 def follow(ctx: JobContext, ahead: Job) -> Job:

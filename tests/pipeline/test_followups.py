@@ -296,6 +296,13 @@ def test_how_a_second_trigger_is_answered():
     assert how_to_answer(make(own_edit), ahead) == "follow"
     other_edit = Trigger(kind="command", instruction="and this", comment_id=12, edited=True)
     assert how_to_answer(make(other_edit), ahead) == "fold"
+    # The job ahead reads only comments of people its own rule admits (a rule made stricter since, say).
+    from app.pipeline.acknowledge import run_settings
+    from app.domain.config import load_default
+    strict = ahead.model_copy(update={"run": run_settings(load_default(), "bugfix").model_copy(
+        update={"trigger_permission": "maintain"})})
+    assert how_to_answer(make(instruction), strict, "write") == "follow"
+    assert how_to_answer(make(instruction), strict, "maintain") == "fold"
 
 
 async def test_a_retry_of_an_edited_follow_up_runs_as_any_job(bot, github):
