@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 async def acknowledge(ctx: JobContext) -> None:
     job = ctx.job
-    if job.trigger.edited and followups.job_ahead(ctx.store, job) is None:
-        ctx.update("rejected", to=JobState.REJECTED, reason=texts.REASON_EDITED)  # no API call for it
+    if job.trigger.edited and followups.job_ahead(ctx.store, job) is None:  # before any API call, and again below
+        ctx.update("rejected", to=JobState.REJECTED, reason=texts.REASON_EDITED)
         return
     admission = await admit(ctx.github, job, ctx.service_config, ctx.settings.ceilings)
     if admission.rule is None:
@@ -40,14 +40,9 @@ async def acknowledge(ctx: JobContext) -> None:
         worker=worker, level=level, model=resolve_model(job, config, worker), run=run_settings(config, worker),
         branch=branch_name(worker, job.issue_number, job.issue_title),
     )
-    await followups.after_earlier(ctx.store, job)
-    ahead = followups.job_ahead(ctx.store, job)
-    if ahead is not None:  # AgentVine is already working here: never a second job, never a silent cancel
-        answer = followups.how_to_answer(job, ahead, admission.permission)
-        if answer != "follow":
-            await followups.answer(ctx, ahead, answer)
-            return
-        followups.follow(ctx, ahead)
+    ahead = await _work_ahead(ctx, admission)
+    if ctx.job.terminal:  # answered, or an edit with nothing left to add to
+        return
     if job.is_pull_request and not await _pull_request_branch(ctx):
         return
     await asyncio.gather(_react(ctx), _resolve_head(ctx))
@@ -65,6 +60,24 @@ async def acknowledge(ctx: JobContext) -> None:
     ctx.update("acknowledged", to=state)
     if ctx.queue is not None:
         ctx.queue.shown(ctx.job, wait)
+
+
+async def _work_ahead(ctx: JobContext, admission: Admission) -> Job | None:
+    """The job already queued or under way on the issue, if any: this one is then answered (and ends) or
+    follows it (app/pipeline/followups.py). Never a second job beside it, never a silent cancel of it."""
+    job = ctx.job
+    await followups.after_earlier(ctx.store, job)
+    ahead = followups.job_ahead(ctx.store, job)
+    if ahead is None:
+        if job.trigger.edited:  # the work it would have added to has ended meanwhile
+            ctx.update("rejected", to=JobState.REJECTED, reason=texts.REASON_EDITED)
+        return None
+    answer = followups.how_to_answer(job, ahead, admission.permission)
+    if answer == "follow":
+        followups.follow(ctx, ahead)
+    else:
+        await followups.answer(ctx, ahead, answer)
+    return ahead
 
 
 def run_settings(config: BotConfig, worker: str) -> RunSettings:
