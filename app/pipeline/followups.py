@@ -64,7 +64,8 @@ def how_to_answer(job: Job, ahead: Job, sender_permission: str = "admin") -> Ans
     if trigger.kind == "label" or (trigger.kind == "command" and (not trigger.instruction or trigger.worker == "review")):
         return "answer"
     reads_it = ahead.run is None or permission_at_least(sender_permission, ahead.run.trigger_permission)
-    if trigger.kind != "command" or ahead.agent_started or not reads_it:
+    can_do_it = ahead.worker != "review"  # a review changes nothing: an instruction runs after it
+    if trigger.kind != "command" or ahead.agent_started or not reads_it or not can_do_it:
         return "follow"
     # The job's own command comment is its instruction as it was stored: an edit of it is not read into it.
     return "follow" if trigger.edited and trigger.comment_id == ahead.trigger.comment_id else "fold"

@@ -303,6 +303,8 @@ def test_how_a_second_trigger_is_answered():
         update={"trigger_permission": "maintain"})})
     assert how_to_answer(make(instruction), strict, "write") == "follow"
     assert how_to_answer(make(instruction), strict, "maintain") == "fold"
+    review = ahead.model_copy(update={"worker": "review"})
+    assert how_to_answer(make(instruction), review) == "follow"  # a review cannot do what it asks
 
 
 async def test_a_retry_of_an_edited_follow_up_runs_as_any_job(bot, github):
@@ -320,3 +322,16 @@ async def test_a_retry_of_an_edited_follow_up_runs_as_any_job(bot, github):
     again = bot.service.store.list_jobs()[-1]
     assert again.trigger.instruction == "also handle CRLF" and not again.trigger.edited
     assert again.state is JobState.ACKNOWLEDGED
+
+
+def test_the_replies_docs_usage_shows_are_the_ones_sent():
+    from pathlib import Path
+
+    from app.domain.queue import Place
+
+    usage = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text()
+    fields = {"sender": "alice", "worker": "bugfix", "job_id": "4f1c2a9e0b7d4e21"}
+    assert texts.ALREADY_WORKING.format(state="Working", what="the label `agentvine:feature`", prefix="/agentvine",
+                                        **fields) in usage
+    assert texts.FOLDED.format(state="Queued", permission="write", **fields) in usage
+    assert wait_line(Place(position=2, scope="repository", limit=1)) in usage
