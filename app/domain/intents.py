@@ -23,6 +23,7 @@ class Command(StrEnum):
     HELP = "help"
     REVIEW = "review"
     ANSWER = "answer"  # any other comment, where the agent waits for an answer
+    EDIT = "edit"  # a comment edited to hold a new instruction: it adds to work under way, never starts any
     REVIEW_COMMENT = "review_comment"  # a review comment on AgentVine's pull request
     REMOVE_INSTALLATION = "remove_installation"  # AgentVine lost access to a repository
     RUN_CI = "run_ci"  # a maintainer read the diff: let the repository's CI run on it

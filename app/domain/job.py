@@ -31,6 +31,7 @@ class JobState(StrEnum):
     QUEUED = "queued"  # stored, not yet looked at by the dispatcher
     ACKNOWLEDGED = "acknowledged"  # authorized, 👀 + tracking comment + check run are out
     WAITING_FOR_APPROVAL = "waiting_for_approval"
+    WAITING_FOR_JOB = "waiting_for_job"  # a follow-up: runs once the job before it on the issue has ended
     RUNNING = "running"
     WAITING_FOR_ANSWER = "waiting_for_answer"
     SUCCEEDED = "succeeded"
@@ -44,7 +45,11 @@ TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCE
 # Which state may follow which. Anything not listed is a bug in the caller.
 _ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset(
-        {JobState.ACKNOWLEDGED, JobState.WAITING_FOR_APPROVAL, JobState.REJECTED, JobState.FAILED, JobState.CANCELLED}
+        {JobState.ACKNOWLEDGED, JobState.WAITING_FOR_APPROVAL, JobState.WAITING_FOR_JOB, JobState.REJECTED,
+         JobState.FAILED, JobState.CANCELLED}
+    ),
+    JobState.WAITING_FOR_JOB: frozenset(
+        {JobState.ACKNOWLEDGED, JobState.WAITING_FOR_APPROVAL, JobState.CANCELLED, JobState.FAILED}
     ),
     JobState.WAITING_FOR_APPROVAL: frozenset({JobState.ACKNOWLEDGED, JobState.CANCELLED, JobState.FAILED}),
     JobState.ACKNOWLEDGED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
@@ -73,6 +78,8 @@ class Trigger(BaseModel):
     comment_id: int | None = None
     ci: CIFailure | None = None
     full: bool = False  # `/agentvine review full`: the whole pull request again, not only what is new
+    # An edited comment (a new instruction in it): it never starts work of its own, only adds to work under way.
+    edited: bool = False
 
 
 Conclusion = Literal["success", "failure", "neutral", "timed_out", "cancelled"]
@@ -162,6 +169,8 @@ class Job(BaseModel):
     check_run_url: str | None = None  # GitHub's html_url of the check run (right on any GitHub host)
     pull_url: str | None = None  # for work on a pull request: its html_url
     reacted: bool = False
+    # A follow-up: the job on the same issue it runs after, on that job's branch (docs/usage.md).
+    follows: str | None = None
 
     run: RunSettings | None = None
     branch: str | None = None
@@ -189,6 +198,11 @@ class Job(BaseModel):
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def agent_started(self) -> bool:
+        """Whether its agent has run (or runs): a comment written now is no longer read into its prompt."""
+        return self.state in (JobState.RUNNING, JobState.WAITING_FOR_ANSWER) or self.answer is not None
 
     @property
     def commits_skip_ci(self) -> bool:

@@ -41,6 +41,7 @@ class Hooks:
     intake: Callable[[], Awaitable[int]] | None = None  # brings new work in (the inbox); returns how much
     on_command: Callable[[JobCommand], Awaitable[str]] | None = None  # carries out a command; returns its outcome
     on_error: Callable[[Job, BaseException], Awaitable[None]] | None = None  # records a stage's failure on the job
+    before_start: Callable[[], None] | None = None  # each pass, after the commands, before jobs start (no await)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class Dispatcher:
     def is_active(self, job_id: str) -> bool:
         """Whether a stage is working on the job in this process."""
         return job_id in self._active
+
+    def running(self, stage_name: str) -> tuple[Limits, list[Job]]:
+        """A stage's limits and the jobs it runs now, oldest first (what a queued job's place is counted against)."""
+        stage = next(s for s in self._stages if s.name == stage_name)
+        return stage.limits, [active.job for active in self._active.values() if active.stage is stage]
 
     def cancel(self, job_id: str) -> bool:
         """Ask the stage running `job_id` to stop; False when no stage runs it in this process."""
@@ -138,6 +144,8 @@ class Dispatcher:
                 if self._hooks.intake is not None and await self._hooks.intake():
                     self.wake()  # there may be more behind what one pass takes in
                 await self._drain_commands()
+                if self._hooks.before_start is not None:
+                    self._hooks.before_start()
                 self._start_ready()
             except Exception:  # the loop must survive anything one pass runs into
                 log.exception("dispatcher pass failed")

@@ -13,6 +13,7 @@ from pathlib import Path
 from app.domain.config import BotConfig
 from app.engine.dispatcher import Dispatcher, Hooks, Limits, Stage
 from app.agent.egress import EgressProxy
+from app.engine.queue import QueueWatch
 from app.agent.gateway import ModelGateway
 from app.github.client import GitHubClients
 from app.intake.ingest import InboxImporter
@@ -22,6 +23,8 @@ from app.pipeline.acknowledge import acknowledge
 from app.pipeline.commands import CommandHandler
 from app.pipeline.context import JobContext, step_permissions
 from app.pipeline.failure import fail_job
+from app.pipeline.followups import release_follow_ups
+from app.pipeline.progress import ProgressReporter
 from app.pipeline.questions import expire_question, question_expired
 from app.pipeline.run import RunDeps, run_job
 from app.agent.sandbox import remove_orphans
@@ -62,11 +65,13 @@ class Worker:
                     ),
                 ),
             ],
-            Hooks(intake=self.importer.import_new, on_command=self._command, on_error=self._failed),
+            Hooks(intake=self.importer.import_new, on_command=self._command, on_error=self._failed,
+                  before_start=self._before_start),
             poll_interval=poll_interval,
             # A run that a restart interrupted starts again from the default branch.
             interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
         )
+        self.queue = QueueWatch(self.dispatcher, store, self._redraw, interval=settings.progress_interval)
         self.commands = CommandHandler(self.context, store, config, cancel_running=self.dispatcher.cancel)
 
     async def start(self) -> None:
@@ -84,11 +89,13 @@ class Worker:
         await asyncio.to_thread(self._check_job_files)
         await asyncio.to_thread(self._tidy_job_files)
         await self.dispatcher.start()
+        self.queue.start()
         self._housekeeper = asyncio.create_task(self._housekeeping())
 
     async def stop(self) -> None:
         if self._housekeeper is not None:
             self._housekeeper.cancel()
+        await self.queue.stop()
         await self.dispatcher.stop()
         if self.run_deps.gateway is not None:
             await self.run_deps.gateway.close()
@@ -160,13 +167,22 @@ class Worker:
             store=self.store,
             settings=self.settings,
             service_config=self.config,
+            queue=self.queue,
         )
 
     async def _acknowledge(self, job: Job, _cancel: asyncio.Event) -> None:
         await acknowledge(self.context(job, "acknowledge"))
 
     async def _run(self, job: Job, cancel: asyncio.Event) -> None:
+        await self.queue.settled(job.id)  # a queue edit still on its way would land over "Working"
         await run_job(self.context(job, "run"), self.run_deps, cancel)
+
+    def _before_start(self) -> None:
+        """Each dispatcher pass: follow-ups whose job ahead ended go on, and the queue's display looks again."""
+        self.queue.poke(release_follow_ups(self.store))
+
+    async def _redraw(self, job: Job) -> None:
+        await ProgressReporter.redraw(self.context(job))
 
     async def _failed(self, job: Job, exc: BaseException) -> None:
         await fail_job(self.context(job), exc)

@@ -13,8 +13,10 @@ import gidgethub
 from app.pipeline.present import render, texts
 from app.domain.config import BotConfig
 from app.domain.job import Job, JobState, RunSettings
+from app.domain.queue import Wait
 from app.domain.untrusted import code_span
 from app.agent.boundary.workspace import branch_name
+from app.pipeline import followups
 from app.pipeline.admit import Admission, admit, resolve_model, unauthorized_text
 from app.pipeline.context import JobContext
 from app.pipeline.review.incremental import previous_review
@@ -24,6 +26,9 @@ log = logging.getLogger(__name__)
 
 async def acknowledge(ctx: JobContext) -> None:
     job = ctx.job
+    if job.trigger.edited and followups.job_ahead(ctx.store, job) is None:  # before any API call, and again below
+        ctx.update("rejected", to=JobState.REJECTED, reason=texts.REASON_EDITED)
+        return
     admission = await admit(ctx.github, job, ctx.service_config, ctx.settings.ceilings)
     if admission.rule is None:
         ctx.update("rejected", to=JobState.REJECTED, reason=f"label {job.trigger.label!r} is not mapped")
@@ -41,6 +46,9 @@ async def acknowledge(ctx: JobContext) -> None:
         worker=worker, level=level, model=resolve_model(job, config, worker), run=run_settings(config, worker),
         branch=branch_name(worker, job.issue_number, job.issue_title),
     )
+    ahead = await _work_ahead(ctx, admission)
+    if ctx.job.terminal:  # answered, or an edit with nothing left to add to
+        return
     if job.is_pull_request and not await _pull_request_branch(ctx):
         return
     if not await _ci_head_current(ctx):
@@ -51,11 +59,34 @@ async def acknowledge(ctx: JobContext) -> None:
         await _report_config_error(ctx, admission)
         return
     state = JobState.WAITING_FOR_APPROVAL if level == "human-required" else JobState.ACKNOWLEDGED
+    if ahead is not None:
+        state = JobState.WAITING_FOR_JOB  # approval, if its level needs one, comes when the job ahead has ended
     # People see the new state at once; the job moves to it only once both exist, so a crash in
     # between repeats this stage (which edits, never duplicates).
     shown = ctx.job.moved_to(state)
-    await asyncio.gather(_tracking_comment(ctx, shown), _check_run(ctx, shown))
+    wait = ctx.wait_of(shown)  # its place in line, or the job it follows, from the first showing on
+    await asyncio.gather(_tracking_comment(ctx, shown, wait), _check_run(ctx, shown, wait))
     ctx.update("acknowledged", to=state)
+    if ctx.queue is not None:
+        ctx.queue.shown(ctx.job, wait)
+
+
+async def _work_ahead(ctx: JobContext, admission: Admission) -> Job | None:
+    """The job already queued or under way on the issue, if any: this one is then answered (and ends) or
+    follows it (app/pipeline/followups.py). Never a second job beside it, never a silent cancel of it."""
+    job = ctx.job
+    await followups.after_earlier(ctx.store, job)
+    ahead = followups.job_ahead(ctx.store, job)
+    if ahead is None:
+        if job.trigger.edited:  # the work it would have added to has ended meanwhile
+            ctx.update("rejected", to=JobState.REJECTED, reason=texts.REASON_EDITED)
+        return None
+    answer = followups.how_to_answer(job, ahead, admission.permission)
+    if answer == "follow":
+        followups.follow(ctx, ahead)
+    else:
+        await followups.answer(ctx, ahead, answer)
+    return ahead
 
 
 def run_settings(config: BotConfig, worker: str) -> RunSettings:
@@ -164,9 +195,10 @@ async def _resolve_head(ctx: JobContext) -> None:
     ctx.update("head", head_sha=await ctx.github.branch_head(job.default_branch))
 
 
-async def _tracking_comment(ctx: JobContext, shown: Job) -> None:
+async def _tracking_comment(ctx: JobContext, shown: Job, wait: Wait | None) -> None:
     job = ctx.job
-    body = render.tracking_comment(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
+    body = render.tracking_comment(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url,
+                                   wait=wait)
     if job.tracking_comment_id is not None:
         try:
             await ctx.github.edit_comment(job.tracking_comment_id, body)
@@ -179,16 +211,17 @@ async def _tracking_comment(ctx: JobContext, shown: Job) -> None:
     ctx.update("tracking_comment", log={"comment_id": comment["id"]}, tracking_comment_id=comment["id"])
 
 
-async def _check_run(ctx: JobContext, shown: Job) -> None:
+async def _check_run(ctx: JobContext, shown: Job, wait: Wait | None) -> None:
     job = ctx.job
     if job.check_run_id is not None:
         return
-    await create_check_run(ctx, shown)
+    await create_check_run(ctx, shown, wait)
 
 
-async def create_check_run(ctx: JobContext, shown: Job) -> None:
+async def create_check_run(ctx: JobContext, shown: Job, wait: Wait | None = None) -> None:
     """A check run for the job as `shown`, remembered with its link (GitHub's own, right on any GitHub host)."""
-    body = render.check_run_create(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
+    body = render.check_run_create(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url,
+                                   wait=wait)
     run = await ctx.github.create_check_run(body)
     ctx.update("check_run", log={"check_run_id": run["id"]}, check_run_id=run["id"], check_run_url=run.get("html_url"))
 

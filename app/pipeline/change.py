@@ -124,6 +124,8 @@ async def open_or_update_pull(ctx: JobContext, outcome: Outcome) -> tuple[dict, 
     body = render.pull_request_body(job, outcome, check_url)
     title = texts.PR_TITLE.format(issue_title=job.issue_title)[:256]
     existing = await github.open_pull_for(job.branch)
+    if existing is not None and job.follows:
+        return existing, False  # a follow-up adds commits: the description stays the one its work began with
     if existing is None:
         try:
             pull = await _create_pull(ctx, title=title, head=job.branch, base=job.default_branch, body=body,

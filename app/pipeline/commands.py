@@ -15,12 +15,13 @@ from app.domain.job import Job, JobState, Outcome, Trigger
 from app.agent.boundary import workspace
 from app.pipeline.ci_follow import CIFollower
 from app.pipeline.context import JobContext
+from app.pipeline.followups import UNDER_WAY, followers
 from app.pipeline.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (JobState.QUEUED, JobState.ACKNOWLEDGED, JobState.WAITING_FOR_APPROVAL, JobState.RUNNING,
-          JobState.WAITING_FOR_ANSWER)
+ACTIVE = (JobState.QUEUED, JobState.ACKNOWLEDGED, JobState.WAITING_FOR_APPROVAL, JobState.WAITING_FOR_JOB,
+          JobState.RUNNING, JobState.WAITING_FOR_ANSWER)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class CommandHandler:
             Command.HELP: self._help, Command.STATUS: self._status, Command.REVIEW: self._review,
             Command.APPROVE: self._approve, Command.CANCEL: self._cancel, Command.RETRY: self._retry,
             Command.ANSWER: self._answer, Command.REVIEW_COMMENT: self._review_comment, Command.RUN_CI: self._run_ci,
+            Command.EDIT: self._edit,
         }
 
     @property
@@ -60,15 +62,18 @@ class CommandHandler:
     # --- finding the job --------------------------------------------------------------------
 
     def _job_for(self, command: JobCommand) -> Job | None:
-        """The job a command is about: the one it names, the one waiting for an answer, or the latest
-        on the issue (an active one first). A retry only ever looks at work someone was allowed to ask
-        for: a rejected request is not a job to run again, or anyone could have a maintainer's `retry`
-        run their words."""
+        """The job a command is about: the one it names, the one waiting for an answer, or on the issue the
+        oldest active one (the work under way, not a follow-up queued behind it), else the latest. A retry
+        only ever looks at work someone was allowed to ask for: a rejected request is not a job to run
+        again, or anyone could have a maintainer's `retry` run their words."""
         if command.name is Command.ANSWER:
             # Every comment comes here: one indexed query, and no API call unless a question waits.
-            waiting = [j for j in self._store.list_jobs([JobState.WAITING_FOR_ANSWER], repo=command.repo)
-                       if j.issue_number == command.issue_number]
+            waiting = self._store.list_jobs([JobState.WAITING_FOR_ANSWER], repo=command.repo,
+                                            issue_number=command.issue_number)
             return waiting[-1] if waiting else None
+        if command.name is Command.EDIT:  # the same: one indexed query, no API call unless work is under way
+            under_way = self._store.list_jobs(UNDER_WAY, repo=command.repo, issue_number=command.issue_number)
+            return under_way[-1] if under_way else None
         if command.job_id:
             job = self._store.get_job(command.job_id)
             if command.name is Command.RETRY and job is not None and job.state is JobState.REJECTED:
@@ -80,7 +85,7 @@ class CommandHandler:
         if command.name is Command.RETRY:
             jobs = [j for j in jobs if j.state is not JobState.REJECTED]
         active = [j for j in jobs if j.state in ACTIVE]
-        return (active or jobs or [None])[-1]
+        return active[0] if active else (jobs or [None])[-1]
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -92,6 +97,8 @@ class CommandHandler:
         job = self._job_for(command)
         if command.name is Command.ANSWER and job is None:
             return "ignored: no question waits here"
+        if command.name is Command.EDIT and job is None:
+            return "ignored: an edited comment starts nothing"
         if command.name is Command.REVIEW_COMMENT and (job is None or job.outcome is None or job.outcome.pr_number != command.issue_number):
             return "ignored: not a pull request of AgentVine's"
         ctx = self._context(job) if job is not None else self._bare_context(command)
@@ -169,16 +176,25 @@ class CommandHandler:
             await self._reply(req, texts.NO_JOB.format(sender=req.sender, what=" to cancel"))
             return "nothing to cancel"
         await self._react(req)
-        reason = texts.CANCELLED_BY.format(sender=req.sender)
+        # Follow-ups build on the job: they go with it (each one's own Cancel button stops only it and those after).
+        behind = followers(self._store, job)
+        for follower in behind:
+            await self._cancel_waiting(self._context(follower), texts.CANCELLED_WITH.format(sender=req.sender, job_id=job.id),
+                                       req.sender)
+        also = f" and {len(behind)} follow-up(s)" if behind else ""
         if job.state is JobState.RUNNING and self._cancel_running(job.id):
             self._store.add_event(job.id, "cancel_requested", by=req.sender)  # the run stops and reports
-            return f"cancelling {job.id}"
+            return f"cancelling {job.id}{also}"
+        await self._cancel_waiting(req.ctx, texts.CANCELLED_BY.format(sender=req.sender), req.sender)
+        return f"cancelled {job.id}{also}"
+
+    async def _cancel_waiting(self, ctx: JobContext, reason: str, sender: str) -> None:
+        """A job no stage runs ends `cancelled`, and shows it."""
         outcome = Outcome(conclusion="cancelled", title=texts.OUTCOME["cancelled"], detail=reason)
-        req.ctx.update("cancelled", to=JobState.CANCELLED, reason=reason, conclusion="cancelled",
-                       log={"by": req.sender}, outcome=outcome)
-        req.ctx.discard_files()
-        await self._show(req.ctx)
-        return f"cancelled {job.id}"
+        ctx.update("cancelled", to=JobState.CANCELLED, reason=reason, conclusion="cancelled", log={"by": sender},
+                   outcome=outcome)
+        ctx.discard_files()
+        await self._show(ctx)
 
     async def _run_ci(self, req: Request) -> str:
         """A maintainer read the diff: an empty commit on the pull request's branch lets CI run on it."""
@@ -212,7 +228,9 @@ class CommandHandler:
             return f"{job.id} is still active"
         await self._react(req)
         # The instruction keeps its author: the prompt says who wrote it and who asked again.
-        trigger = job.trigger.model_copy(update={"instruction_by": job.trigger.instruction_by or job.requester})
+        # Asked for again, it is no edit any more (an edit only adds to work under way).
+        trigger = job.trigger.model_copy(update={"instruction_by": job.trigger.instruction_by or job.requester,
+                                                 "edited": False})
         again = self._new_job(req, job, issue_number=job.issue_number, is_pull_request=job.is_pull_request,
                               trigger=trigger, head_sha=None)
         self._store.save_job(again, "created", retry_of=job.id, by=req.sender)
@@ -237,6 +255,17 @@ class CommandHandler:
         self._store.save_job(follow_up, "created", follow_up_of=job.id, by=req.sender)
         return f"follow-up {follow_up.id}"
 
+    async def _edit(self, req: Request) -> str:
+        """A comment edited to hold a new instruction, where work is under way: a job of its own, which the
+        acknowledge stage reads into the job ahead or queues behind it (app/pipeline/followups.py)."""
+        job = req.job
+        assert job is not None
+        trigger = Trigger(kind="command", instruction=req.command.text, comment_id=req.command.comment_id, edited=True)
+        edited = self._new_job(req, job, issue_number=job.issue_number, is_pull_request=job.is_pull_request,
+                               trigger=trigger)
+        self._store.save_job(edited, "created", edited_comment=req.command.comment_id, by=req.sender)
+        return f"edited instruction: {edited.id}"
+
     @staticmethod
     def _new_job(req: Request, job: Job, **fields: object) -> Job:
         """A new job asked for by the command's sender, about the same repository and issue as `job`."""
@@ -248,8 +277,8 @@ class CommandHandler:
         """AgentVine lost access: waiting work is cancelled, running work is stopped."""
         stopped = sum(self._cancel_running(job.id) for job in self._store.list_jobs([JobState.RUNNING], repo=command.repo))
         cancelled = 0
-        for job in self._store.list_jobs([JobState.QUEUED, JobState.WAITING_FOR_APPROVAL, JobState.WAITING_FOR_ANSWER],
-                                         repo=command.repo):
+        for job in self._store.list_jobs([JobState.QUEUED, JobState.WAITING_FOR_APPROVAL, JobState.WAITING_FOR_JOB,
+                                          JobState.WAITING_FOR_ANSWER], repo=command.repo):
             ctx = self._context(job)
             ctx.update("cancelled", to=JobState.CANCELLED, reason="AgentVine was removed from the repository")
             ctx.discard_files()  # a waiting job's kept workspace and session go too

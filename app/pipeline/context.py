@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from app.agent.boundary import workspace
 from app.domain.config import BotConfig
@@ -11,6 +12,7 @@ from app.github.client import InstallationAPI
 from app.github.ops import RepoOps
 from app.agent.boundary.hostgit import GitUser
 from app.domain.job import Job, JobState
+from app.domain.queue import Wait
 from app.agent.sandbox.disk import JobDisk, choose_mode
 from app.settings import Settings
 from app.store.base import JobStore
@@ -38,6 +40,21 @@ def step_permissions(job: Job, step: str) -> dict[str, str]:
     return permissions
 
 
+# A job in one of these shows why it waits, when the queue knows (a resumed job's check run is done: not it).
+QUEUED_STATES = (JobState.ACKNOWLEDGED, JobState.WAITING_FOR_JOB)
+
+
+class QueueView(Protocol):
+    """The queue as the engine's dispatcher sees it (app/engine/queue.py)."""
+
+    def wait(self, job: Job) -> Wait | None:
+        """Why `job`, as it is about to be shown, waits: its place in line and the limit that holds it, or the
+        job it follows; None when it would start now."""
+
+    def shown(self, job: Job, wait: Wait | None) -> None:
+        """`job` is on GitHub now as waiting for `wait`: the queue edits it again only once that changes."""
+
+
 @dataclass
 class JobContext:
     job: Job
@@ -45,6 +62,13 @@ class JobContext:
     store: JobStore
     settings: Settings
     service_config: BotConfig  # the shipped defaults: prefix and labels used by routing
+    queue: QueueView | None = None  # None: queued jobs show no place in line (a context without a dispatcher)
+
+    def wait_of(self, job: Job) -> Wait | None:
+        """What `job` (as it is about to be shown) waits for, if it is queued and the queue knows."""
+        if self.queue is None or job.state not in QUEUED_STATES or job.answer is not None:
+            return None
+        return self.queue.wait(job)
 
     @property
     def github(self) -> RepoOps:

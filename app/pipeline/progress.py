@@ -19,6 +19,8 @@ from app.pipeline.present.render import Progress
 log = logging.getLogger(__name__)
 
 ACTIVITY_KEPT = 50
+WAITING_STATES = (JobState.WAITING_FOR_ANSWER, JobState.WAITING_FOR_APPROVAL, JobState.ACKNOWLEDGED,
+                  JobState.WAITING_FOR_JOB)
 
 
 class ProgressReporter:
@@ -56,11 +58,13 @@ class ProgressReporter:
         """Edit the comment and the check run now, if what they would show changed: for `job`, a
         change about to be saved (see JobContext.update_shown), or else the job as it is."""
         job = job or self._ctx.job
-        comment = render.tracking_comment(job, prefix=self._prefix, public_url=self._ctx.settings.public_url, progress=self.progress)
+        wait = self._ctx.wait_of(job)  # a queued job's place in line, or the job it follows
+        comment = render.tracking_comment(job, prefix=self._prefix, public_url=self._ctx.settings.public_url,
+                                          progress=self.progress, wait=wait)
         if job.outcome is not None:
             check = render.check_run_final(job, self.progress)
-        elif job.state in (JobState.WAITING_FOR_ANSWER, JobState.WAITING_FOR_APPROVAL, JobState.ACKNOWLEDGED):
-            check = render.check_run_waiting(job, self.progress)
+        elif job.state in WAITING_STATES:
+            check = render.check_run_waiting(job, self.progress, wait)
         else:
             check = render.check_run_progress(job, self.progress)
         key = (comment, repr(check))
@@ -72,6 +76,8 @@ class ProgressReporter:
         github = self._ctx.github
         await asyncio.gather(github.edit_comment(job.tracking_comment_id, comment),
                              github.update_check_run(job.check_run_id, check))
+        if self._ctx.queue is not None:
+            self._ctx.queue.shown(job, wait)
 
     def close(self) -> None:
         """No edit after this: a stage that failed must not have its failure overwritten by progress."""

@@ -1,6 +1,7 @@
 """The prompt for Claude Code: the worker's template filled with the issue and what authorized
 people said on it. Comments from people without the trigger permission, and from bots, are
-left out: anyone can comment on a public issue, and the agent acts on what it reads."""
+left out: anyone can comment on a public issue, and the agent acts on what it reads. A comment
+that holds an instruction (`/agentvine …`, written while the job was queued) reads as one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import re
 
 from app.domain.config import permission_at_least
 from app.domain.job import Job
+from app.intake.slash import parse_command
 from app.pipeline.context import JobContext
+from app.pipeline.present import texts
 
 MAX_BODY_CHARS = 20_000
 MAX_COMMENTS = 30
@@ -26,23 +29,29 @@ def clip(text: str, limit: int) -> str:
 
 
 async def authorized_comments(ctx: JobContext) -> list[dict]:
+    """The latest comments whose authors have the trigger permission. Authors are looked up newest first, so
+    the look-ups' bound never drops the comment written last (an instruction read into a queued job)."""
     job = ctx.job
     assert job.run is not None
-    allowed: dict[str, bool] = {job.requester: True}
-    kept: list[dict] = []
+    latest: list[dict] = []
     async for comment in ctx.github.comments(job.issue_number):
         user = comment.get("user") or {}
-        login = user.get("login", "")
-        if user.get("type") == "Bot" or comment.get("id") == job.trigger.comment_id:
-            continue
-        if login not in allowed:
-            if len(allowed) > MAX_AUTHORS_CHECKED:
-                continue
-            role = await ctx.github.permission(login)
-            allowed[login] = permission_at_least(role, job.run.trigger_permission)
-        if allowed[login]:
-            kept.append(comment)
-    return kept[-MAX_COMMENTS:]
+        if user.get("type") != "Bot" and comment.get("id") != job.trigger.comment_id:
+            latest = [*latest[-(MAX_COMMENTS - 1):], comment]
+    allowed: dict[str, bool] = {job.requester: True}
+    for comment in reversed(latest):
+        login = (comment.get("user") or {}).get("login", "")
+        if login not in allowed and len(allowed) <= MAX_AUTHORS_CHECKED:
+            allowed[login] = permission_at_least(await ctx.github.permission(login), job.run.trigger_permission)
+    return [c for c in latest if allowed.get((c.get("user") or {}).get("login", ""), False)]
+
+
+def _comment(comment: dict, prefix: str) -> str:
+    author, body = comment["user"]["login"], comment.get("body") or ""
+    command = parse_command(body, prefix)
+    if command is not None and command.name == "instruction":
+        return texts.LATER_INSTRUCTION.format(author=author, text=clip(command.text, 5_000))
+    return f"\nComment by @{author}:\n{clip(body, 5_000)}\n"
 
 
 def _instruction(job: Job) -> str:
@@ -51,7 +60,10 @@ def _instruction(job: Job) -> str:
         return ""
     author = job.trigger.instruction_by or job.requester
     again = f" (asked for again by @{job.requester})" if author != job.requester else ""
-    return f"\nInstruction from @{author}{again}:\n{job.trigger.instruction}\n"
+    follows = ""
+    if job.follows and job.branch and job.base_branch == job.branch and not job.is_pull_request:
+        follows = texts.FOLLOW_UP_NOTE.format(branch=job.branch)
+    return f"{follows}\nInstruction from @{author}{again}:\n{job.trigger.instruction}\n"
 
 
 async def build_prompt(ctx: JobContext) -> str:
@@ -59,9 +71,7 @@ async def build_prompt(ctx: JobContext) -> str:
     assert job.run is not None
     issue = await ctx.github.issue(job.issue_number)
     comments = await authorized_comments(ctx)
-    rendered = "".join(
-        f"\nComment by @{c['user']['login']}:\n{clip(c.get('body') or '', 5_000)}\n" for c in comments
-    )
+    rendered = "".join(_comment(c, ctx.service_config.command_prefix) for c in comments)
     return fill(
         job.run.prompt_template,
         {

@@ -85,9 +85,10 @@ class JobStore(Protocol):
     def get_job(self, job_id: str) -> Job | None: ...
 
     def list_jobs(
-        self, states: Iterable[JobState] | None = None, *, repo: str | None = None, limit: int | None = None
+        self, states: Iterable[JobState] | None = None, *, repo: str | None = None, limit: int | None = None,
+        issue_number: int | None = None,
     ) -> list[Job]:
-        """Jobs oldest first."""
+        """Jobs oldest first; `issue_number` (with `repo`) narrows them to one issue or pull request."""
 
     def find_jobs(self, query: JobQuery) -> JobPage:
         """One page of the jobs that match, newest first (the operator's list)."""

@@ -189,7 +189,8 @@ class SQLiteJobStore:
         return Job.model_validate_json(row[0]) if row else None
 
     def list_jobs(
-        self, states: Iterable[JobState] | None = None, *, repo: str | None = None, limit: int | None = None
+        self, states: Iterable[JobState] | None = None, *, repo: str | None = None, limit: int | None = None,
+        issue_number: int | None = None,
     ) -> list[Job]:
         sql, args = "SELECT doc FROM jobs WHERE 1=1", []
         if states is not None:
@@ -199,6 +200,9 @@ class SQLiteJobStore:
         if repo is not None:
             sql += " AND repo=?"
             args.append(repo)
+        if issue_number is not None:  # the jobs_repo index (repo, issue_number)
+            sql += " AND issue_number=?"
+            args.append(issue_number)
         sql += " ORDER BY created_at, id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"

@@ -236,6 +236,36 @@ async def test_one_repository_runs_no_more_than_its_limit_while_others_go_ahead(
     assert all(state(store, j) is JobState.SUCCEEDED for j in a + b)
 
 
+async def test_before_start_comes_after_the_commands_and_what_it_saves_starts_in_the_same_pass(store):
+    """The worker releases follow-ups there: a job it moves into a stage's state starts at once."""
+    waiting = make_job(store, 1, state=JobState.QUEUED)
+    stage = FakeStage(store, JobState.SUCCEEDED, via=JobState.RUNNING)
+    seen: list[str] = []
+
+    async def on_command(command: JobCommand) -> str:
+        seen.append("command")
+        return "done"
+
+    def before_start() -> None:
+        seen.append("before_start")
+        job = store.get_job(waiting.id)
+        if job.state is JobState.QUEUED:
+            store.save_job(job.moved_to(JobState.ACKNOWLEDGED), "released")
+
+    store.record_delivery(Delivery(id="c1", event="issue_comment"),
+                          commands=[JobCommand(name="status", installation_id=1, repo="o/r", sender="alice")])
+    dispatcher = make_dispatcher(store, [run_stage(stage, Limits(total=1))], on_command=on_command,
+                                 before_start=before_start)
+    async with running(dispatcher):
+        await until(lambda: waiting.id in stage.inside)
+        assert seen[:2] == ["command", "before_start"]
+        limits, inside = dispatcher.running("run")
+        assert limits == Limits(total=1) and [j.id for j in inside] == [waiting.id]
+        stage.release_all()
+        await dispatcher.wait_idle(5)
+    assert dispatcher.running("run")[1] == []
+
+
 async def test_one_installation_runs_no_more_than_its_limit_across_its_repositories(store):
     one = [make_job(store, n, repo=f"one/r{n}", installation=1, state=JobState.ACKNOWLEDGED) for n in range(4)]
     two = make_job(store, 9, repo="two/r", installation=2, state=JobState.ACKNOWLEDGED)

@@ -107,10 +107,22 @@ async def test_slash_command_in_a_new_comment_starts_a_job():
     assert intent.trigger.comment_id == payload["comment"]["id"]
 
 
-async def test_edited_and_deleted_comments_trigger_nothing():
-    for action in ("edited", "deleted"):
-        payload = payloads.issue_comment(body="/agentvine do it", action=action, installation_id=7)
-        assert await intents_for("issue_comment", payload) == []
+async def test_edited_and_deleted_comments_start_no_job():
+    """An edit can only add to work under way (the worker decides: app/pipeline/followups.py); never a StartJob."""
+    deleted = payloads.issue_comment(body="/agentvine do it", action="deleted", installation_id=7)
+    assert await intents_for("issue_comment", deleted) == []
+    edited = payloads.issue_comment(body="/agentvine do it", action="edited", installation_id=7)
+    (intent,) = await intents_for("issue_comment", edited)
+    assert isinstance(intent, JobCommand) and (intent.name, intent.text) == ("edit", "do it")
+    assert intent.comment_id == edited["comment"]["id"] and intent.issue_number == 1
+
+
+async def test_an_edit_that_leaves_the_command_as_it_was_is_nothing():
+    edited = payloads.issue_comment(body="Thanks, that helps.\n/agentvine do it", action="edited", installation_id=7)
+    edited["changes"] = {"body": {"from": "Thanks, that hleps.\n/agentvine do it"}}  # the words above it fixed
+    assert await intents_for("issue_comment", edited) == []
+    edited["comment"]["body"] = "/agentvine status"  # only an instruction adds to work; a subcommand is not re-run
+    assert await intents_for("issue_comment", edited) == []
 
 
 async def test_subcommands_become_job_commands():

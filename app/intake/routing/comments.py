@@ -1,4 +1,5 @@
-"""Slash commands in new issue and PR comments. Edited or deleted comments trigger nothing."""
+"""Slash commands in new issue and PR comments. An edited comment starts nothing: one edited to hold a new
+instruction can only add to work already under way there (the worker decides); deleted comments do nothing."""
 
 from __future__ import annotations
 
@@ -54,6 +55,23 @@ async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
                 text=command.text,
             )
         )
+
+
+@router.register("issue_comment", action="edited")
+async def comment_edited(event: sansio.Event, ctx: RouteContext) -> None:
+    comment, issue = event.data["comment"], event.data["issue"]
+    command = parse_command(comment.get("body"), ctx.command_prefix)
+    previous = ((event.data.get("changes") or {}).get("body") or {}).get("from")
+    if command is None or command.name != "instruction" or command == parse_command(previous, ctx.command_prefix):
+        ctx.note("ignored: an edited comment starts nothing")  # a typo fixed around an old command runs nothing
+        return
+    inst = installation_id(event.data)
+    if inst is None:
+        ctx.note("ignored: no installation in payload")
+        return
+    repo, _ = repo_fields(event.data)
+    ctx.add(JobCommand(name=Command.EDIT, installation_id=inst, repo=repo, sender=sender_login(event.data),
+                       issue_number=issue["number"], comment_id=comment["id"], text=command.text))
 
 
 @router.register("pull_request_review_comment", action="created")

@@ -8,8 +8,10 @@ from typing import Any
 
 from app.pipeline.present import texts
 from app.pipeline.present.egress import check_run_section, pull_request_note
+from app.pipeline.present.waiting import wait_line, wait_title
 from app.domain.intents import Command
 from app.domain.job import Figures, Job, JobState, Outcome, external_id
+from app.domain.queue import Wait
 from app.domain.untrusted import (MAX_CHECK_TEXT, MAX_CHECK_TITLE, MAX_COMMENT, block_quote, cap, code_span, defuse,
                                   markdown_block, one_line, table_cell)
 
@@ -77,19 +79,22 @@ def _outcome_block(outcome: Outcome) -> str:
     return "\n\n".join(lines)
 
 
-def tracking_comment(job: Job, *, prefix: str, public_url: str, progress: Progress | None = None) -> str:
+def tracking_comment(job: Job, *, prefix: str, public_url: str, progress: Progress | None = None,
+                     wait: Wait | None = None) -> str:
+    """`wait`: why a queued job has not started (its place in line, or the job it follows)."""
     progress = progress or Progress()
     steps = _checklist(progress) + _activity(progress)
     if job.outcome is not None:
         steps += "\n" + _outcome_block(job.outcome)
-    return _BLANK_RUNS.sub("\n\n", _tracking_comment(job, prefix, public_url, steps))
+    return _BLANK_RUNS.sub("\n\n", _tracking_comment(job, prefix, public_url, steps, wait_line(wait)))
 
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
-def _tracking_comment(job: Job, prefix: str, public_url: str, steps: str) -> str:
+def _tracking_comment(job: Job, prefix: str, public_url: str, steps: str, waiting: str | None) -> str:
     where = f"the full text is on the job's page: {details_url(public_url, job)}"
+    reasons = [line for line in (job.reason if job.outcome is None else None, waiting) if line]
     return _clip(where=where, limit=MAX_COMMENT, text=texts.TRACKING_COMMENT.format(
         marker=texts.TRACKING_MARKER.format(job_id=job.id),
         worker=job.worker,
@@ -97,7 +102,7 @@ def _tracking_comment(job: Job, prefix: str, public_url: str, steps: str) -> str
         requester=job.requester,
         level=job.level,
         model=job.model,
-        reason=f"\n{job.reason}\n" if job.reason and job.outcome is None else "",
+        reason="".join(f"\n{line}\n" for line in reasons),
         steps=steps,
         promise="" if job.terminal else _promise(job, prefix),
         next_step=texts.FOOTER_DONE.format(prefix=prefix) if job.terminal else texts.FOOTER_ACTIVE.format(prefix=prefix),
@@ -137,10 +142,14 @@ def check_run_config_invalid(job: Job, body: str, *, public_url: str) -> dict[st
     }
 
 
-def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any]:
+def check_run_create(job: Job, *, prefix: str, public_url: str, wait: Wait | None = None) -> dict[str, Any]:
     """The body of POST /repos/{owner}/{repo}/check-runs for a freshly acknowledged job."""
     fields = {"worker": job.worker, "issue_number": job.issue_number}
-    state = "waiting_for_approval" if job.state is JobState.WAITING_FOR_APPROVAL else "queued"
+    if job.state is JobState.WAITING_FOR_APPROVAL:
+        title = texts.CHECK_RUN_TITLE["waiting_for_approval"].format(**fields)
+    else:
+        title = wait_title(job, wait)
+    waiting = wait_line(wait)
     return {
         "name": check_run_name(job),
         "head_sha": job.head_sha,
@@ -149,8 +158,8 @@ def check_run_create(job: Job, *, prefix: str, public_url: str) -> dict[str, Any
         "status": "queued",
         "actions": buttons(job),
         "output": {
-            "title": texts.CHECK_RUN_TITLE[state].format(**fields),
-            "summary": _clip(
+            "title": title,
+            "summary": _clip((f"{waiting}\n\n" if waiting else "") +
                 texts.CHECK_RUN_SUMMARY.format(
                     requester=job.requester,
                     worker=job.worker,
@@ -209,8 +218,9 @@ def annotations_batch(outcome: Outcome, batch: int) -> dict[str, Any]:
     return {"annotations": chunk} if chunk else {}
 
 
-def check_run_waiting(job: Job, progress: Progress) -> dict[str, Any]:
-    """The check run while the job waits: for approval (queued) or for an answer (action_required)."""
+def check_run_waiting(job: Job, progress: Progress, wait: Wait | None = None) -> dict[str, Any]:
+    """The check run while the job waits: for approval, a free place or the job before it (queued), or for an
+    answer (action_required)."""
     if job.state is JobState.WAITING_FOR_ANSWER:
         return {
             "status": "completed",
@@ -221,13 +231,15 @@ def check_run_waiting(job: Job, progress: Progress) -> dict[str, Any]:
                 "summary": _clip(f"**Question**\n\n{quote(job.question or '')}\n\n" + _checklist(progress) + _activity(progress)),
             },
         }
+    if job.state is JobState.WAITING_FOR_APPROVAL:
+        title = texts.CHECK_RUN_TITLE["waiting_for_approval"].format(worker=job.worker, issue_number=job.issue_number)
+    else:
+        title = wait_title(job, wait)
+    lines = [line for line in (job.reason, wait_line(wait)) if line]
     return {
         "status": "queued",
         "actions": buttons(job),
-        "output": {
-            "title": texts.CHECK_RUN_TITLE["queued"].format(worker=job.worker, issue_number=job.issue_number),
-            "summary": _clip((job.reason or "") + "\n\n" + _checklist(progress)),
-        },
+        "output": {"title": title, "summary": _clip("\n\n".join([*lines, _checklist(progress)]))},
     }
 
 

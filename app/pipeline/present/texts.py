@@ -14,6 +14,7 @@ STATE_HEADLINE = {
     "queued": "Queued",
     "acknowledged": "Queued",
     "waiting_for_approval": "Waiting for approval",
+    "waiting_for_job": "Queued as a follow-up",
     "running": "Working",
     "waiting_for_answer": "Waiting for your answer",
     "succeeded": "Done",
@@ -38,8 +39,37 @@ FOOTER_DONE = "`{prefix} retry` runs it again"
 
 CHECK_RUN_TITLE = {
     "queued": "Queued: {worker} for #{issue_number}",
+    "in_line": "Queued, {place} in line: {worker} for #{issue_number}",
+    "waiting_for_job": "Queued as a follow-up: {worker} for #{issue_number}",
     "waiting_for_approval": "Waiting for approval: {worker} for #{issue_number}",
 }
+
+# Why a queued job waits (app/domain/queue.py), on its tracking comment and check run, edited as it moves.
+WAIT_PLACE = "⏳ **{place} in line** — {limit}."
+WAIT_BEYOND = "⏳ **More than {shown} jobs ahead** — {limit}."
+WAIT_LIMIT = {
+    "repository": "AgentVine runs at most {limit} {jobs} at a time in this repository (`AGENTVINE_MAX_JOBS_PER_REPO`)",
+    "installation": "AgentVine runs at most {limit} {jobs} at a time for this installation (`AGENTVINE_MAX_JOBS_PER_INSTALLATION`)",
+    "service": "AgentVine runs at most {limit} {jobs} at a time in all (`AGENTVINE_MAX_CONCURRENT_JOBS`)",
+}
+WAIT_PAUSED = ("⏳ **Waiting** — this AgentVine starts no agent at the moment (`AGENTVINE_MAX_CONCURRENT_JOBS` is 0); "
+               "the job starts when its operator raises it.")
+WAIT_AFTER = ("⏳ AgentVine is already working on this ({worker} job `{job_id}`, {state}) — your comment will be "
+              "read when that job ends; then the work goes on from its branch.")
+
+# A second trigger while a job is queued or running here (docs/usage.md, "When AgentVine is already working").
+ALREADY_WORKING = ("@{sender} AgentVine is already working on this ({worker} job `{job_id}`, {state}), so {what} "
+                   "starts no second job. `{prefix} <instruction>` adds to that work; `{prefix} cancel` stops it.")
+ALREADY_WORKING_WHAT = {"label": "the label {label}", "command": "this comment"}
+FOLDED = ("@{sender} AgentVine is already working on this ({worker} job `{job_id}`, {state}) — your comment will be "
+          "read when that job starts: it reads the comments of people with **{permission}** access then.")
+REASON_ALREADY_WORKING = "AgentVine was already working on this (job `{job_id}`)"
+REASON_FOLDED = "Read into job `{job_id}`, which had not started"
+REASON_EDITED = "An edited comment starts nothing, and no work is under way here"
+FOLLOW_UP_RELEASED = "Job `{job_id}` before it has ended ({conclusion}); this follow-up goes on from {where}."
+FOLLOW_UP_FROM_BRANCH = "its branch `{branch}`"
+FOLLOW_UP_FROM_BASE = "`{branch}` (that job pushed nothing)"
+CANCELLED_WITH = "Cancelled by @{sender}, with job `{job_id}` it was to follow."
 
 CHECK_RUN_SUMMARY = """@{requester} asked for a **{worker}** job on #{issue_number} ({level}, model `{model}`).
 
@@ -208,6 +238,10 @@ QUESTION_COMMENT = """@{requester} AgentVine needs an answer to go on:
 
 Reply in a comment: the next one from someone with **{permission}** access is taken as the answer, and the work resumes where it stopped. `{prefix} cancel` stops the job; without an answer it ends after {hours:g} hours.
 """
+# Around the worker's prompt: a comment that holds an instruction, and a follow-up's starting point.
+LATER_INSTRUCTION = "\nInstruction from @{author}, in a comment:\n{text}\n"
+FOLLOW_UP_NOTE = ("\nThis follows earlier work on this issue: the checkout is the branch `{branch}`, which holds "
+                  "AgentVine's commits for it. Build on that work; do not start over.\n")
 ANSWER_RESUME = "@{answered_by} answered your question:\n\n{answer}\n\nGo on with the task."
 QUESTION_EXPIRED = "No answer came within {hours:g} hours, so the job ended. `{prefix} retry` starts it again."
 
