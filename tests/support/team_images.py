@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import subprocess
 import tarfile
@@ -71,18 +72,26 @@ def _filtered_export(client, image: str, out: Path, drop: tuple[str, ...]) -> No
         container.remove(force=True)
 
 
-def _import(client, tar: Path | bytes, tag: str, changes: list[str], platform: str | None = None) -> str:
+def _import(client, tar: Path | bytes, tag: str, changes: list[str]) -> str:
     repository, _, name = tag.rpartition(":")
-    if platform is None:
-        client.api.import_image_from_file(str(tar), repository=repository, tag=name, changes=changes) \
-            if isinstance(tar, Path) else client.api.import_image_from_data(tar, repository=repository, tag=name,
-                                                                             changes=changes)
-    else:  # docker-py's import has no platform; the engine's API takes it (docker import --platform)
-        params = {"fromSrc": "-", "repo": repository, "tag": name, "platform": platform, "changes": changes}
-        answer = client.api._post(client.api._url("/images/create"), params=params, data=tar,
-                                  headers={"Content-Type": "application/tar"})
-        client.api._raise_for_status(answer)
+    if isinstance(tar, Path):
+        client.api.import_image_from_file(str(tar), repository=repository, tag=name, changes=changes)
+    else:
+        client.api.import_image_from_data(tar, repository=repository, tag=name, changes=changes)
     assert _exists(client, tag), f"importing {tag} failed"
+    return tag
+
+
+def _load(client, layer: bytes, tag: str, arch: str) -> str:
+    """`docker load` of an image written here in `docker save`'s format, whose configuration says
+    `arch` (docker import on this engine ignores --platform)."""
+    diff_id = hashlib.sha256(layer).hexdigest()
+    config = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]}}).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": [f"{diff_id}/layer.tar"]}]).encode()
+    client.images.load(_tar_of({"manifest.json": manifest, config_name: config, f"{diff_id}/layer.tar": layer}))
+    assert _exists(client, tag), f"loading {tag} failed"
     return tag
 
 
@@ -117,8 +126,7 @@ def shell_less_image(client) -> str:
 
 def foreign_arch_image(client, arch: str) -> str:
     """An image that says it is for `arch` (its contents do not matter: it is refused before it runs)."""
-    tar = _tar_of({"bin/sh": b"#!/not-a-shell\n"})
-    return _import(client, tar, f"{TEAM_REPOSITORY}:{arch}-{REVISION}", [], platform=f"linux/{arch}")
+    return _load(client, _tar_of({"bin/sh": b"#!/not-a-shell\n"}), f"{TEAM_REPOSITORY}:{arch}-{REVISION}", arch)
 
 
 def busybox_image(client, arch: str, mirror: str = "http://deb.debian.org/debian") -> str:
@@ -131,6 +139,10 @@ def busybox_image(client, arch: str, mirror: str = "http://deb.debian.org/debian
     with tempfile.TemporaryDirectory(prefix="agentvine-busybox-") as tmp:
         tar = Path(tmp) / "rootfs.tar"
         subprocess.run([shutil.which("mmdebstrap") or "mmdebstrap", "--variant=extract", "--include=busybox-static",
-                        f"--architectures={arch}", '--customize-hook=ln -s busybox "$1/bin/sh"', "bookworm", str(tar),
-                        f"deb {mirror} bookworm main"], check=True, capture_output=True, timeout=300)
+                        f"--architectures={arch}", "bookworm", str(tar), f"deb {mirror} bookworm main"],
+                       check=True, capture_output=True, timeout=300)
+        with tarfile.open(tar, "a") as rootfs:  # the extract variant installs nothing, so no /bin/sh link
+            link = tarfile.TarInfo("./bin/sh")
+            link.type, link.linkname, link.mode = tarfile.SYMTYPE, "busybox", 0o777
+            rootfs.addfile(link)
         return _import(client, tar, tag, ['CMD ["/bin/sh"]'])

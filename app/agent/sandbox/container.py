@@ -47,7 +47,7 @@ from .layout import (
     RUNTIME_DIR,
     WORKSPACE,
 )
-from .runtime import RUNTIME_ENTRYPOINT
+from .runtime import NEEDS_BASH, RUNTIME_ENTRYPOINT
 
 __all__ = [
     "LABEL",
@@ -204,7 +204,11 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
         env["AGENTVINE_GATEWAY_SOCKET"] = CONTAINER_GATEWAY_SOCKET
         env.setdefault("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{spec.gateway_port}")
     else:
-        env.pop("AGENTVINE_GATEWAY_PORT", None)
+        env["AGENTVINE_GATEWAY_PORT"] = ""
+    # The entrypoints' own variables are always ours: an image's ENV cannot set them (Docker lets
+    # the container's environment override the image's).
+    for key in ("AGENTVINE_FORWARDS", NEEDS_BASH):
+        env.setdefault(key, "")
     for k, v in env.items():
         if not _ENV_KEY_RE.match(k) or not isinstance(v, str) or "\0" in v:
             raise SandboxError(f"bad environment variable {k!r}")

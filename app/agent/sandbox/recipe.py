@@ -187,8 +187,9 @@ PROFILES: dict[str, Profile] = {
         # falls back to a user install in the job's home (~/.local), which is what a job wants.
         setup="rm -f /usr/lib/python3*/EXTERNALLY-MANAGED\n",
         # `pip install --user` and `npm install -g` both land in ~/.local (the job's home, writable).
+        # Python's bytecode goes to /tmp: __pycache__ folders in the workspace would be committed.
         env={"PATH": f"{_LOCAL_BIN}:" + IMAGE_ENV["PATH"], "NPM_CONFIG_PREFIX": f"{AGENT_HOME}/.local",
-             "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+             "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPYCACHEPREFIX": "/tmp/pycache"},
         smoke=("python3 --version", "python3 -m pip --version", "python3 -m venv /tmp/venv", "node --version",
                "npm --version", "gcc --version", "make --version", "rg --version", "jq --version",
                "curl --version", "unzip -v"),
