@@ -147,7 +147,8 @@ class _Run:
         try:
             self.container.start()
         except import_docker().errors.APIError as exc:
-            if self.spec.runtime_volume is None:
+            # 404/409: the container went away meanwhile (an operator, an orphan sweep): not the image's doing.
+            if self.spec.runtime_volume is None or exc.status_code in (404, 409):
                 raise
             # The image's fault (a /bin/sh that cannot run, say): Docker's text stays in the log.
             log.warning("sandbox %s: %s cannot start: %s", self.name, self.spec.image, exc)
