@@ -16,10 +16,10 @@ import tarfile
 import time
 
 from .forwarder import FORWARDER_C, FORWARDER_NAME
-from .layout import AGENT_GID, AGENT_UID, DEFAULT_GATEWAY_PORT, LABEL, LABEL_JOB, RUNTIME_DIR
+from .layout import AGENT_GID, AGENT_UID, DEFAULT_GATEWAY_PORT, RUNTIME_DIR
 from .recipe import image_tag
 from .rootfs import BuildError, Log
-from .runtime import COMPLETE_MARKER, RUNTIME_BIN, RUNTIME_ENTRYPOINT, machine_arch, runtime_entrypoint, runtime_volume_name
+from .runtime import RUNTIME_BIN, RUNTIME_ENTRYPOINT, machine_arch, runtime_entrypoint, runtime_volume_name
 
 __all__ = ["build_runtime", "runtime_is_complete"]
 
@@ -43,7 +43,8 @@ _SMOKE_SCRIPT = (f'command -v claude; claude --version; grep -q "0100007F:{DEFAU
 def _container_options(image: str, mounts: list, **extra) -> dict:
     return dict(image=image, network_mode="none", read_only=True, tmpfs={"/tmp": "rw,nosuid,nodev,size=256m"},
                 cap_drop=["ALL"], security_opt=["no-new-privileges"], mounts=mounts,
-                labels={LABEL: "1", LABEL_JOB: "runtime-build"}, **extra)
+                # Not the sandboxes' label: a worker starting meanwhile removes every container that has it.
+                labels={"agentvine.build": "runtime"}, **extra)
 
 
 def _run(client, options: dict, what: str, files: dict[str, str] | None = None) -> str:
