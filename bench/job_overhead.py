@@ -83,7 +83,7 @@ async def run(jobs: int, image: str = "full") -> dict:
                 assert status == 202, answer
                 await service.dispatcher.wait_idle(timeout=300)
                 job = service.store.get_job(service.store.delivery_jobs(answer["delivery"])[0])
-                assert job.outcome and job.outcome.conclusion == "success", (job.state, job.reason)
+                assert job.outcome and job.outcome.conclusion == "success", (job.state, job.reason, job.outcome and job.outcome.detail)
                 finished = next(e.at for e in service.store.events(job.id) if e.kind == "finished")
                 total = finished - job.created_at
                 model_s = job.outcome.figures.model_s or 0.0

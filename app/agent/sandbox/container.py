@@ -297,6 +297,10 @@ def check_shell(client, container) -> None:
     api = client.api
     answer = api.head(api._url("/containers/{0}/archive", container.id), params={"path": "/bin/sh"}, timeout=30)
     if answer.status_code == 404:
+        try:  # a 404 also says the container itself is gone (removed meanwhile): not the image's doing
+            api.inspect_container(container.id)
+        except import_docker().errors.NotFound as exc:
+            raise SandboxError(f"the container {container.id[:12]} was removed before it started") from exc
         raise ImageUnusable("no_shell")
     answer.raise_for_status()
     try:

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import socket
+import uuid
 
 import pytest
 
@@ -234,3 +235,18 @@ async def test_what_a_hostile_image_declares_changes_nothing_of_the_sandbox(dock
     assert container.labels["agentvine.job"] == job_id and container.labels["agentvine"] == "1"
     assert not (job_dirs[0] / "healthcheck-ran").exists()
     assert {v.name for v in docker_client.volumes.list()} == volumes_before  # no anonymous volume, for /data or any
+
+
+def test_a_failed_runtime_build_leaves_no_volume(docker_client, full_image, monkeypatch):
+    import docker
+
+    from app.agent.sandbox import runtime_build
+    from app.agent.sandbox.rootfs import BuildError
+
+    name = f"agentvine-runtime-test-broken-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setattr(runtime_build, "runtime_volume_name", lambda _version: name)
+    monkeypatch.setattr(runtime_build, "_BUILD_SCRIPT", "echo the compiler broke >&2; exit 3")
+    with pytest.raises(BuildError, match="exit code 3:\nthe compiler broke"):
+        build_runtime(PINNED, log=lambda _line: None, client=docker_client)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.volumes.get(name)
