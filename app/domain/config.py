@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from app.domain.findings import RequestChangesOn
+
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
 # The deepest the config itself goes is 4; PyYAML composes nodes recursively, so a few KiB of `[[[[`
@@ -112,6 +114,24 @@ class WorkspaceLimits(_Strict):
     max_changed_files: Annotated[int, Field(ge=1, le=1_000_000)]
 
 
+class FollowCI(_Strict):
+    """CI failing on AgentVine's own pull request starts a follow-up on its branch (app/pipeline/ci_follow.py)."""
+
+    # autonomous: for pull requests of autonomous jobs; always: every level; never: none.
+    when: Literal["autonomous", "always", "never"]
+    max_rounds: Annotated[int, Field(ge=1, le=10)]  # follow-ups per pull request, at most
+
+    def covers(self, level: str | None) -> bool:
+        return self.when == "always" or (self.when == "autonomous" and level == "autonomous")
+
+
+class ReviewSettings(_Strict):
+    """What the `review` worker does beyond its worker settings."""
+
+    on_push: bool  # review each push to a pull request (what is new since the last review)
+    request_changes_on: RequestChangesOn  # REQUEST_CHANGES from this severity on; `never`: always COMMENT
+
+
 class BotConfig(_Strict):
     command_prefix: Annotated[str, Field(pattern=r"^/[a-z0-9-]+$")]
     label_prefix: Annotated[str, Field(min_length=1, max_length=50)]
@@ -125,6 +145,8 @@ class BotConfig(_Strict):
     questions: Questions
     sandbox: SandboxLimits
     workspace: WorkspaceLimits
+    follow_ci: FollowCI
+    review: ReviewSettings
 
     @field_validator("labels", "seniority")
     @classmethod
@@ -134,6 +156,13 @@ class BotConfig(_Strict):
             if not label.startswith(prefix):
                 raise ValueError(f"label {label!r} must start with {prefix!r}")
         return labels
+
+    @field_validator("follow_ci", mode="before")
+    @classmethod
+    def _follow_ci_shape(cls, value: Any) -> Any:
+        if not isinstance(value, (dict, FollowCI)):  # a bool was expanded before the merge
+            raise ValueError("must be true, false, or a mapping with `when` and `max_rounds`")
+        return value
 
     @field_validator("workers")
     @classmethod
@@ -197,6 +226,14 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def expand_shorthands(override: dict[str, Any]) -> dict[str, Any]:
+    """`follow_ci: true` (false) stands for `follow_ci: {when: always}` (never): the other keys keep
+    their defaults, which a scalar would otherwise replace in the merge."""
+    if isinstance(override.get("follow_ci"), bool):
+        return {**override, "follow_ci": {"when": "always" if override["follow_ci"] else "never"}}
+    return override
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Mappings merge key by key; any other value replaces; `null` removes a key."""
     merged = dict(base)
@@ -241,7 +278,7 @@ def merge_repo_config(text: str, default_path: Path | None = None, ceilings: Cei
     forbidden = [key for key in SERVICE_ONLY_KEYS if key in override]
     if forbidden:
         raise ConfigError(REPO_CONFIG_PATH, [f"{key}: can only be set by the AgentVine service" for key in forbidden])
-    config = validate(deep_merge(_default_data(path), override), REPO_CONFIG_PATH)
+    config = validate(deep_merge(_default_data(path), expand_shorthands(override)), REPO_CONFIG_PATH)
     return (ceilings or Ceilings()).enforce(config, REPO_CONFIG_PATH)
 
 

@@ -9,8 +9,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from app.domain.ci import CISignal
 from app.domain.job import Trigger
-
 
 
 class Command(StrEnum):
@@ -26,6 +26,7 @@ class Command(StrEnum):
     REVIEW_COMMENT = "review_comment"  # a review comment on AgentVine's pull request
     REMOVE_INSTALLATION = "remove_installation"  # AgentVine lost access to a repository
     RUN_CI = "run_ci"  # a maintainer read the diff: let the repository's CI run on it
+    CI_COMPLETED = "ci_completed"  # the repository's CI finished (or failed) on a branch of AgentVine's
 
 
 #: What people may type after the prefix (`/agentvine approve`); anything else is an instruction.
@@ -59,6 +60,7 @@ class JobCommand(BaseModel):
     job_id: str | None = None  # known when the command comes from a check run (external_id)
     comment_id: int | None = None
     text: str | None = None
+    ci: CISignal | None = None  # for ci_completed: what finished, where
     delivery_id: str | None = None  # set when stored
 
 

@@ -9,6 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.domain.ci import CIFailure
+from app.domain.findings import RequestChangesOn, ReviewLedger
+
 
 # A check run's external_id names the job it belongs to: how a button press finds its job again.
 EXTERNAL_ID_PREFIX = "agentvine:"
@@ -56,15 +59,19 @@ class InvalidTransition(RuntimeError):
 
 
 class Trigger(BaseModel):
-    """What started the job: a label on an issue/PR, or a slash command in a comment."""
+    """What started the job: a label on an issue/PR, a slash command in a comment, CI failing on
+    AgentVine's own pull request (`ci`: the failure, app/pipeline/ci_follow.py), or a push to a PR
+    (`pull_request.synchronize`: a review of what is new, if the repository wants one)."""
 
-    kind: Literal["label", "command"]
+    kind: Literal["label", "command", "ci", "push"]
     worker: str | None = None  # a command that names its worker (`review`), else from config
     label: str | None = None
     instruction: str | None = None
     # Who wrote the instruction; a retry keeps it while the job's requester is whoever asked again.
     instruction_by: str | None = None
     comment_id: int | None = None
+    ci: CIFailure | None = None
+    full: bool = False  # `/agentvine review full`: the whole pull request again, not only what is new
 
 
 Conclusion = Literal["success", "failure", "neutral", "timed_out", "cancelled"]
@@ -94,6 +101,7 @@ class RunSettings(BaseModel):
     max_files: int = 100_000
     max_file_mb: int = 50
     max_changed_files: int = 1000
+    request_changes_on: RequestChangesOn = "never"  # a review: REQUEST_CHANGES from this severity on
 
 
 class Figures(BaseModel):
@@ -163,6 +171,7 @@ class Job(BaseModel):
     answer: str | None = None  # the answer to pass on when the session resumes
     answered_by: str | None = None
     outcome: Outcome | None = None
+    review: ReviewLedger | None = None  # a published review, and the PR's findings as it left them
 
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

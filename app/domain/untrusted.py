@@ -3,7 +3,8 @@ inert for the Markdown context it lands in on GitHub, and capped at GitHub's lim
 
 Each escaper names its context: `code_span` (inline code), `table_cell`, `list_item`, `block_quote`,
 `link_text`, `one_line` (plain-text titles), `markdown_block` (the agent's own Markdown). All of
-them `defuse` @mentions and issue references; `cap` cuts a whole body without opening an escape.
+them `defuse` @mentions and issue references, but `suggestion_block` (code GitHub can commit, where
+neither is linked); `cap` cuts a whole body without opening an escape.
 """
 
 from __future__ import annotations
@@ -185,6 +186,16 @@ def markdown_block(text: str) -> str:
     block = _HTML_BLOCK.sub(r"\1&lt;", defuse(text))
     fence = _open_fence(block)
     return block if fence is None else block.rstrip("\n") + "\n" + fence
+
+
+def suggestion_block(code: str) -> str:
+    """`code` (the agent's replacement for some lines) as a GitHub ```suggestion block it cannot leave:
+    the fence is longer than any run of backticks inside. Nothing is defused: in a code block GitHub
+    links no mention and no reference, and a zero-width space would end up in the committed code."""
+    code = code.replace("\r\n", "\n").replace("\r", "\n")
+    longest = max((len(run) for run in _BACKTICKS.findall(code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}suggestion\n{code}\n{fence}" if code else f"{fence}suggestion\n{fence}"
 
 
 # --- caps ----------------------------------------------------------------------------------------

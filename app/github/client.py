@@ -102,6 +102,9 @@ class InstallationAPI:
     async def patch(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any, **kw: Any) -> Any:
         return await self._call("patch", url, url_vars=url_vars, data=data, **kw)
 
+    async def put(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = b"", **kw: Any) -> Any:
+        return await self._call("put", url, url_vars=url_vars, data=data, **kw)
+
     async def delete(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> Any:
         return await self._call("delete", url, url_vars=url_vars, **kw)
 

@@ -35,7 +35,7 @@ PERMISSIONS = (
     Need("contents", "Contents", "write", "clone, push the job's branch, read `.github/agentvine.yml`"),
     Need("issues", "Issues", "write", "👀, the tracking comment, questions and replies"),
     Need("pull_requests", "Pull requests", "write", "open and update the pull request, reviews, 👀 on review comments"),
-    Need("checks", "Checks", "write", "the check run and its buttons"),
+    Need("checks", "Checks", "write", "the check run and its buttons; reading CI's failing checks on its pull requests"),
     Need("metadata", "Metadata", "read", "GitHub gives it to every App"),
 )
 # Only for repositories whose configuration sets `allow_workflow_changes: true` (`agentvine setup --workflows`).
@@ -43,9 +43,10 @@ WORKFLOWS = Need("workflows", "Workflows", "write", "only with `allow_workflow_c
 EVENTS = (
     Need("issues", "Issues", "", "a label starts a job"),
     Need("issue_comment", "Issue comment", "", "`/agentvine` commands, answers to questions"),
-    Need("pull_request", "Pull request", "", "a label on a pull request starts a job there (a review)"),
+    Need("pull_request", "Pull request", "", "a label on a pull request starts a job there (a review); a push may ask for a review of what is new"),
     Need("pull_request_review_comment", "Pull request review comment", "", "a comment on a line of AgentVine's pull request"),
-    Need("check_run", "Check run", "", "the check run's buttons and Re-run"),
+    Need("check_run", "Check run", "", "the check run's buttons and Re-run; a failing CI check on AgentVine's pull request"),
+    Need("check_suite", "Check suite", "", "CI finished on AgentVine's pull request: a follow-up when it failed"),
 )
 # GitHub sends these to every App; a manifest cannot subscribe to them.
 ALWAYS_SENT = (

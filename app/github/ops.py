@@ -18,9 +18,11 @@ class RestAPI(Protocol):
     async def getitem(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> Any: ...
     async def post(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any, **kw: Any) -> Any: ...
     async def patch(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any, **kw: Any) -> Any: ...
+    async def put(self, url: str, url_vars: dict[str, Any] | None = None, *, data: Any = b"", **kw: Any) -> Any: ...
     def getiter(self, url: str, url_vars: dict[str, Any] | None = None, **kw: Any) -> AsyncIterator[Any]: ...
 
 
+REVIEW_EVENTS = ("COMMENT", "REQUEST_CHANGES")  # what AgentVine submits; never APPROVE
 BUILT_IN_ROLES = ("admin", "maintain", "write", "triage", "read")  # GitHub's role_name for its own roles
 # A custom role's rights are those of its base role: user.permissions says which, from the top.
 _RIGHTS = (("admin", "admin"), ("maintain", "maintain"), ("push", "write"), ("triage", "triage"), ("pull", "read"))
@@ -127,6 +129,26 @@ class RepoOps:
         return await self.api.patch("/repos/{owner}/{repo}/check-runs/{check_run_id}",
                                     self._vars(check_run_id=check_run_id), data=body)
 
+    async def check_runs_on(self, sha: str, *, limit: int) -> list[dict]:
+        """Every App's latest check run of each name on commit `sha` (checks/list-for-ref), at most `limit`."""
+        runs: list[dict] = []
+        async for run in self.api.getiter("/repos/{owner}/{repo}/commits/{ref}/check-runs{?filter,per_page}",
+                                          self._vars(ref=sha, filter="latest", per_page=100), iterable_key="check_runs"):
+            runs.append(run)
+            if len(runs) >= limit:
+                break
+        return runs
+
+    async def check_run_annotations(self, check_run_id: int, *, limit: int) -> list[dict]:
+        """A check run's annotations (checks/list-annotations), at most `limit`."""
+        found: list[dict] = []
+        async for annotation in self.api.getiter("/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations{?per_page}",
+                                                 self._vars(check_run_id=check_run_id, per_page=min(limit, 100))):
+            found.append(annotation)
+            if len(found) >= limit:
+                break
+        return found
+
     # --- pull requests -------------------------------------------------------------------------
 
     async def pull(self, number: int) -> dict:
@@ -158,5 +180,21 @@ class RepoOps:
         return files
 
     async def create_review(self, number: int, body: dict) -> dict:
+        """A submitted review: COMMENT or REQUEST_CHANGES. Never APPROVE (a bot's approval could count as
+        the human one branch protection asks for), nor a pending review (no `event`): refused here, the
+        one place every review passes, whatever asked for it."""
+        if body.get("event") not in REVIEW_EVENTS:
+            raise ValueError(f"AgentVine submits only {' or '.join(REVIEW_EVENTS)} reviews, not {body.get('event')!r}")
         return await self.api.post("/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
                                    self._vars(pull_number=number), data=body)
+
+    async def dismiss_review(self, number: int, review_id: int, message: str) -> dict:
+        return await self.api.put("/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/dismissals",
+                                  self._vars(pull_number=number, review_id=review_id),
+                                  data={"message": message, "event": "DISMISS"})
+
+    async def compare(self, base: str, head: str) -> dict:
+        """repos/compare-commits-with-basehead for `base...head` (commit shas): status, commits and the
+        files changed since their merge base (at most 300, GitHub's limit)."""
+        return await self.api.getitem("/repos/{owner}/{repo}/compare/{basehead}",
+                                      self._vars(basehead=f"{base}...{head}"))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import gidgethub
+
 from app.pipeline.present import render, texts
 from app.domain.config import BotConfig
 from app.domain.job import Job, JobState, RunSettings
@@ -15,6 +17,7 @@ from app.domain.untrusted import code_span
 from app.agent.boundary.workspace import branch_name
 from app.pipeline.admit import Admission, admit, resolve_model, unauthorized_text
 from app.pipeline.context import JobContext
+from app.pipeline.review.incremental import previous_review
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,9 @@ async def acknowledge(ctx: JobContext) -> None:
     admission = await admit(ctx.github, job, ctx.service_config, ctx.settings.ceilings)
     if admission.rule is None:
         ctx.update("rejected", to=JobState.REJECTED, reason=f"label {job.trigger.label!r} is not mapped")
+        return
+    if admission.skip is not None:
+        ctx.update("rejected", to=JobState.REJECTED, reason=admission.skip)
         return
     if not admission.authorized:
         await _reject_unauthorized(ctx, admission)
@@ -37,6 +43,9 @@ async def acknowledge(ctx: JobContext) -> None:
     )
     if job.is_pull_request and not await _pull_request_branch(ctx):
         return
+    if not await _ci_head_current(ctx):
+        return
+    _reuse_review_comment(ctx)
     await asyncio.gather(_react(ctx), _resolve_head(ctx))
     if admission.config_error is not None:
         await _report_config_error(ctx, admission)
@@ -62,6 +71,7 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         trigger_permission=config.permissions.trigger,
         approve_permission=config.permissions.approve,
         question_expiry_hours=config.questions.expire_hours,
+        request_changes_on=config.review.request_changes_on,
         memory=config.sandbox.memory,
         cpus=config.sandbox.cpus,
         pids=config.sandbox.pids,
@@ -74,7 +84,8 @@ async def _reject_unauthorized(ctx: JobContext, admission: Admission) -> None:
     job = ctx.job
     config = admission.config or ctx.service_config
     reason = f"@{job.requester} has {admission.permission} access; {admission.required} is needed"
-    notify = config.notify_unauthorized and not _told_before(ctx)
+    # A push is no request to AgentVine: it gets no notice (the pusher may not even know the bot).
+    notify = config.notify_unauthorized and job.trigger.kind != "push" and not _told_before(ctx)
     if notify:
         await ctx.github.comment(job.issue_number, unauthorized_text(job, admission))
     ctx.update("rejected", to=JobState.REJECTED, reason=reason,
@@ -99,7 +110,8 @@ async def _pull_request_branch(ctx: JobContext) -> bool:
     head_repo = (head.get("repo") or {}).get("full_name")
     if head_repo != job.repo:
         body = texts.FORK_REFUSED.format(head=code_span(str(head.get("label") or head_repo)))
-        await ctx.github.comment(job.issue_number, f"@{job.requester} {body}")
+        if job.trigger.kind != "push":  # said once, when someone asked; not again on every push
+            await ctx.github.comment(job.issue_number, f"@{job.requester} {body}")
         ctx.update("rejected", to=JobState.REJECTED, reason=f"pull request from a fork ({head_repo})")
         return False
     if head["ref"] == job.default_branch and job.worker != "review":  # a review pushes nothing
@@ -111,9 +123,30 @@ async def _pull_request_branch(ctx: JobContext) -> bool:
     return True
 
 
+async def _ci_head_current(ctx: JobContext) -> bool:
+    """A CI follow-up is for the commit CI failed on: if the pull request moved on since, it does not run."""
+    job, failure = ctx.job, ctx.job.trigger.ci
+    if failure is None or job.head_sha == failure.sha:
+        return True
+    await ctx.github.comment(job.issue_number, texts.CI_MOVED_ON.format(sha=code_span(failure.sha[:12])))
+    ctx.update("rejected", to=JobState.REJECTED, reason=f"the pull request moved on from {failure.sha[:12]}")
+    return False
+
+def _reuse_review_comment(ctx: JobContext) -> None:
+    """A review of a push edits the tracking comment of the pull request's last review instead of
+    adding one more: with `review.on_push`, a comment per push would bury the conversation."""
+    job = ctx.job
+    if job.trigger.kind != "push" or job.tracking_comment_id is not None:
+        return
+    earlier = previous_review(ctx.store, job)
+    if earlier is not None and earlier.tracking_comment_id is not None:
+        ctx.update("tracking_comment", log={"comment_id": earlier.tracking_comment_id, "reused_from": earlier.id},
+                   tracking_comment_id=earlier.tracking_comment_id)
+
+
 async def _react(ctx: JobContext) -> None:
     job = ctx.job
-    if job.reacted:
+    if job.reacted or job.trigger.kind == "push":  # a push is nothing people could see a 👀 on
         return
     if job.trigger.kind == "command" and job.trigger.comment_id:
         await ctx.github.react_to_comment(job.trigger.comment_id)
@@ -133,11 +166,16 @@ async def _resolve_head(ctx: JobContext) -> None:
 async def _tracking_comment(ctx: JobContext, shown: Job) -> None:
     job = ctx.job
     body = render.tracking_comment(shown, prefix=ctx.service_config.command_prefix, public_url=ctx.settings.public_url)
-    if job.tracking_comment_id is None:
-        comment = await ctx.github.comment(job.issue_number, body)
-        ctx.update("tracking_comment", log={"comment_id": comment["id"]}, tracking_comment_id=comment["id"])
-    else:
-        await ctx.github.edit_comment(job.tracking_comment_id, body)
+    if job.tracking_comment_id is not None:
+        try:
+            await ctx.github.edit_comment(job.tracking_comment_id, body)
+            return
+        except gidgethub.BadRequest as exc:
+            if exc.status_code != 404:
+                raise
+            # Someone deleted it (a reused review comment, say): a new one follows.
+    comment = await ctx.github.comment(job.issue_number, body)
+    ctx.update("tracking_comment", log={"comment_id": comment["id"]}, tracking_comment_id=comment["id"])
 
 
 async def _check_run(ctx: JobContext, shown: Job) -> None:

@@ -42,6 +42,8 @@ def resolve_rule(job: Job, config: BotConfig) -> LabelRule | None:
     """Worker type and level the trigger asks for; None for a label the config does not map."""
     if job.trigger.kind == "label":
         return config.labels.get(job.trigger.label or "")
+    if job.trigger.ci is not None and job.trigger.worker:  # a CI follow-up keeps the level of the job it follows
+        return LabelRule.model_validate({"worker": job.trigger.worker, "level": job.trigger.ci.level})
     if job.trigger.worker:  # e.g. `review`: the level its label has, else the commands' level
         level = next((r.level for r in config.labels.values() if r.worker == job.trigger.worker), config.commands.level)
         return LabelRule(worker=job.trigger.worker, level=level)
@@ -55,6 +57,13 @@ def resolve_model(job: Job, config: BotConfig, worker: str) -> str:
     return config.workers[worker].model  # type: ignore[index]
 
 
+def reviews_pushes(job: Job, config: BotConfig) -> bool:
+    """Whether a push to the job's pull request is reviewed: `review.on_push`, or the review label on it."""
+    if config.review.on_push:
+        return True
+    return any((rule := config.labels.get(label)) is not None and rule.worker == "review" for label in job.labels)
+
+
 @dataclass
 class Admission:
     config: BotConfig | None = None
@@ -62,6 +71,7 @@ class Admission:
     rule: LabelRule | None = None
     permission: str = "none"
     required: str = "write"
+    skip: str | None = None  # why the job ends here without a word on GitHub (a push nobody asked to review)
 
     @property
     def authorized(self) -> bool:
@@ -78,6 +88,9 @@ async def admit(github: RepoOps, job: Job, defaults: BotConfig, ceilings: Ceilin
     admission.rule = resolve_rule(job, effective)
     if admission.rule is None and admission.config is not None:
         return admission  # an unmapped label: no API call spent on permission
+    if job.trigger.kind == "push" and not reviews_pushes(job, effective):
+        admission.skip = texts.PUSH_NOT_REVIEWED
+        return admission
     admission.required = effective.permissions.trigger
     admission.permission = await github.permission(job.requester)
     return admission

@@ -11,7 +11,8 @@ import gidgethub
 
 from app.agent.boundary import changeset, workspace
 from app.domain.job import Outcome
-from app.domain.untrusted import defuse
+from app.domain.untrusted import defuse, one_line
+from app.pipeline.ci_prompt import build_ci_prompt
 from app.pipeline.context import JobContext
 from app.pipeline.outcome import AgentRun, ended, finish
 from app.pipeline.present import render, texts
@@ -31,6 +32,8 @@ class ChangeFlow:
         job = ctx.job
         if job.answer is not None:  # the session resumes: it knows the task, it gets the answer
             return texts.ANSWER_RESUME.format(answered_by=job.answered_by, answer=job.answer)
+        if job.trigger.ci is not None:  # CI failed on AgentVine's pull request: the failure is the task
+            return await build_ci_prompt(ctx) + texts.QUESTION_CONVENTION
         return await build_prompt(ctx) + texts.QUESTION_CONVENTION
 
     async def conclude(self, ctx: JobContext, run: AgentRun) -> None:
@@ -81,6 +84,9 @@ SKIP_CI_TRAILER = "skip-checks: true"
 def commit_message(ctx: JobContext, outcome: Outcome) -> str:
     job = ctx.job
     first = f"{job.worker}: {job.issue_title}"[:72]
+    if job.trigger.ci is not None:
+        names = ", ".join(check.name for check in job.trigger.ci.checks)
+        first = defuse(one_line(f"{job.worker}: make CI pass ({names})", 72))
     summary = (outcome.summary or "").strip()
     if len(summary) > 2_000:
         summary = summary[:2_000] + "…"
@@ -102,6 +108,8 @@ async def commit_and_push(ctx: JobContext, ws: workspace.Workspace, changes: cha
         author_name=bot, author_email=ctx.settings.noreply_email(ctx.settings.app_bot_user_id, bot),
     )
     await workspace.push(ws, sha, await ctx.api.token(), expected_remote=expected_remote)
+    # What CI will run on: a CI result for this commit finds the job done pushing (app/pipeline/ci_follow.py).
+    ctx.store.add_event(ctx.job.id, "pushed", commit=sha, branch=ctx.job.branch)
     return sha
 
 

@@ -13,6 +13,7 @@ from app.domain.config import BotConfig, permission_at_least
 from app.domain.intents import Command, JobCommand
 from app.domain.job import Job, JobState, Outcome, Trigger
 from app.agent.boundary import workspace
+from app.pipeline.ci_follow import CIFollower
 from app.pipeline.context import JobContext
 from app.pipeline.progress import ProgressReporter
 
@@ -45,6 +46,7 @@ class CommandHandler:
         self._config = config
         # Asks the stage running a job to stop (the dispatcher owns the signal); False if none runs it.
         self._cancel_running = cancel_running
+        self._ci = CIFollower(make_context, store, config)  # CI's results: no person to check the permission of
         self._handlers: dict[Command, Callable[[Request], Awaitable[str]]] = {
             Command.HELP: self._help, Command.STATUS: self._status, Command.REVIEW: self._review,
             Command.APPROVE: self._approve, Command.CANCEL: self._cancel, Command.RETRY: self._retry,
@@ -53,7 +55,7 @@ class CommandHandler:
 
     @property
     def handled(self) -> frozenset[Command]:
-        return frozenset({*self._handlers, Command.REMOVE_INSTALLATION})
+        return frozenset({*self._handlers, Command.REMOVE_INSTALLATION, Command.CI_COMPLETED})
 
     # --- finding the job --------------------------------------------------------------------
 
@@ -85,6 +87,8 @@ class CommandHandler:
     async def handle(self, command: JobCommand) -> str:
         if command.name is Command.REMOVE_INSTALLATION:
             return self._remove_installation(command)
+        if command.name is Command.CI_COMPLETED:
+            return await self._ci.handle(command)
         job = self._job_for(command)
         if command.name is Command.ANSWER and job is None:
             return "ignored: no question waits here"

@@ -21,7 +21,7 @@ def fill(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "\n…(truncated)"
 
 
@@ -60,14 +60,14 @@ async def build_prompt(ctx: JobContext) -> str:
     issue = await ctx.github.issue(job.issue_number)
     comments = await authorized_comments(ctx)
     rendered = "".join(
-        f"\nComment by @{c['user']['login']}:\n{_clip(c.get('body') or '', 5_000)}\n" for c in comments
+        f"\nComment by @{c['user']['login']}:\n{clip(c.get('body') or '', 5_000)}\n" for c in comments
     )
     return fill(
         job.run.prompt_template,
         {
             "issue_number": str(job.issue_number),
             "issue_title": issue.get("title") or job.issue_title,
-            "issue_body": _clip(issue.get("body") or "(no description)", MAX_BODY_CHARS),
+            "issue_body": clip(issue.get("body") or "(no description)", MAX_BODY_CHARS),
             "comments": rendered,
             "instruction": _instruction(job),
         },

@@ -36,6 +36,9 @@ def test_repository_file_deep_merges_and_null_removes():
         ("- just\n- a list", "the top level must be a mapping"),
         ("command_prefix: /other", "command_prefix: can only be set by the AgentVine service"),
         ("x: '" + "a" * 70_000 + "'", "file is larger than 64 KiB"),
+        ("review: {request_changes_on: blocker}", "review.request_changes_on: Input should be 'never', 'critical'"),
+        ("review: {on_push: sometimes}", "review.on_push: Input should be a valid boolean"),
+        ("review: {approve: true}", "review.approve: Extra inputs are not permitted"),
     ],
 )
 def test_invalid_repository_files_name_the_key_and_problem(text, expected):
@@ -43,6 +46,13 @@ def test_invalid_repository_files_name_the_key_and_problem(text, expected):
         merge_repo_config(text)
     assert info.value.source == ".github/agentvine.yml"
     assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_reviews_comment_and_follow_no_push_unless_a_repository_asks():
+    assert (load_default().review.on_push, load_default().review.request_changes_on) == (False, "never")
+    config = merge_repo_config("review:\n  on_push: true\n  request_changes_on: major\n")
+    assert (config.review.on_push, config.review.request_changes_on) == (True, "major")
+    assert merge_repo_config("review: {on_push: true}").review.request_changes_on == "never"  # a sibling stays
 
 
 def test_empty_file_means_defaults():
@@ -101,3 +111,34 @@ def test_nesting_within_the_depth_limit_is_validated_as_usual():
     with pytest.raises(ConfigError) as info:
         merge_repo_config("extra: " + "[" * 30 + "]" * 30)
     assert info.value.problems == ["extra: Extra inputs are not permitted"]
+
+
+def test_follow_ci_defaults_to_autonomous_work_and_two_rounds():
+    follow_ci = load_default().follow_ci
+    assert (follow_ci.when, follow_ci.max_rounds) == ("autonomous", 2)
+    assert follow_ci.covers("autonomous") and not follow_ci.covers("supervised")
+
+
+@pytest.mark.parametrize(("text", "when", "rounds"), [
+    ("follow_ci: true", "always", 2),  # the shorthand keeps the default rounds
+    ("follow_ci: false", "never", 2),
+    ("follow_ci: {max_rounds: 5}", "autonomous", 5),
+    ("follow_ci: {when: always, max_rounds: 1}", "always", 1),
+])
+def test_follow_ci_takes_a_shorthand_or_a_mapping(text, when, rounds):
+    follow_ci = merge_repo_config(text).follow_ci
+    assert (follow_ci.when, follow_ci.max_rounds) == (when, rounds)
+    assert follow_ci.covers("human-required") is (when == "always")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("follow_ci: sometimes", "follow_ci: must be true, false, or a mapping with `when` and `max_rounds`"),
+    ("follow_ci: {when: maybe}", "follow_ci.when: Input should be 'autonomous', 'always' or 'never'"),
+    ("follow_ci: {max_rounds: 0}", "follow_ci.max_rounds: Input should be greater than or equal to 1"),
+    ("follow_ci: {max_rounds: 11}", "follow_ci.max_rounds: Input should be less than or equal to 10"),
+    ("follow_ci: {rounds: 3}", "follow_ci.rounds: Extra inputs are not permitted"),
+])
+def test_a_bad_follow_ci_names_the_key(text, expected):
+    with pytest.raises(ConfigError) as raised:
+        merge_repo_config(text)
+    assert raised.value.problems == [expected]

@@ -87,6 +87,25 @@ class Harness:
         response = await self.deliver(event, payload)
         assert response.status == 202, await response.text()
 
+    async def ci_finished(self, sha: str, *, app: str = "github-actions", run: dict[str, Any] | None = None,
+                          sender: str = "agentvine[bot]", suite: dict[str, Any] | None = None) -> dict[str, Any]:
+        """CI finished on `sha`: `check_suite.completed` for App `app`'s suite there as the fake has it now
+        (or as `suite` had it), or `check_run.completed` for `run` (the fake's, as it is now). The sender
+        is the bot that pushed, as on GitHub."""
+        suite = suite or self.github.check_suite(REPO, sha, app)
+        target = {"repo": self.repo, "installation_id": INSTALLATION, "sender": sender,
+                  "sender_type": "Bot" if sender.endswith("[bot]") else "User"}
+        if run is None:
+            event, payload = "check_suite", payloads.check_suite_completed(suite, **target)
+        else:
+            run = next(r for r in self.github.check_runs if r["id"] == run["id"])
+            event, payload = "check_run", payloads.check_run_completed(run, suite, **target)
+        self.events += 1  # a suite that completes again sends a new body (a redelivery sends the same one)
+        payload[event]["updated_at"] = f"2026-12-01T01:{self.events // 60:02d}:{self.events % 60:02d}Z"
+        response = await self.deliver(event, payload)
+        assert response.status == 202, await response.text()
+        return await self.outcome(response)
+
     async def settle(self, timeout: float = 30) -> None:
         await self.service.dispatcher.wait_idle(timeout)
 

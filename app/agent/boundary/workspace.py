@@ -28,6 +28,7 @@ from pathlib import Path
 from app.agent.boundary.hostgit import GitError, GitUser, cat_blobs, git, run_git
 from app.agent.sandbox.disk import JobDisk, remove_tree
 from app.agent.sandbox.layout import AGENT_GID, AGENT_UID
+from app.domain.ci import BRANCH_PREFIX
 
 __all__ = ["BaseEntry", "GitError", "Workspace", "branch_name", "discard", "prepare", "push"]
 
@@ -36,7 +37,7 @@ GITLINK, SYMLINK, EXECUTABLE, REGULAR = "160000", "120000", "100755", "100644"
 
 def branch_name(worker: str, issue_number: int, title: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].rstrip("-") or "work"
-    return f"agentvine/{worker}-{issue_number}-{slug}"
+    return f"{BRANCH_PREFIX}{worker}-{issue_number}-{slug}"
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ __all__ = ["remove_orphans"]
 log = logging.getLogger(__name__)
 
 
-def remove_orphans(client=None, *, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
-    """Remove every container labelled ``agentvine=1`` whose job is not in ``keep``.
+def remove_orphans(client=None, *, keep: set[str] | frozenset[str] = frozenset(),
+                   also_labelled: str | None = None) -> list[str]:
+    """Remove every container labelled ``agentvine=1`` (and ``also_labelled``, ``key=value``, when
+    given: only those of one owner) whose job is not in ``keep``.
 
     Call it when the service starts (after a crash) with the ids of jobs that are really
     running. Returns the job ids whose containers were removed.
@@ -28,7 +30,8 @@ def remove_orphans(client=None, *, keep: set[str] | frozenset[str] = frozenset()
     client = client or connect_docker()
     removed: list[str] = []
     try:
-        for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{LABEL}=1"}):
+        labels = [f"{LABEL}=1"] + ([also_labelled] if also_labelled else [])
+        for c in client.containers.list(all=True, ignore_removed=True, filters={"label": labels}):
             job = c.labels.get(LABEL_JOB, "")
             if job in keep:
                 continue

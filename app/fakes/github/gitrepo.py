@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 # Deterministic identity and no user/system config: the fake must behave the same everywhere.
@@ -48,6 +49,8 @@ class FileChange:
     commentable: dict[str, set[int]] = field(default_factory=dict)
     # Number of lines in the patch after the first "@@" line (review comment `position`).
     positions: int = 0
+    # The commentable lines hunk by hunk, per side.
+    hunks: dict[str, list[set[int]]] = field(default_factory=dict)
 
 
 FileSpec = str | bytes | tuple[str, str | bytes]
@@ -193,6 +196,24 @@ class BareRepo:
     def commit_count(self, base: str, head: str) -> int:
         return int(self.git("rev-list", "--count", f"{base}..{head}").decode().strip() or 0)
 
+    def commits(self, base: str, head: str, limit: int = 250) -> list[dict[str, Any]]:
+        """The commits on `head` since `base` (`git log base..head`), oldest first, as GitHub lists them."""
+        return self._log("--reverse", f"{base}..{head}")[-limit:]
+
+    def commit_record(self, sha: str) -> dict[str, Any]:
+        return self._log("-1", sha)[0]
+
+    def _log(self, *args: str) -> list[dict[str, Any]]:
+        fields = "%H%x00%T%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B%x1e"
+        out = self.git("log", f"--format={fields}", *args).decode(errors="replace")
+        found = []
+        for record in out.split("\x1e")[:-1]:
+            sha, tree, parents, an, ae, ad, cn, ce, cd, message = record.lstrip("\n").split("\x00")
+            found.append({"sha": sha, "tree": tree, "parents": parents.split(), "message": message.rstrip("\n"),
+                          "author": {"name": an, "email": ae, "date": ad},
+                          "committer": {"name": cn, "email": ce, "date": cd}})
+        return found
+
     def diff(self, base: str, head: str) -> list[FileChange]:
         """Files changed on `head` since it forked from `base` (GitHub's three-dot diff)."""
         start = self.merge_base(base, head) or base
@@ -202,7 +223,7 @@ class BareRepo:
         result = []
         for change in changes:
             patch = patches.get(change["filename"], "")
-            commentable, positions = _commentable_lines(patch)
+            commentable, positions, hunks = _commentable_lines(patch)
             result.append(
                 FileChange(
                     filename=change["filename"],
@@ -214,6 +235,7 @@ class BareRepo:
                     patch=patch,
                     commentable=commentable,
                     positions=positions,
+                    hunks=hunks,
                 )
             )
         return result
@@ -284,27 +306,31 @@ class BareRepo:
         return patches
 
 
-def _commentable_lines(patch: str) -> tuple[dict[str, set[int]], int]:
-    """Line numbers a review comment may point at, per side, and the patch's position count."""
-    sides: dict[str, set[int]] = {"LEFT": set(), "RIGHT": set()}
+def _commentable_lines(patch: str) -> tuple[dict[str, set[int]], int, dict[str, list[set[int]]]]:
+    """Line numbers a review comment may point at, per side; the patch's position count; and the same
+    lines hunk by hunk (a multi-line comment must stay within one)."""
+    hunks: dict[str, list[set[int]]] = {"LEFT": [], "RIGHT": []}
     old = new = 0
     lines = patch.splitlines()
     for line in lines:
         hunk = _HUNK.match(line)
         if hunk:
             old, new = int(hunk.group(1)), int(hunk.group(3))
+            hunks["LEFT"].append(set())
+            hunks["RIGHT"].append(set())
             continue
-        if line.startswith("\\"):
+        if line.startswith("\\") or not hunks["RIGHT"]:
             continue
         if line.startswith("-"):
-            sides["LEFT"].add(old)
+            hunks["LEFT"][-1].add(old)
             old += 1
         elif line.startswith("+"):
-            sides["RIGHT"].add(new)
+            hunks["RIGHT"][-1].add(new)
             new += 1
         else:  # context: commentable on both sides
-            sides["LEFT"].add(old)
-            sides["RIGHT"].add(new)
+            hunks["LEFT"][-1].add(old)
+            hunks["RIGHT"][-1].add(new)
             old += 1
             new += 1
-    return sides, max(len(lines) - 1, 0)
+    sides = {side: set().union(*parts) if parts else set() for side, parts in hunks.items()}
+    return sides, max(len(lines) - 1, 0), hunks

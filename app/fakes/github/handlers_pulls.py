@@ -1,4 +1,4 @@
-"""Pull requests: create, get, update, list, files (from the real git diff) and reviews."""
+"""Pull requests: create, get, update, list, files (from the real git diff). Reviews: handlers_reviews.py."""
 
 from __future__ import annotations
 
@@ -15,15 +15,12 @@ from .rest import (
     not_found,
     paginate,
     unprocessable,
-    unprocessable_simple,
 )
 
 if TYPE_CHECKING:
-    from .gitrepo import FileChange
     from .state import FakeGitHub, Repo
 
 DOC = "https://docs.github.com/rest/pulls/pulls"
-REVIEW_STATES = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
 
 
 def _branch(repo: "Repo", spec: str) -> str | None:
@@ -169,76 +166,10 @@ async def list_files(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
     return paginate(req, entries)
 
 
-def _comment_error(changes: dict[str, "FileChange"], comment: dict[str, Any]) -> str | None:
-    change = changes.get(comment["path"])
-    if change is None:
-        return "Path could not be resolved"
-    if "position" in comment and "line" not in comment:
-        if not 1 <= comment["position"] <= change.positions:
-            return "Position could not be resolved"
-        return None
-    if "line" not in comment:
-        return "Line could not be resolved"
-    side = comment.get("side", "RIGHT")
-    if side not in ("LEFT", "RIGHT"):
-        return f"Side must be LEFT or RIGHT, got {side}"
-    if comment["line"] not in change.commentable.get(side, set()):
-        return "Pull request review thread line must be part of the diff"
-    if "start_line" in comment:
-        start_side = comment.get("start_side", side)
-        if comment["start_line"] >= comment["line"] and start_side == side:
-            return "Pull request review thread start line must precede the end line"
-        if comment["start_line"] not in change.commentable.get(start_side, set()):
-            return "Pull request review thread start line must be part of the diff"
-    return None
-
-
-async def create_review(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
-    pull = _pull(fake, req)
-    repo, actor, body = req.repo, req.actor, req.body or {}
-    if pull is None:
-        return not_found("https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request")
-    assert repo is not None and actor is not None
-    await asyncio.to_thread(fake.refresh_pull, repo, pull)
-    event = body.get("event")
-    comments = body.get("comments", [])
-    if event in ("APPROVE", "REQUEST_CHANGES") and pull["user"]["id"] == actor["id"]:
-        verb = "approve" if event == "APPROVE" else "request changes on"
-        return unprocessable_simple(f"Review Can not {verb} your own pull request")
-    if event == "REQUEST_CHANGES" and not body.get("body"):
-        return unprocessable_simple("Review body is required when requesting changes")
-    if event == "COMMENT" and not body.get("body") and not comments:
-        return unprocessable_simple("Review body or comments are required for a COMMENT review")
-    if event is None and any(r["state"] == "PENDING" and r["user"]["id"] == actor["id"]
-                             and r["pull_request_url"] == pull["url"] for r in fake.reviews):
-        return unprocessable_simple("User can only have one pending review per pull request")
-    commit_id = body.get("commit_id") or pull["head"]["sha"]
-    if not await asyncio.to_thread(repo.git.has_commit, commit_id):
-        return unprocessable_simple("Commit could not be resolved")
-    changes = {c.filename: c for c in await asyncio.to_thread(repo.git.diff, pull["base"]["sha"], commit_id)}
-    problems = [p for p in (_comment_error(changes, c) for c in comments) if p]
-    if problems:
-        return unprocessable_simple(*problems)
-    state = REVIEW_STATES.get(event or "", "PENDING")
-    association = fake.association(repo, actor["login"])
-    review = render.review(fake.urls, repo.full_name, fake.next_id("review"), pull["number"], author=actor,
-                           body=body.get("body", ""), state=state, commit_id=commit_id,
-                           submitted=None if state == "PENDING" else render.now_iso(), association=association)
-    fake.reviews.append(review)
-    for c in comments:
-        hunk = changes[c["path"]].patch.split("\n", 1)[0]
-        fake.review_comments.append(render.review_comment(
-            fake.urls, repo.full_name, fake.next_id("review_comment"), pull["number"], review["id"], author=actor,
-            comment=c, commit_id=commit_id, diff_hunk=hunk, created=render.now_iso(), association=association))
-        pull["review_comments"] += 1
-    return ApiResponse(200, copy.deepcopy(review))
-
-
 HANDLERS: dict[str, Handler] = {
     "pulls/create": create,
     "pulls/get": get,
     "pulls/update": update,
     "pulls/list": list_pulls,
     "pulls/list-files": list_files,
-    "pulls/create-review": create_review,
 }

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import render
 from .rest import ApiRequest, ApiResponse, Handler, not_found, paginate, unprocessable
 
 if TYPE_CHECKING:
-    from .state import FakeGitHub
+    from .state import FakeGitHub, Repo
 
 
 async def list_installations(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
@@ -154,7 +154,40 @@ async def create_ref(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
     return await asyncio.to_thread(create)
 
 
+def _compare_view(repo: "Repo", base: str, head: str) -> dict[str, Any]:
+    """What compare answers about two commits of `repo` (run in a worker thread: several git calls)."""
+    git = repo.git
+    merge_base = git.merge_base(base, head) or base
+    ahead, behind = git.commit_count(merge_base, head), git.commit_count(merge_base, base)
+    if base == head:
+        status = "identical"
+    else:
+        status = "ahead" if behind == 0 else "behind" if ahead == 0 else "diverged"
+    commits = {"base": git.commit_record(base), "merge_base": git.commit_record(merge_base),
+               "listed": git.commits(merge_base, head)}
+    return {"status": status, "ahead": ahead, "behind": behind, "commits": commits, "changes": git.diff(base, head)}
+
+
+async def compare(fake: "FakeGitHub", req: ApiRequest) -> ApiResponse:
+    """`BASE...HEAD` (branches, tags or shas of this repository; forks are not modelled): the commits on
+    HEAD since the merge base and the files changed since it, at most 300 (GitHub's limit)."""
+    repo = req.repo
+    assert repo is not None
+    basehead = req.params["basehead"]
+    names = basehead.split("...", 1) if "..." in basehead else None
+    base = repo.git.resolve(names[0]) if names else None
+    head = repo.git.resolve(names[1]) if names else None
+    if base is None or head is None:
+        return not_found("https://docs.github.com/rest/commits/commits#compare-two-commits")
+    view = await asyncio.to_thread(_compare_view, repo, base, head)
+    files = [render.diff_entry(fake.urls, repo.full_name, head, c) for c in view["changes"][:300]]
+    return ApiResponse(200, render.comparison(fake.urls, repo.full_name, basehead, status=view["status"],
+                                              ahead=view["ahead"], behind=view["behind"], commits=view["commits"],
+                                              files=files))
+
+
 HANDLERS: dict[str, Handler] = {
+    "repos/compare-commits-with-basehead": compare,
     "apps/list-installations": list_installations,
     "apps/create-installation-access-token": create_installation_token,
     "apps/get-repo-installation": get_repo_installation,

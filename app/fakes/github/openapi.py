@@ -71,10 +71,15 @@ def load_document(spec_path: Path | None = None) -> dict[str, Any]:
 # 2. GitHub writes `nullable: true` next to an `enum` that does not list null (a check run's
 #    `conclusion`, an issue's `state_reason`) and sends null for them. We read `nullable` as
 #    allowing null there too, as OAS 3.0.0-3.0.2 tools did.
+# 3. The same `nullable: true` next to a `oneOf`/`anyOf` without a `type` (a commit's `author` and
+#    `committer` in compare: a user, an empty object, or null for an e-mail of no account, which is
+#    what GitHub sends): null is allowed there too.
 
 
 def _combinator(plain: Any, with_discriminator: Any) -> Any:
     def check(validator: Any, subschemas: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+        if instance is None and schema.get("nullable") is True:
+            return
         discriminator = schema.get("discriminator")
         if discriminator and discriminator.get("mapping") and isinstance(instance, dict):
             yield from with_discriminator(validator, subschemas, instance, schema)

@@ -330,6 +330,48 @@ def check_run(u: Urls, full_name: str, rid: int, *, name: str, head_sha: str, su
     }
 
 
+def check_annotation(u: Urls, full_name: str, head_sha: str, given: dict[str, Any]) -> dict[str, Any]:
+    """An annotation as checks/list-annotations answers it: what its creator sent, every field present."""
+    return {
+        "path": given["path"],
+        "blob_href": f"{u.html}/{full_name}/blob/{head_sha}/{given['path']}",
+        "start_line": given["start_line"],
+        "end_line": given["end_line"],
+        "start_column": given.get("start_column"),
+        "end_column": given.get("end_column"),
+        "annotation_level": given.get("annotation_level"),
+        "title": given.get("title"),
+        "message": given.get("message"),
+        "raw_details": given.get("raw_details"),
+    }
+
+
+# GitHub's order for a suite's conclusion: the first of these that one of its runs has.
+SUITE_CONCLUSIONS = ("action_required", "cancelled", "timed_out", "failure", "neutral", "success", "skipped", "stale")
+
+
+def check_suite(u: Urls, full_name: str, sid: int, *, head_sha: str, head_branch: str | None, app: dict[str, Any],
+                runs: list[dict[str, Any]], pulls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A check suite as a `check_suite` webhook carries it: its status and conclusion follow its runs."""
+    done = bool(runs) and all(r["status"] == "completed" for r in runs)
+    conclusions = {r["conclusion"] for r in runs}
+    return {
+        "id": sid,
+        "node_id": node_id("CS", sid),
+        "head_branch": head_branch,
+        "head_sha": head_sha,
+        "status": "completed" if done else ("in_progress" if runs else "queued"),
+        "conclusion": next((c for c in SUITE_CONCLUSIONS if c in conclusions), None) if done else None,
+        "url": f"{u.api}/repos/{full_name}/check-suites/{sid}",
+        "before": None,
+        "after": head_sha,
+        "pull_requests": pulls,
+        "app": app,
+        "latest_check_runs_count": len(runs),
+        "check_runs_url": f"{u.api}/repos/{full_name}/check-suites/{sid}/check-runs",
+    }
+
+
 def pull_minimal(pull: dict[str, Any]) -> dict[str, Any]:
     def side(s: dict[str, Any]) -> dict[str, Any]:
         return {"ref": s["ref"], "sha": s["sha"], "repo": {"id": s["repo"]["id"], "url": s["repo"]["url"], "name": s["repo"]["name"]}}
@@ -473,6 +515,55 @@ def review_comment(u: Urls, full_name: str, cid: int, number: int, review_id: in
         "original_line": comment.get("line"),
         "side": comment.get("side", "RIGHT"),
         "subject_type": "line",
+    }
+
+
+def commit(u: Urls, full_name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """A `commit` (as compare lists them) from BareRepo.commits' record. Author and committer are
+    null: the fake's commits carry e-mail addresses of no GitHub account, for which GitHub says null."""
+    sha = info["sha"]
+    api = f"{u.api}/repos/{full_name}/commits/{sha}"
+    return {
+        "url": api,
+        "sha": sha,
+        "node_id": base64.b64encode(f"04:Commit{sha}".encode()).decode().rstrip("="),
+        "html_url": f"{u.html}/{full_name}/commit/{sha}",
+        "comments_url": f"{api}/comments",
+        "commit": {
+            "url": f"{u.api}/repos/{full_name}/git/commits/{sha}",
+            "author": info["author"],
+            "committer": info["committer"],
+            "message": info["message"],
+            "comment_count": 0,
+            "tree": {"sha": info["tree"], "url": f"{u.api}/repos/{full_name}/git/trees/{info['tree']}"},
+            "verification": {"verified": False, "reason": "unsigned", "payload": None, "signature": None,
+                             "verified_at": None},
+        },
+        "author": None,
+        "committer": None,
+        "parents": [{"sha": p, "url": f"{u.api}/repos/{full_name}/commits/{p}", "html_url": f"{u.html}/{full_name}/commit/{p}"}
+                    for p in info["parents"]],
+    }
+
+
+def comparison(u: Urls, full_name: str, basehead: str, *, status: str, ahead: int, behind: int,
+               commits: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Any]:
+    """`commit-comparison`: `commits` holds the base, the merge base and the listed commits' records."""
+    base, merge_base, listed = commits["base"], commits["merge_base"], commits["listed"]
+    return {
+        "url": f"{u.api}/repos/{full_name}/compare/{basehead}",
+        "html_url": f"{u.html}/{full_name}/compare/{basehead}",
+        "permalink_url": f"{u.html}/{full_name}/compare/{base['sha']}...{listed[-1]['sha'] if listed else base['sha']}",
+        "diff_url": f"{u.html}/{full_name}/compare/{basehead}.diff",
+        "patch_url": f"{u.html}/{full_name}/compare/{basehead}.patch",
+        "base_commit": commit(u, full_name, base),
+        "merge_base_commit": commit(u, full_name, merge_base),
+        "status": status,
+        "ahead_by": ahead,
+        "behind_by": behind,
+        "total_commits": ahead,
+        "commits": [commit(u, full_name, c) for c in listed],
+        "files": files,
     }
 
 

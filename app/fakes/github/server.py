@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from . import git_http, handlers_checks, handlers_issues, handlers_pulls, handlers_repos, manifests, render
+from . import git_http, handlers_checks, handlers_issues, handlers_pulls, handlers_repos, handlers_reviews, manifests, render
 from .auth import DOC_JWT, JWTRejected, unverified_issuer, verify_app_jwt
 from .openapi import Match
 from .rest import ApiRequest, ApiResponse, Handler, not_found
@@ -31,6 +31,7 @@ HANDLERS: dict[str, Handler] = {
     **handlers_issues.HANDLERS,
     **handlers_checks.HANDLERS,
     **handlers_pulls.HANDLERS,
+    **handlers_reviews.HANDLERS,
     **manifests.HANDLERS,
 }
 # Operations GitHub serves only to the App itself (Bearer <JWT>), and those open to either.
@@ -131,7 +132,7 @@ def _authorize_repo(fake: "FakeGitHub", req: ApiRequest) -> None:
 # GitHub Apps" in each operation's documentation): reads need `read`, everything else `write`.
 PERMISSION_OF = {"checks": "checks", "git": "contents", "issues": "issues", "pulls": "pull_requests",
                  "reactions": "issues", "repos": "metadata"}
-PERMISSION_OF_OPERATION = {"repos/get-content": "contents",
+PERMISSION_OF_OPERATION = {"repos/get-content": "contents", "repos/compare-commits-with-basehead": "contents",
                            "reactions/create-for-pull-request-review-comment": "pull_requests"}
 DOC_PERMISSIONS = "https://docs.github.com/rest/authentication/permissions-required-for-github-apps"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import render
+from . import render, suggestions
 from .auth import TokenStore, generate_private_key_pem, public_key_pem
 from .gitrepo import BareRepo
 from .manifests import ManifestFlow
@@ -148,6 +148,7 @@ class FakeGitHub:
         self._pulls: list[dict[str, Any]] = []
         self.reviews: list[dict[str, Any]] = []
         self.review_comments: list[dict[str, Any]] = []
+        self.review_dismissals: dict[int, str] = {}  # review id -> the dismissal's message
         self.labels: dict[str, dict[str, dict[str, Any]]] = {}  # repo full name -> name -> label
         self.calls: list[RecordedCall] = []
         self.git_calls: list[RecordedCall] = []
@@ -162,7 +163,9 @@ class FakeGitHub:
         self._pull_index: dict[tuple[str, int], dict[str, Any]] = {}
         self._comment_index: dict[int, tuple[str, int, dict[str, Any]]] = {}
         self._check_index: dict[int, tuple[str, dict[str, Any]]] = {}
-        self._suites: dict[tuple[str, str], int] = {}
+        self._suites: dict[tuple[str, int, str], int] = {}
+        self._suite_branches: dict[int, str | None] = {}
+        self.other_apps: dict[str, dict[str, Any]] = {}  # slug -> integration: the Apps a repository's CI runs as
         self._reactions_on: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         self._check_annotations: dict[int, list[dict[str, Any]]] = {}
         self._check_actions: dict[int, list[dict[str, Any]]] = {}
@@ -291,6 +294,12 @@ class FakeGitHub:
         return copy.deepcopy(self.create_comment(repo, issue_number, body=body, author=self.user(user),
                                                  comment_id=comment_id))
 
+    def delete_comment(self, full_name: str, comment_id: int) -> None:
+        """A comment deleted as a person deletes it on GitHub: later reads and edits of it are 404."""
+        repo, _, comment = self._comment_index.pop(comment_id)
+        assert repo == full_name.lower(), f"comment {comment_id} is not on {full_name}"
+        self.comments.remove(comment)
+
     def add_label(self, full_name: str, name: str, color: str = "ededed", description: str = "") -> dict[str, Any]:
         return copy.deepcopy(self.ensure_label(self.repo(full_name), name, color, description))
 
@@ -370,9 +379,67 @@ class FakeGitHub:
         self.review_comments.append(comment)
         return copy.deepcopy(comment)
 
+    def apply_suggestion(self, full_name: str, comment_id: int, *, user: str = "octocat") -> str:
+        """"Commit suggestion" on a review comment: its block replaces lines start_line..line on the
+        pull request's branch (app/fakes/github/suggestions.py); the new head."""
+        return suggestions.apply_suggestion(self, full_name, comment_id, user=user)
+
     def check_runs_for(self, full_name: str, head_sha: str | None = None) -> list[dict[str, Any]]:
         return [run for _, (repo, run) in self._check_index.items()
                 if repo == full_name.lower() and (head_sha is None or run["head_sha"] == head_sha)]
+
+    def other_app(self, slug: str) -> dict[str, Any]:
+        """Another GitHub App (`github-actions` has GitHub Actions' own id, 15368), made on first use."""
+        if slug not in self.other_apps:
+            app_id = 15368 if slug == "github-actions" else 900000 + len(self.other_apps)
+            owner = self.user("github") if slug == "github-actions" else self.add_user(f"{slug}-owner")
+            self.other_apps[slug] = render.app_integration(self.urls, app_id, slug, owner, render.now_iso())
+        return copy.deepcopy(self.other_apps[slug])
+
+    def add_ci_check_run(self, full_name: str, head_sha: str, name: str, *, conclusion: str | None = None,
+                         status: str = "in_progress", output: dict[str, Any] | None = None,
+                         app: str = "github-actions") -> dict[str, Any]:
+        """A check run of the repository's CI (another App, `app`), as its creator posts it: completed with
+        `conclusion` if given, else in `status`; `output` may carry title, summary, text and annotations."""
+        from .handlers_checks import add_run  # the handlers import this module
+
+        body: dict[str, Any] = {"name": name, "head_sha": head_sha, **({"output": output} if output else {})}
+        body.update({"conclusion": conclusion} if conclusion else {"status": status})
+        repo = self.repo(full_name)
+        if not repo.git.has_commit(head_sha):
+            raise ValueError(f"No commit found for SHA: {head_sha}")
+        made = add_run(self, repo, self.other_app(app), body)
+        if not isinstance(made, dict):
+            raise ValueError(f"GitHub would refuse this check run: {made.body}")
+        return copy.deepcopy(made)
+
+    def finish_ci_check_run(self, check_run_id: int, conclusion: str, output: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A CI check run (add_ci_check_run) concluding, as its App's update would make it."""
+        from .handlers_checks import _apply  # the handlers import this module
+
+        _, run = self._check_index[check_run_id]
+        refused = _apply(self, run, {"conclusion": conclusion, **({"output": output} if output else {})})
+        if refused is not None:
+            raise ValueError(f"GitHub would refuse this update: {refused.body}")
+        return copy.deepcopy(run)
+
+    def check_suite(self, full_name: str, head_sha: str, app: str = "github-actions") -> dict[str, Any]:
+        """The check suite of App `app` (a slug; the fake's own App by its slug) on `head_sha`, as a
+        `check_suite` webhook carries it: status and conclusion from its runs, the open pull requests
+        whose head is the sha."""
+        from .handlers_checks import latest  # the handlers import this module
+
+        repo = self.repo(full_name)
+        integration = copy.deepcopy(self.app) if app == self.app_slug else self.other_app(app)
+        runs = [r for r in self.check_runs_for(full_name, head_sha) if r["app"]["id"] == integration["id"]]
+        suite_id = self.check_suite_id(repo, head_sha, integration["id"])
+        branch = self._suite_branches.get(suite_id)
+        # "A pull request matches a check suite if they have the same head_sha and head_branch."
+        pulls = [render.pull_minimal(self.refresh_pull(repo, p)) for (r, _), p in list(self._pull_index.items())
+                 if r == repo.full_name.lower() and p["state"] == "open" and p["head"]["ref"] == branch
+                 and repo.git.resolve(p["head"]["ref"]) == head_sha]
+        return render.check_suite(self.urls, repo.full_name, suite_id, head_sha=head_sha, head_branch=branch,
+                                  app=integration, runs=latest(runs), pulls=pulls)
 
     def check_run_actions(self, check_run_id: int) -> list[dict[str, Any]]:
         """The buttons (requested actions) a check run shows now; GitHub's responses do not carry them."""
@@ -526,10 +593,14 @@ class FakeGitHub:
         rollup["total_count"] += 1
         return reaction, True
 
-    def check_suite_id(self, repo: Repo, head_sha: str) -> int:
-        key = (repo.full_name.lower(), head_sha)
+    def check_suite_id(self, repo: Repo, head_sha: str, app_id: int | None = None) -> int:
+        """GitHub keeps one check suite per App and commit: each App's runs on a sha share it."""
+        key = (repo.full_name.lower(), app_id or self.app_id, head_sha)
         if key not in self._suites:
             self._suites[key] = self.next_id("suite")
+            # GitHub records the branch a suite was made for (the push's); it stays when the branch moves on.
+            self._suite_branches[self._suites[key]] = next(
+                (b for b, sha in repo.git.branches().items() if sha == head_sha), None)
         return self._suites[key]
 
     def create_pull(self, repo: Repo, *, title: str, body: str | None, author: dict[str, Any], head: str,

@@ -13,6 +13,13 @@ from app.intake.routing.payload import installation_id, repo_fields, sender_logi
 router = routing.Router()
 
 
+def _review_scope(text: str) -> tuple[bool, str]:
+    """`review full ...`: the whole pull request again (else only what is new since the last review);
+    what follows is an instruction for the reviewer."""
+    word, *rest = text.split(None, 1) or [""]
+    return (True, "".join(rest)) if word.lower() == "full" else (False, text)
+
+
 @router.register("issue_comment", action="created")
 async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
     comment, issue = event.data["comment"], event.data["issue"]
@@ -30,12 +37,10 @@ async def comment_created(event: sansio.Event, ctx: RouteContext) -> None:
                            issue_number=issue["number"], comment_id=comment["id"], text=comment.get("body") or ""))
         return
     if command.name == "instruction" or (command.name == "review" and is_pull):
-        trigger = Trigger(
-            kind="command",
-            worker="review" if command.name == "review" else None,
-            instruction=command.text or None,
-            comment_id=comment["id"],
-        )
+        review = command.name == "review"
+        full, text = _review_scope(command.text) if review else (False, command.text)
+        trigger = Trigger(kind="command", worker="review" if review else None, instruction=text or None,
+                          comment_id=comment["id"], full=full)
         ctx.add(start_job(event.data, issue, installation=inst, trigger=trigger, is_pull=is_pull))
     else:
         ctx.add(

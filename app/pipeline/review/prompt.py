@@ -1,11 +1,14 @@
-"""What the reviewer is given: the pull request's diff, fenced so the code cannot end the block, and
-how to report its findings (the format app/pipeline/review/report.py reads)."""
+"""What the reviewer is given: the pull request's diff (or what is new since the last review), fenced
+so the code cannot end the block, the findings already posted, and how to report its own (the format
+app/pipeline/review/report.py reads)."""
 
 from __future__ import annotations
 
 import re
 
+from app.domain.findings import TrackedFinding
 from app.github.ops import RepoOps
+from app.pipeline.review.incremental import Scope
 from app.pipeline.review.report import MAX_FINDINGS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS
 
 MAX_PULL_FILES = 300
@@ -20,35 +23,64 @@ REVIEW_INSTRUCTIONS = f"""\
 
 You are reviewing this pull request; you are not changing it. Do NOT create, edit, move or
 delete any file, do not commit, and do not push. Read the code, run read-only commands if they
-help, and report.
+help, and report. Whether the pull request is approved is for a person to decide, not you.
 
 End your final message with exactly one fenced ```json block (nothing after it) holding one JSON
-object with exactly these keys:
+object with these keys, and no others:
 
-- "summary": your overall assessment in Markdown (at most {MAX_SUMMARY_CHARS} characters).
-- "findings": a list (at most {MAX_FINDINGS}) of objects with exactly these keys:
+- "summary": Markdown (at most {MAX_SUMMARY_CHARS} characters): first what the pull request does,
+  in a sentence or two, then your overall assessment.
+- "findings": a list (at most {MAX_FINDINGS}) of objects with these keys:
   - "path": the file's path relative to the repository root, e.g. "src/app/parser.py";
-  - "line": a line number (an integer, from 1) in the NEW version of the file, preferably a line
-    the pull request adds or changes: only lines in the diff can get an inline comment;
-  - "severity": "failure" for a bug, a security problem or anything that must be fixed before
-    merging; "warning" for everything worth fixing that does not block the merge;
-  - "message": what is wrong and how to fix it (1 to {MAX_MESSAGE_CHARS} characters).
+  - "line": the line (an integer, from 1) in the NEW version of the file the finding is about, or
+    the last of several; only lines in the diff can get an inline comment;
+  - "start_line" (only for several consecutive lines): the first of them;
+  - "severity": "critical" (breaks things, loses data, a security hole), "major" (a bug or risk
+    that must be fixed before merging), "minor" (worth fixing, does not block the merge) or "nit"
+    (style, naming, a small improvement);
+  - "message": what is wrong and how to fix it (1 to {MAX_MESSAGE_CHARS} characters);
+  - "suggestion" (optional, only for a concrete, small fix): the exact new text of the lines
+    start_line..line (or of `line` alone), indented as in the file. It REPLACES exactly those
+    lines, so repeat any of them you keep; GitHub lets people commit it with one click.
 
 Use an empty list when you found nothing worth reporting. For example:
 
 ```json
 {{
-  "summary": "The parser change is sound, but one error path leaks a file handle.",
+  "summary": "Adds a header parser. The change is sound, but one error path leaks a file handle.",
   "findings": [
-    {{"path": "src/app/parser.py", "line": 42, "severity": "failure",
-     "message": "`open()` is never closed when `parse_header` raises; use a `with` block."}},
-    {{"path": "README.md", "line": 7, "severity": "warning",
+    {{"path": "src/app/parser.py", "line": 43, "start_line": 42, "severity": "major",
+     "message": "`open()` is never closed when `parse_header` raises; use a `with` block.",
+     "suggestion": "    with open(path) as handle:\\n        header = parse_header(handle)"}},
+    {{"path": "README.md", "line": 7, "severity": "nit",
      "message": "The example still shows the old `--strict` flag."}}
   ]
 }}
 ```
 """
 
+MAX_EARLIER_SHOWN = 50
+
+
+def scope_section(scope: Scope, head: str) -> str:
+    """The diff the reviewer reviews: the pull request's, or what is new since the last review."""
+    if scope.kind == "incremental":
+        heading = (f"## What is new since AgentVine's last review\n\nAgentVine reviewed this pull request at "
+                   f"{(scope.since or '')[:12]}; it has moved on to {head[:12]} since. Review only these changes: "
+                   "the rest was reviewed already. Read the files in the workspace for context.")
+    else:
+        heading = "## The pull request's changes"
+    return f"{heading}\n\n{render_diff_for_prompt(scope.files)}"
+
+
+def earlier_section(findings: list[TrackedFinding]) -> str:
+    """The findings on the pull request already: the reviewer is told not to report them again."""
+    open_now = [f for f in findings if f.status == "open"]
+    if not open_now:
+        return ""
+    items = [f"- {f.path}:{f.line} ({f.severity}): {' '.join(f.message.split())[:300]}" for f in open_now[:MAX_EARLIER_SHOWN]]
+    return ("## Findings already posted on this pull request\n\nThese are on the pull request already and still "
+            "open. Do not report them again.\n\n" + "\n".join(items) + "\n")
 
 
 def _fence_for(text: str) -> str:

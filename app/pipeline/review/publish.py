@@ -1,123 +1,145 @@
-"""Publishing a review: one COMMENT review on the pull request (findings on commentable lines inline,
-the rest in its body), the same findings as check-run annotations, and the check's conclusion.
-Everything the agent wrote is defused before it reaches GitHub."""
+"""Publishing a review: one review on the pull request (COMMENT, or REQUEST_CHANGES when configured;
+never APPROVE), each finding inline on its lines when they are part of the diff, with a suggested
+change GitHub can commit, the rest listed in its body; the same findings as check-run annotations,
+and the check's conclusion. Everything the agent wrote is defused before it reaches GitHub."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gidgethub
 from pydantic import BaseModel
 
-from app.domain.untrusted import (MAX_ANNOTATION_MESSAGE, MAX_ANNOTATION_TITLE, MAX_COMMENT, cap, cap_plain, code_span,
-                                  defuse, list_item, markdown_block, one_line)
+from app.domain.findings import ANNOTATION_LEVEL, TrackedFinding, at_least
+from app.domain.untrusted import (MAX_ANNOTATION_MESSAGE, MAX_ANNOTATION_TITLE, MAX_COMMENT, cap, cap_plain, defuse,
+                                  one_line, suggestion_block)
 from app.github.ops import RepoOps
-from app.pipeline.review.diff import commentable_lines
-from app.pipeline.review.report import Finding, ReviewReport
+from app.pipeline.present import texts
+from app.pipeline.review.diff import file_diffs
 
-MAX_BODY_CHARS = 60_000  # the findings listed in the body; GitHub refuses a review body over 65,536 (MAX_COMMENT)
-MAX_TITLE_CHARS = MAX_ANNOTATION_TITLE
 CUT = "…(cut here: GitHub takes no more; every finding is an annotation on the check run)"
 
-_defuse = defuse  # the agent read untrusted code: what it writes must not ping anyone nor backlink an issue
+
+def _placed(finding: TrackedFinding, diffs: dict) -> tuple[dict[str, Any] | None, bool]:
+    """Where GitHub takes `finding` inline ({"line", "start_line"?}), or None; and whether its suggested
+    change goes with it: only when its lines are exactly the comment's, all within one hunk."""
+    diff = diffs.get(finding.path)
+    if diff is None:
+        return None, False
+    if finding.start_line is not None and diff.spans(finding.start_line, finding.line):
+        return {"start_line": finding.start_line, "line": finding.line}, True
+    if finding.line not in diff.lines:
+        return None, False
+    return {"line": finding.line}, finding.start_line is None
 
 
-def _list_item(finding: Finding) -> str:
-    """One finding as one list item: its path in a code span, its message unable to leave the item."""
-    return f"- **{finding.severity}** {code_span(f'{finding.path}:{finding.line}')}: {list_item(finding.message)}"
+def inline_body(finding: TrackedFinding, with_suggestion: bool) -> str:
+    text = texts.INLINE_FINDING.format(severity=texts.SEVERITY_LABEL[finding.severity], message=defuse(finding.message))
+    if finding.suggestion is not None:
+        text += "\n\n" + (suggestion_block(finding.suggestion) if with_suggestion else texts.SUGGESTION_LEFT_OUT)
+    return cap(text, MAX_COMMENT, CUT)
 
 
-def review_body(report: ReviewReport, outside_diff: list[Finding]) -> str:
-    """The review's main text: the summary, then the findings that could not be placed inline."""
-    summary = markdown_block(report.summary) if report.summary else ""
-    if not summary:
-        summary = "No findings." if not report.findings else "Review findings below."
-    parts = [summary]
-    if outside_diff:
-        parts.append(
-            f"**Findings outside the diff** ({len(outside_diff)}): GitHub takes inline comments only on "
-            "lines this pull request shows, so these are listed here."
-        )
-        items: list[str] = []
-        used = sum(len(p) + 2 for p in parts)
-        for i, finding in enumerate(outside_diff):
-            item = _list_item(finding)
-            if used + len(item) + 1 > MAX_BODY_CHARS - 200:
-                rest = len(outside_diff) - i
-                items.append(f"- … and {rest} more (see the check run's annotations)")
-                break
-            items.append(item)
-            used += len(item) + 1
-        parts.append("\n".join(items))
-    return cap("\n\n".join(parts), MAX_COMMENT, CUT)
+def review_comments(findings: list[TrackedFinding], files: list[dict]) -> tuple[list[dict], list[TrackedFinding]]:
+    """The inline comments (RIGHT side, `start_line` for several lines) and the findings left for the body."""
+    diffs = file_diffs(files)
+    comments: list[dict] = []
+    outside: list[TrackedFinding] = []
+    for finding in findings:
+        lines, with_suggestion = _placed(finding, diffs)
+        if lines is None:
+            outside.append(finding)
+            continue
+        comment: dict[str, Any] = {"path": finding.path, "side": "RIGHT", **lines,
+                                   "body": inline_body(finding, with_suggestion)}
+        if "start_line" in lines:
+            comment["start_side"] = "RIGHT"
+        comments.append(comment)
+    return comments, outside
 
 
-def _title(finding: Finding) -> str:
-    first = one_line(finding.message.splitlines()[0], MAX_TITLE_CHARS) if finding.message.strip() else ""
-    return one_line(f"{finding.severity}: {first}" if first else finding.severity, MAX_TITLE_CHARS)
+def review_event(open_findings: list[TrackedFinding], request_changes_on: str, *, own_pull: bool) -> str:
+    """COMMENT, or REQUEST_CHANGES when an open finding is at least `request_changes_on` (GitHub refuses
+    it on the App's own pull request). Never APPROVE: a bot's approval must not stand in for a person's,
+    whatever the model asked for (RepoOps.create_review refuses it too)."""
+    if not own_pull and any(at_least(f.severity, request_changes_on) for f in open_findings):
+        return "REQUEST_CHANGES"
+    return "COMMENT"
 
 
-def check_annotations(report: ReviewReport) -> list[dict]:
-    """The findings as check-run annotations (GitHub takes at most 50 per request)."""
+def _title(finding: TrackedFinding, earlier: bool) -> str:
+    first = one_line(finding.message.splitlines()[0], MAX_ANNOTATION_TITLE) if finding.message.strip() else ""
+    title = f"{finding.severity}: {first}" if first else finding.severity
+    suffix = texts.REVIEW_EARLIER_TITLE if earlier else ""
+    return one_line(title, MAX_ANNOTATION_TITLE - len(suffix)) + suffix
+
+
+def check_annotations(findings: list[TrackedFinding], earlier: list[TrackedFinding] | None = None) -> list[dict]:
+    """The open findings as check-run annotations (GitHub takes at most 50 per request): this review's,
+    then those of earlier reviews that still stand, at their lines now."""
     return [
         {
             "path": f.path,
-            "start_line": f.line,
+            "start_line": f.first,
             "end_line": f.line,
-            "annotation_level": f.severity,
+            "annotation_level": ANNOTATION_LEVEL[f.severity],
             "message": cap_plain(f.message, MAX_ANNOTATION_MESSAGE),  # plain text: GitHub shows it as it is
-            "title": _title(f),
+            "title": _title(f, was_earlier),
         }
-        for f in report.findings
+        for group, was_earlier in ((findings, False), (earlier or [], True)) for f in group
     ]
 
 
-def _inline_body(finding: Finding) -> str:
-    return cap(f"**{finding.severity}**: {_defuse(finding.message)}", MAX_COMMENT, CUT)
-
-
-def review_conclusion(report: ReviewReport) -> str:
-    """"failure" if any finding is a failure, "neutral" if only warnings, "success" if none."""
-    if any(f.severity == "failure" for f in report.findings):
+def review_conclusion(open_findings: list[TrackedFinding]) -> str:
+    """"failure" if an open finding must be fixed before merging (critical, major), "neutral" if only
+    minor ones and nits, "success" if none."""
+    if any(ANNOTATION_LEVEL[f.severity] == "failure" for f in open_findings):
         return "failure"
-    return "neutral" if report.findings else "success"
+    return "neutral" if open_findings else "success"
 
 
 class PublishedReview(BaseModel):
     review_id: int
     html_url: str | None
+    event: str
     inline: int  # findings published as inline comments
-    outside_diff: list[Finding]  # findings listed in the review's body instead
+    outside_diff: list[TrackedFinding]  # findings listed in the review's body instead
 
 
-async def publish_review(github: RepoOps, *, pull_number: int, commit_sha: str, report: ReviewReport,
-                         files: list[dict]) -> PublishedReview:
-    """Publish one COMMENT review: findings on commentable lines inline, the rest in the body.
+@dataclass
+class ReviewRequest:
+    """One review to submit: `files` must describe the diff at `commit_sha` (fetched for that head);
+    `body` renders the summary for the findings that go into it."""
 
-    `files` must describe the diff at `commit_sha` (fetch them for that head). If GitHub still
-    refuses an inline comment (422), the review is posted once more with every finding in the
-    body, so it is never lost. Other errors propagate.
-    """
-    allowed = commentable_lines(files)
-    inline = [f for f in report.findings if f.line in allowed.get(f.path, ())]
-    outside = [f for f in report.findings if f.line not in allowed.get(f.path, ())]
+    pull_number: int
+    commit_sha: str
+    event: str
+    findings: list[TrackedFinding]
+    files: list[dict]
+    body: Callable[[list[TrackedFinding]], str]
 
-    def payload(inline: list[Finding], outside: list[Finding]) -> dict[str, Any]:
-        data: dict[str, Any] = {"commit_id": commit_sha, "event": "COMMENT", "body": review_body(report, outside)}
-        if inline:
-            data["comments"] = [
-                {"path": f.path, "line": f.line, "side": "RIGHT", "body": _inline_body(f)}
-                for f in inline
-            ]
+
+async def publish_review(github: RepoOps, request: ReviewRequest) -> PublishedReview:
+    """Publish one review: findings on lines of the diff inline, the rest in its body.
+
+    If GitHub still refuses an inline comment (422: the branch moved on since the files were read), the
+    review is posted once more with every finding in the body, so it is never lost. Other errors propagate."""
+    comments, outside = review_comments(request.findings, request.files)
+
+    def payload(comments: list[dict], outside: list[TrackedFinding]) -> dict[str, Any]:
+        data: dict[str, Any] = {"commit_id": request.commit_sha, "event": request.event, "body": request.body(outside)}
+        if comments:
+            data["comments"] = comments
         return data
 
     try:
-        review = await github.create_review(pull_number, payload(inline, outside))
+        review = await github.create_review(request.pull_number, payload(comments, outside))
     except gidgethub.BadRequest as exc:
-        if exc.status_code != 422 or not inline:
+        if exc.status_code != 422 or not comments:
             raise
-        inline, outside = [], list(report.findings)
-        review = await github.create_review(pull_number, payload(inline, outside))
-    return PublishedReview(
-        review_id=int(review["id"]), html_url=review.get("html_url"), inline=len(inline), outside_diff=outside
-    )
+        comments, outside = [], list(request.findings)
+        review = await github.create_review(request.pull_number, payload(comments, outside))
+    return PublishedReview(review_id=int(review["id"]), html_url=review.get("html_url"), event=request.event,
+                           inline=len(comments), outside_diff=outside)

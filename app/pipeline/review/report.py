@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
+from app.domain.findings import Severity
 
 MAX_REPORT_CHARS = 200_000  # what parse_report reads of the agent's final message (its tail)
 MAX_FINDINGS = 100
@@ -17,20 +19,31 @@ MAX_MESSAGE_CHARS = 2_000
 MAX_SUMMARY_CHARS = 10_000
 MAX_LINE = 10_000_000  # far beyond any reviewable file; keeps absurd integers away from GitHub
 MAX_ERRORS_SHOWN = 5
+MAX_SUGGESTION_CHARS = 5_000
+MAX_SPAN = 199  # lines after a finding's first (GitHub takes longer ranges; a review comment should not)
 
 
 # ----------------------------------------------------------------------------- the report
 
 
+# The first report format had two severities; a report in it still reads (docs/usage.md, "Reviews").
+LEGACY_SEVERITY = {"failure": "major", "warning": "minor"}
+_CODE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a suggestion is code: tabs and newlines only
+
+
 class Finding(BaseModel):
-    """One problem the reviewer found, at a line of the NEW version of a file."""
+    """One problem the reviewer found, at a line (or lines) of the NEW version of a file, with a fix
+    GitHub can offer to commit when it is concrete and small (`suggestion`)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     path: Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
     line: Annotated[int, Field(strict=True, ge=1, le=MAX_LINE)]
-    severity: Literal["warning", "failure"]
+    start_line: Annotated[int | None, Field(strict=True, ge=1, le=MAX_LINE)] = None
+    severity: Severity
     message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    # The exact text that replaces lines start_line..line ("" deletes them). Not stripped: indentation matters.
+    suggestion: Annotated[str, StringConstraints(strip_whitespace=False, max_length=MAX_SUGGESTION_CHARS)] | None = None
 
     @field_validator("path")
     @classmethod
@@ -43,6 +56,39 @@ class Finding(BaseModel):
             raise ValueError("must not contain '..', '.' or empty segments")
         return path
 
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _known_severity(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return LEGACY_SEVERITY.get(value, value)
+        return value
+
+    @field_validator("suggestion", mode="before")
+    @classmethod
+    def _code_text(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        value = value.replace("\r\n", "\n")
+        if _CODE_CONTROL.search(value):
+            raise ValueError("must not contain control characters other than tabs and newlines")
+        return value.removesuffix("\n")  # the block's lines are the replacement; a final newline is no line
+
+    @model_validator(mode="after")
+    def _span(self) -> Finding:
+        if self.start_line is not None:
+            if self.start_line > self.line:
+                raise ValueError("start_line must not be after line")
+            if self.line - self.start_line > MAX_SPAN:
+                raise ValueError(f"a finding spans at most {MAX_SPAN + 1} lines")
+            if self.start_line == self.line:
+                self.start_line = None  # one line: GitHub's comment has no start_line then
+        return self
+
+    @property
+    def first(self) -> int:
+        return self.start_line or self.line
+
 
 class ReviewReport(BaseModel):
     """What the reviewer reports: a summary for the review's body and the findings."""
@@ -51,6 +97,9 @@ class ReviewReport(BaseModel):
 
     summary: Annotated[str, Field(max_length=MAX_SUMMARY_CHARS)]
     findings: Annotated[list[Finding], Field(max_length=MAX_FINDINGS)]
+    # The review event the model would like (it may ask for APPROVE): read, never obeyed. The event is
+    # AgentVine's decision (review.request_changes_on), and it is never APPROVE.
+    event: Annotated[str | None, Field(max_length=50)] = None
 
 _OPEN_FENCE = re.compile(r"^\s*```+\s*json\s*$", re.IGNORECASE)
 _CLOSE_FENCE = re.compile(r"^\s*```+\s*$")

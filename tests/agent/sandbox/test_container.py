@@ -360,18 +360,16 @@ async def test_leftover_container_with_same_name_is_replaced(sandbox_image, job_
 
 def test_remove_orphans(sandbox_image, docker_client, job_id):
     a, b = f"{job_id}-a", f"{job_id}-b"
+    # Only this test's containers are swept: other runs on this Docker host start and stop their own
+    # meanwhile, and a snapshot of theirs taken here would be stale by the sweep.
+    ours = f"agentvine.test={job_id}"
     for j in (a, b):
         docker_client.containers.run(sandbox_image, ["sleep", "300"], detach=True,
                                      name=container_name(j), network_mode="none",
-                                     labels={LABEL: "1", LABEL_JOB: j})
-    # Keep whatever else carries the label on this Docker host (not ours to remove).
-    others = {
-        c.labels.get(LABEL_JOB, "")
-        for c in docker_client.containers.list(all=True, ignore_removed=True, filters={"label": "agentvine=1"})
-    } - {a, b}
-    assert remove_orphans(docker_client, keep=others | {b}) == [a]
+                                     labels={LABEL: "1", LABEL_JOB: j, "agentvine.test": job_id})
+    assert remove_orphans(docker_client, keep={b}, also_labelled=ours) == [a]
     assert [c.name for c in our_containers(docker_client)] == [container_name(b)]
-    assert remove_orphans(docker_client, keep=others) == [b]
+    assert remove_orphans(docker_client, also_labelled=ours) == [b]
     assert our_containers(docker_client) == []
 
 

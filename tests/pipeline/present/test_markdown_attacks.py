@@ -7,11 +7,13 @@ import re
 
 import pytest
 
-from app.domain.job import Job, Outcome, Trigger
+from app.domain.findings import TrackedFinding
+from app.domain.job import Figures, Job, Outcome, Trigger
 from app.domain.untrusted import MAX_ANNOTATION_TITLE, MAX_CHECK_TEXT, MAX_COMMENT, ZWSP, size
 from app.pipeline.present import render
-from app.pipeline.review.publish import check_annotations, review_body
-from app.pipeline.review.report import Finding, ReviewReport
+from app.pipeline.review.incremental import Scope, Sorted
+from app.pipeline.review.publish import check_annotations, inline_body
+from app.pipeline.review.summary import Summary, review_body
 
 HOSTILE = ["x](https://evil)", "a|b", "`", "<img src=x>", "\n- [x] approved", "@alice", "#1", "`@org/team`",
            "x`@bob", "y" * 3000, "<!-- hide", "```"]
@@ -107,24 +109,41 @@ def test_questions_stay_quoted():
 FINDING_MESSAGE = "x\n- [x] approved\n# Heading\n@alice and other/repo#1"
 
 
+def _summary(new: list[TrackedFinding], agent_summary: str = "s") -> Summary:
+    return Summary(agent_summary, Scope("full", "first", [{"filename": "a`b.py"}]), "a" * 40,
+                   Sorted(new, [], [], [], []), Figures(turns=3, cost_usd=0.1), "m")
+
+
 @pytest.mark.parametrize("path", ["a`b.py", "``x", "a|b.py", "@carol.py"])
 def test_review_findings_with_hostile_paths_stay_one_list_item(path):
-    finding = Finding(path=path, line=1, severity="warning", message=FINDING_MESSAGE)
-    body = review_body(ReviewReport(summary="s", findings=[finding]), [finding])
-    item = body.split("\n\n")[-1]
+    finding = TrackedFinding(path=path, line=1, severity="minor", message=FINDING_MESSAGE)
+    body = review_body(_summary([finding]), [finding])
+    (item,) = [part for part in body.split("\n\n") if part.startswith("- **")]
     first, *rest = item.split("\n")
-    assert first.startswith("- **warning** ") and all(line.startswith("  ") for line in rest)
+    assert first.startswith("- **🟡 Minor** ") and all(line.startswith("  ") for line in rest)
     assert not any(re.match(r" *([-*+>#]|\d+[.)])", line[2:]) for line in rest)
     assert _live(body) == []
 
 
+def test_an_inline_finding_and_its_suggestion_ping_no_one_and_the_code_cannot_leave_its_block():
+    code = "x = '@alice #1'\n```\n- [x] approved\n````"
+    finding = TrackedFinding(path="a.py", line=1, severity="nit", message="@bob see #2", suggestion=code)
+    body = inline_body(finding, with_suggestion=True)
+    message, block = body.split("\n\n", 1)
+    assert _live(message) == []
+    # The fence is longer than any run of backticks in the code, so the code ends only at the fence.
+    assert block.startswith("`````suggestion\n") and block.endswith("\n`````") and block[16:-6] == code
+
+
 def test_annotations_are_plain_one_line_titles_within_githubs_limits():
-    finding = Finding(path="a.py", line=1, severity="failure", message="\u202e\tt" * 300 + "\nrest")
-    (annotation,) = check_annotations(ReviewReport(summary="s", findings=[finding]))
+    finding = TrackedFinding(path="a.py", line=1, severity="major", message="\u202e\tt" * 300 + "\nrest")
+    (annotation,) = check_annotations([finding])
     assert len(annotation["title"]) <= MAX_ANNOTATION_TITLE and not re.search(r"[\t\n\u202e]", annotation["title"])
     assert size(annotation["message"]) <= 64_000
-    assert size(check_annotations(ReviewReport.model_construct(summary="s", findings=[
-        Finding.model_construct(path="a", line=1, severity="warning", message="m" * 70_000)]))[0]["message"]) <= 64_000
+    earlier = TrackedFinding(path="a", line=1, severity="minor", message="m" * 70_000)
+    (annotation,) = check_annotations([], [earlier])
+    assert size(annotation["message"]) <= 64_000 and annotation["title"].endswith("(earlier review)")
+    assert len(annotation["title"]) <= MAX_ANNOTATION_TITLE
 
 
 def test_defusal_uses_an_invisible_character():

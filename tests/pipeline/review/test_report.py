@@ -13,14 +13,19 @@ import pytest
 from app.github.ops import RepoOps
 from app.pipeline.review.diff import commentable_lines
 from app.pipeline.review.prompt import REVIEW_INSTRUCTIONS, fetch_pull_files, render_diff_for_prompt
+from app.domain.findings import TrackedFinding
+from app.domain.job import Figures
+from app.pipeline.review.incremental import Scope, Sorted
 from app.pipeline.review.publish import (
     PublishedReview,
+    ReviewRequest,
     check_annotations,
     publish_review,
-    review_body,
     review_conclusion,
+    review_event,
 )
-from app.pipeline.review.report import Finding, ReviewReport, parse_report
+from app.pipeline.review.report import Finding, parse_report
+from app.pipeline.review.summary import Summary, review_body
 
 
 def block(data) -> str:
@@ -44,8 +49,9 @@ def test_parses_the_block_at_the_end_of_the_message():
     report, error = parse_report(text)
     assert error is None
     assert report.summary == "Looks mostly fine."
-    assert report.findings[0] == Finding(path="src/a.py", line=3, severity="failure", message="Off by one.")
-    assert [f.severity for f in report.findings] == ["failure", "warning"]
+    assert report.findings[0] == Finding(path="src/a.py", line=3, severity="major", message="Off by one.")
+    # The first format's two severities still read: failure is major, warning minor.
+    assert [f.severity for f in report.findings] == ["major", "minor"]
 
 
 def test_last_block_wins():
@@ -131,6 +137,36 @@ def test_wrong_types_name_the_key(finding, key):
 def test_wrong_report_shape_names_the_key(data, key):
     report, error = parse_report(block(data))
     assert report is None and f"{key}:" in error
+
+
+def test_suggestions_severities_and_line_ranges_are_read():
+    data = {"summary": "s", "event": "APPROVE", "findings": [
+        {"path": "a.py", "line": 4, "start_line": 2, "severity": "Critical", "message": "m",
+         "suggestion": "    if x:\r\n        return 1\n"},
+        {"path": "a.py", "line": 7, "start_line": 7, "severity": "nit", "message": "m", "suggestion": ""},
+    ]}
+    report, error = parse_report(block(data))
+    assert error is None and report.event == "APPROVE"  # read, and never obeyed (test_publish, test_incremental)
+    first, second = report.findings
+    assert (first.start_line, first.line, first.severity) == (2, 4, "critical")
+    assert first.suggestion == "    if x:\n        return 1"  # indentation kept, the final newline is no line
+    assert (second.start_line, second.suggestion) == (None, "")  # one line; an empty suggestion deletes it
+
+
+@pytest.mark.parametrize("finding, key", [
+    ({"start_line": 5}, "findings.0"),
+    ({"start_line": 0}, "findings.0.start_line"),
+    ({"start_line": 1, "line": 300}, "findings.0"),
+    ({"suggestion": "x\x00y"}, "findings.0.suggestion"),
+    ({"suggestion": "\x1b[31mred"}, "findings.0.suggestion"),
+    ({"suggestion": "x" * 5001}, "findings.0.suggestion"),
+    ({"suggestion": ["x"]}, "findings.0.suggestion"),
+    ({"severity": "blocker"}, "findings.0.severity"),
+], ids=["start-after-line", "start-zero", "too-many-lines", "nul", "escape", "long", "not-text", "unknown-severity"])
+def test_bad_ranges_and_suggestions_name_the_key(finding, key):
+    data = {"summary": "s", "findings": [{"path": "a.py", "line": 3, "severity": "minor", "message": "m", **finding}]}
+    report, error = parse_report(block(data))
+    assert report is None and f"{key}" in error, error
 
 
 def test_the_error_does_not_echo_the_input():
@@ -310,50 +346,81 @@ def test_render_diff_without_files():
 # ----------------------------------------------------------------------------- rendering the findings
 
 
-def report(*findings: Finding, summary: str = "Summary.") -> ReviewReport:
-    return ReviewReport(summary=summary, findings=list(findings))
+def found(*findings: TrackedFinding, still_open: tuple[TrackedFinding, ...] = ()) -> Sorted:
+    return Sorted(list(findings), [], list(still_open), [], [])
 
 
-W = Finding(path="a.py", line=3, severity="warning", message="Name shadows a builtin.\nRename it.")
-F = Finding(path="b.py", line=9, severity="failure", message="SQL injection via `name`.")
+def summary(sorted_: Sorted, text: str = "Summary.", scope: Scope | None = None) -> Summary:
+    return Summary(text, scope or Scope("full", "first", [{"filename": "a.py"}, {"filename": "b.py"}]), "f" * 40,
+                   sorted_, Figures(turns=4, input_tokens=1000, output_tokens=200, cost_usd=0.12, duration_s=61), "claude-x")
 
 
-def test_review_conclusion():
-    assert review_conclusion(report()) == "success"
-    assert review_conclusion(report(W)) == "neutral"
-    assert review_conclusion(report(W, F)) == "failure"
+W = TrackedFinding(path="a.py", line=3, severity="minor", message="Name shadows a builtin.\nRename it.")
+F = TrackedFinding(path="b.py", line=9, severity="critical", message="SQL injection via `name`.")
+N = TrackedFinding(path="b.py", line=2, start_line=1, severity="nit", message="Sort the imports.")
 
 
-def test_check_annotations():
-    long = Finding(path="c.py", line=1, severity="warning", message="x" * 2000)
-    annotations = check_annotations(report(W, F, long))
+def test_review_conclusion_follows_the_worst_open_finding():
+    assert review_conclusion([]) == "success"
+    assert review_conclusion([N]) == "neutral" and review_conclusion([W]) == "neutral"
+    assert review_conclusion([W, F]) == "failure"
+    assert review_conclusion([F.model_copy(update={"severity": "major"})]) == "failure"
+
+
+def test_check_annotations_map_severities_to_levels_and_span_lines():
+    long = TrackedFinding(path="c.py", line=1, severity="minor", message="x" * 2000)
+    annotations = check_annotations([W, F, long, N])
     assert annotations[0] == {"path": "a.py", "start_line": 3, "end_line": 3, "annotation_level": "warning",
-                              "message": W.message, "title": "warning: Name shadows a builtin."}
+                              "message": W.message, "title": "minor: Name shadows a builtin."}
     assert annotations[1]["annotation_level"] == "failure" and annotations[1]["message"] == F.message
     assert len(annotations[2]["title"]) == 255 and annotations[2]["message"] == long.message
-    assert check_annotations(report()) == []
+    assert (annotations[3]["start_line"], annotations[3]["end_line"], annotations[3]["annotation_level"]) == (1, 2, "notice")
+    assert check_annotations([]) == []
 
 
-def test_review_body_lists_findings_outside_the_diff():
-    body = review_body(report(W, F), [F])
-    assert body.startswith("Summary.")
-    assert "- **failure** `b.py:9`: SQL injection via `name`." in body
-    assert "a.py" not in body
-    assert review_body(report(W, F), []) == "Summary."
+@pytest.mark.parametrize("open_findings, threshold, own, event", [
+    ([], "critical", False, "COMMENT"),
+    ([W], "never", False, "COMMENT"),
+    ([W, F], "never", False, "COMMENT"),
+    ([W, F], "critical", False, "REQUEST_CHANGES"),
+    ([W], "critical", False, "COMMENT"),
+    ([W], "minor", False, "REQUEST_CHANGES"),
+    ([N], "minor", False, "COMMENT"),
+    ([F], "nit", True, "COMMENT"),  # GitHub refuses REQUEST_CHANGES on the App's own pull request
+])
+def test_review_event_is_comment_or_request_changes(open_findings, threshold, own, event):
+    assert review_event(open_findings, threshold, own_pull=own) == event
 
 
-def test_review_body_is_never_empty():
-    assert review_body(report(summary=""), []) == "No findings."
-    assert review_body(report(W, summary=""), [W]).startswith("Review findings below.")
+def test_the_summary_says_what_was_reviewed_found_and_spent():
+    body = review_body(summary(found(W, F, N)), [F])
+    assert body.startswith("### 🌱 AgentVine review of the whole pull request\n\nSummary.")
+    assert "**Findings:** 🔴 1 critical · 🟡 1 minor · ⚪ 1 nit" in body
+    assert "**Findings outside the diff** (1)" in body and "- **🔴 Critical** `b.py:9`: SQL injection via `name`." in body
+    assert "`a.py:3`" not in body  # inline, not in the body
+    assert "**Files reviewed** (2): `a.py`, `b.py`" in body
+    assert "4 turns · 1,200 tokens · $0.12 · 1 min 1 s · model `claude-x`" in body and "never approves" in body
+    clean = review_body(summary(found(), text=""), [])
+    assert "**Findings:** none" in clean and "Claude Code gave no summary" in clean and "outside the diff" not in clean
+
+
+def test_an_incremental_summary_names_the_commits_and_what_still_stands():
+    scope = Scope("incremental", "new_commits", [{"filename": "a.py"}], since="1234567" + "0" * 33)
+    earlier = TrackedFinding(path="b.py", line=20, severity="major", message="Old.")
+    sorted_ = Sorted([W], [earlier], [earlier], [N], [])
+    body = review_body(summary(sorted_, scope=scope), [])
+    assert "review of the changes since the last review (`1234567`…`fffffff`)" in body
+    assert "**Still open** from earlier reviews, not repeated here (1): `b.py:20`" in body
+    assert "1 earlier finding(s) no longer apply" in body and "**Files reviewed** (1): `a.py`" in body
 
 
 def test_review_body_defuses_mentions_and_stays_under_githubs_limit():
-    ping = Finding(path="a.py", line=1, severity="warning", message="cc @octo-org/security and @alice, mail a@b.io")
-    body = review_body(report(ping, summary="@everyone look"), [ping])
+    ping = TrackedFinding(path="a.py", line=1, severity="minor", message="cc @octo-org/security and @alice, mail a@b.io")
+    body = review_body(summary(found(ping), text="@everyone look"), [ping])
     assert "@octo-org" not in body and "@alice" not in body and "@everyone" not in body
     assert "@\u200balice" in body and "a@b.io" in body
-    many = [Finding(path=f"f{i}.py", line=1, severity="warning", message="m" * 2000) for i in range(100)]
-    body = review_body(report(*many, summary="s" * 10_000), many)
+    many = [TrackedFinding(path=f"f{i}.py", line=1, severity="minor", message="m" * 2000) for i in range(100)]
+    body = review_body(summary(found(*many), text="s" * 10_000), many)
     assert len(body) <= 65_536 and "more (see the check run" in body
 
 
@@ -391,35 +458,58 @@ async def test_fetch_pull_files_stops_at_300():
     assert api.iters[0][1] == {"owner": "o", "repo": "r", "pull_number": 5, "per_page": 100}
 
 
-PATCH_FILES = [{"filename": "a.py", "status": "modified", "patch": "@@ -1,2 +1,3 @@\n x\n+y\n z"}]
-ON = Finding(path="a.py", line=2, severity="failure", message="ping @alice")
-OFF = Finding(path="a.py", line=50, severity="warning", message="far away")
+PATCH_FILES = [{"filename": "a.py", "status": "modified", "patch": "@@ -1,2 +1,4 @@\n x\n+y\n+w\n z"}]
+ON = TrackedFinding(path="a.py", line=2, severity="major", message="ping @alice")
+TWO = TrackedFinding(path="a.py", line=3, start_line=2, severity="minor", message="Join them.", suggestion="yw")
+OFF = TrackedFinding(path="a.py", line=50, severity="minor", message="far away", suggestion="x")
+
+
+def request(*findings: TrackedFinding, event: str = "COMMENT") -> ReviewRequest:
+    return ReviewRequest(pull_number=5, commit_sha="c" * 40, event=event, findings=list(findings), files=PATCH_FILES,
+                         body=lambda outside: review_body(summary(found(*findings)), outside))
 
 
 async def test_publish_review_payload():
     api = StubAPI(answers=[{"id": 9, "html_url": "https://github.com/o/r/pull/5#pullrequestreview-9"}])
-    published = await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
-                                    report=report(ON, OFF), files=PATCH_FILES)
+    published = await publish_review(RepoOps(api, "o", "r"), request(ON, TWO, OFF))
     ((url, url_vars, data),) = api.posts
     assert url == "/repos/{owner}/{repo}/pulls/{pull_number}/reviews" and url_vars["pull_number"] == 5
     assert data["commit_id"] == "c" * 40 and data["event"] == "COMMENT"
-    assert data["comments"] == [{"path": "a.py", "line": 2, "side": "RIGHT", "body": "**failure**: ping @\u200balice"}]
+    assert data["comments"] == [
+        {"path": "a.py", "line": 2, "side": "RIGHT", "body": "**🟠 Major** · ping @\u200balice"},
+        {"path": "a.py", "start_line": 2, "line": 3, "side": "RIGHT", "start_side": "RIGHT",
+         "body": "**🟡 Minor** · Join them.\n\n```suggestion\nyw\n```"},
+    ]
     assert "`a.py:50`" in data["body"] and "`a.py:2`" not in data["body"]
-    assert published == PublishedReview(review_id=9, html_url=published.html_url, inline=1, outside_diff=[OFF])
+    assert published == PublishedReview(review_id=9, html_url=published.html_url, event="COMMENT", inline=2,
+                                        outside_diff=[OFF])
+
+
+async def test_a_suggestion_whose_lines_leave_the_hunk_is_left_out_and_the_comment_kept():
+    wide = TrackedFinding(path="a.py", line=4, start_line=1, severity="minor", message="m", suggestion="x")
+    api = StubAPI(answers=[{"id": 9}])
+    await publish_review(RepoOps(api, "o", "r"), request(wide.model_copy(update={"line": 9})))
+    assert "comments" not in api.posts[0][2]  # line 9 is not in the diff: into the body
+    api = StubAPI(answers=[{"id": 9}])
+    lines = PATCH_FILES[0]["patch"].replace("@@ -1,2 +1,4 @@", "@@ -2,2 +2,4 @@")
+    req = request(wide)
+    req.files = [{**PATCH_FILES[0], "patch": lines}]  # lines 2-5: line 1 is before the hunk
+    await publish_review(RepoOps(api, "o", "r"), req)
+    (comment,) = api.posts[0][2]["comments"]
+    assert comment["line"] == 4 and "start_line" not in comment and "suggestion" not in comment["body"]
+    assert "A suggested change was left out" in comment["body"]
 
 
 async def test_publish_review_falls_back_once_on_422_then_gives_up():
     api = StubAPI(answers=[http_error(422), {"id": 10}])
-    published = await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
-                                    report=report(ON, OFF), files=PATCH_FILES)
+    published = await publish_review(RepoOps(api, "o", "r"), request(ON, OFF))
     assert "comments" in api.posts[0][2] and "comments" not in api.posts[1][2]
     assert "`a.py:2`" in api.posts[1][2]["body"] and "`a.py:50`" in api.posts[1][2]["body"]
     assert (published.inline, published.outside_diff, published.html_url) == (0, [ON, OFF], None)
 
     api = StubAPI(answers=[http_error(422), http_error(422)])
     with pytest.raises(Exception):
-        await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
-                            report=report(ON), files=PATCH_FILES)
+        await publish_review(RepoOps(api, "o", "r"), request(ON))
     assert len(api.posts) == 2
 
 
@@ -427,17 +517,23 @@ async def test_publish_review_falls_back_once_on_422_then_gives_up():
 async def test_publish_review_does_not_retry_other_errors(status):
     api = StubAPI(answers=[http_error(status)])
     with pytest.raises(Exception):
-        await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
-                            report=report(ON), files=PATCH_FILES)
+        await publish_review(RepoOps(api, "o", "r"), request(ON))
     assert len(api.posts) == 1
 
 
 async def test_publish_review_422_without_inline_comments_is_not_retried():
     api = StubAPI(answers=[http_error(422)])
     with pytest.raises(Exception):
-        await publish_review(RepoOps(api, "o", "r"), pull_number=5, commit_sha="c" * 40,
-                            report=report(OFF), files=PATCH_FILES)
+        await publish_review(RepoOps(api, "o", "r"), request(OFF))
     assert len(api.posts) == 1
+
+
+@pytest.mark.parametrize("event", ["APPROVE", "approve", None, "PENDING", "DISMISS"])
+async def test_no_review_but_comment_or_request_changes_ever_leaves(event):
+    api = StubAPI(answers=[{"id": 1}])
+    with pytest.raises(ValueError, match="never|only COMMENT or REQUEST_CHANGES"):
+        await RepoOps(api, "o", "r").create_review(5, {"event": event, "body": "LGTM"})
+    assert api.posts == []
 
 
 def test_only_newlines_end_lines():
