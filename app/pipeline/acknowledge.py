@@ -106,6 +106,7 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         memory=config.sandbox.memory,
         cpus=config.sandbox.cpus,
         pids=config.sandbox.pids,
+        image=config.sandbox.image,
         **config.workspace.model_dump(),
     )
 
