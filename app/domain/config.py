@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from app.domain.egress import EgressRule, normalize_entry, parse_rules
+from app.domain.egress import Egress, EgressEntry, uncovered
 from app.domain.findings import RequestChangesOn
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
@@ -47,6 +47,15 @@ Level = Literal["autonomous", "supervised", "human-required"]
 WorkerName = Literal["feature", "bugfix", "test", "docs", "refactor", "review"]
 PERMISSION_ORDER: tuple[str, ...] = ("none", "read", "triage", "write", "maintain", "admin")
 MemorySize = Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]$")]  # Docker's units: 1k = 1024 bytes
+# The sandbox images AgentVine builds (app/agent/sandbox/recipe.py, PROFILES), and the name that
+# means the operator's own choice (AGENTVINE_SANDBOX_IMAGE).
+SANDBOX_PROFILES: tuple[str, ...] = ("base", "full")
+OPERATOR_IMAGE = "default"
+# A Docker image reference, as `docker pull` takes it: [host[:port]/]path[:tag][@sha256:digest].
+_IMAGE_REFERENCE = (r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?/)?"
+                    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+                    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
+ImageName = Annotated[str, Field(pattern=_IMAGE_REFERENCE, max_length=255)]
 _SHIPPED_PROMPT = re.compile(r"^prompts/[a-z0-9_-]+\.md$")
 
 
@@ -92,6 +101,9 @@ class SandboxLimits(_Strict):
     memory: MemorySize
     cpus: Annotated[float, Field(gt=0, le=16)]
     pids: Annotated[int, Field(ge=16, le=65536)]
+    # `default` (the operator's AGENTVINE_SANDBOX_IMAGE), a profile, or an image the operator allows.
+    # A default here too: an operator's own bot config from before the key still validates.
+    image: ImageName = OPERATOR_IMAGE
 
 
 class WorkspaceLimits(_Strict):
@@ -119,18 +131,6 @@ class ReviewSettings(_Strict):
 
     on_push: bool  # review each push to a pull request (what is new since the last review)
     request_changes_on: RequestChangesOn  # REQUEST_CHANGES from this severity on; `never`: always COMMENT
-
-
-# One egress allow-list entry (app/domain/egress.py), kept in its one written form.
-EgressEntry = Annotated[str, AfterValidator(normalize_entry)]
-
-
-class Egress(_Strict):
-    """What the sandbox may reach through the egress proxy (docs/sandbox.md, "Egress"), and when."""
-
-    allow: Annotated[list[EgressEntry], Field(max_length=200)] = []
-    # setup: only while the setup steps run; run: for the whole run, the agent's included.
-    during: Literal["setup", "run"] = "setup"
 
 
 class BotConfig(_Strict):
@@ -313,6 +313,9 @@ class Ceilings(_Strict):
     # Model names, or fnmatch patterns such as `claude-sonnet-*`.
     allowed_models: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)] = (
         "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+    # Images a repository may name as `sandbox.image` besides the profiles: references or fnmatch
+    # patterns (`registry.example.com/team/*`). None by default: each is the operator's to allow.
+    allowed_images: tuple[Annotated[str, Field(min_length=1, max_length=255)], ...] = ()
     max_question_hours: Annotated[float, Field(gt=0)] = 168.0
     max_workspace_mb: Annotated[int, Field(ge=64)] = 8192
     max_workspace_files: Annotated[int, Field(ge=100)] = 200_000
@@ -336,14 +339,20 @@ class Ceilings(_Strict):
         allowed = ", ".join(self.allowed_models)
         found += [f"{key}: {model} is not one of the operator's allowed models ({allowed}; {_setting('allowed_models')})"
                   for key, model in _models(config) if not any(fnmatchcase(model, p) for p in self.allowed_models)]
-        return found + self._egress_problems(config)
+        return found + self._image_problems(config) + self._egress_problems(config)
+
+    def _image_problems(self, config: BotConfig) -> list[str]:
+        image = config.sandbox.image
+        if image in (OPERATOR_IMAGE, *SANDBOX_PROFILES) or any(fnmatchcase(image, p) for p in self.allowed_images):
+            return []
+        allowed = ", ".join(self.allowed_images) or "none"
+        return [f"sandbox.image: {image} is neither a profile ({', '.join(SANDBOX_PROFILES)}) nor one of the "
+                f"operator's allowed images ({allowed}; {_setting('allowed_images')})"]
 
     def _egress_problems(self, config: BotConfig) -> list[str]:
-        bound = parse_rules(self.egress_allow)
         shown = ", ".join(self.egress_allow) or "empty"
         return [f"egress.allow.{i}: {entry} is not covered by the operator's egress allow-list ({shown}; "
-                f"{_setting('egress_allow')})" for i, entry in enumerate(config.egress.allow)
-                if not any(rule.covers(EgressRule.parse(entry)) for rule in bound)]
+                f"{_setting('egress_allow')})" for i, entry in uncovered(config.egress.allow, self.egress_allow)]
 
 
 def _floors(config: BotConfig) -> Iterator[tuple[str, str, str]]:

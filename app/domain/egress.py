@@ -12,9 +12,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 DEFAULT_PORTS: tuple[int, ...] = (80, 443)
 MAX_ENTRY_CHARS = 260
@@ -150,6 +150,25 @@ def normalize_entry(entry: str) -> str:
 
 def parse_rules(entries: tuple[str, ...] | list[str]) -> tuple[EgressRule, ...]:
     return tuple(EgressRule.parse(entry) for entry in entries)
+
+
+def uncovered(entries: list[str], bound: tuple[str, ...]) -> list[tuple[int, str]]:
+    """(index, entry) of each of a repository's entries that none of the operator's covers."""
+    rules = parse_rules(bound)
+    return [(i, entry) for i, entry in enumerate(entries) if not any(r.covers(EgressRule.parse(entry)) for r in rules)]
+
+
+# One entry in the configuration (`egress.allow`, AGENTVINE_EGRESS_ALLOW), kept in its one written form.
+EgressEntry = Annotated[str, AfterValidator(normalize_entry)]
+
+
+class Egress(BaseModel):
+    """The configuration's `egress`: what the sandbox may reach through the proxy, and when."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    allow: Annotated[list[EgressEntry], Field(max_length=200)] = []
+    # setup: only while the setup steps run; run: for the whole run, the agent's included.
+    during: Literal["setup", "run"] = "setup"
 
 
 # --- what a job reached --------------------------------------------------------------------------

@@ -106,6 +106,7 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         memory=config.sandbox.memory,
         cpus=config.sandbox.cpus,
         pids=config.sandbox.pids,
+        image=config.sandbox.image,
         **config.workspace.model_dump(),
         egress_allow=list(config.egress.allow),
         egress_during=config.egress.during,

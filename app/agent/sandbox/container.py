@@ -12,12 +12,19 @@ One job = one container, created per run (by runner.py, which also removes it af
 * labels ``agentvine=1`` and ``agentvine.job=<job_id>`` and the name ``agentvine-<job_id>``, so
   that ``remove_orphans`` (orphans.py) finds what a crash left behind.
 
+An image that is not AgentVine's runs the same way, with AgentVine's own agent runtime mounted
+read-only at ``/opt/agentvine`` from the runtime volume (runtime.py) and the runtime's entrypoint in
+place of the image's; the volumes the image declares are covered with small tmpfs mounts, so no
+anonymous volume (outside the job's quota) is ever made for it.
+
 Running it and streaming its output is runner.py and output.py; this module decides what the
 container may do, prepares the host directories it mounts, and creates it.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import re
@@ -39,14 +46,18 @@ from .layout import (
     LABEL,
     LABEL_JOB,
     NAME_PREFIX,
+    RUNTIME_DIR,
     WORKSPACE,
 )
+from .runtime import NEEDS_BASH, RUNTIME_ENTRYPOINT
 
 __all__ = [
     "LABEL",
     "LABEL_JOB",
+    "ImageUnusable",
     "SandboxError",
     "SandboxSpec",
+    "check_shell",
     "connect_docker",
     "container_name",
     "container_settings",
@@ -63,6 +74,16 @@ _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class SandboxError(RuntimeError):
     """The sandbox could not be set up (engine unreachable, image missing, host dirs...)."""
+
+
+class ImageUnusable(SandboxError):
+    """The job's image cannot run the agent: ``problem`` is a key of what is wrong (the pipeline's
+    texts.IMAGE_PROBLEM says it to people) and ``fields`` fill in its text."""
+
+    def __init__(self, problem: str, **fields: str) -> None:
+        self.problem = problem
+        self.fields = fields
+        super().__init__(f"image problem {problem}: {fields}")
 
 
 @dataclass
@@ -90,6 +111,12 @@ class SandboxSpec:
     gateway_port: int = DEFAULT_GATEWAY_PORT
     #: size of the tmpfs /tmp (it counts against the memory limit)
     tmp_size: str = "512m"
+    #: for an image that is not AgentVine's: the runtime volume mounted read-only at /opt/agentvine,
+    #: whose entrypoint replaces the image's (runtime.py); None runs the image as it was built
+    runtime_volume: str | None = None
+    #: the volumes the image declares (VOLUME), each covered by a tmpfs of this size
+    image_volumes: tuple[str, ...] = ()
+    image_volume_size: str = "64m"
     #: the job's egress proxy socket (app/agent/egress/), mounted at /run/agentvine/egress.sock and
     #: exposed inside on 127.0.0.1:egress_port, where HTTP(S)_PROXY point; None: no egress at all
     egress_socket: Path | None = None
@@ -188,10 +215,12 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
         env["AGENTVINE_GATEWAY_SOCKET"] = CONTAINER_GATEWAY_SOCKET
         env.setdefault("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{spec.gateway_port}")
     else:
-        env.pop("AGENTVINE_GATEWAY_PORT", None)
-    env.update(egress_environment(spec))
-    if spec.egress_socket is None:
-        env.pop("AGENTVINE_EGRESS_PORT", None)
+        env["AGENTVINE_GATEWAY_PORT"] = ""
+    # The entrypoints' own variables are always ours: an image's ENV cannot set them (Docker lets
+    # the container's environment override the image's).
+    for key in ("AGENTVINE_FORWARDS", NEEDS_BASH):
+        env.setdefault(key, "")
+    env.update(egress_environment(spec, env["AGENTVINE_FORWARDS"]))
     for k, v in env.items():
         if not _ENV_KEY_RE.match(k) or not isinstance(v, str) or "\0" in v:
             raise SandboxError(f"bad environment variable {k!r}")
@@ -203,26 +232,23 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
 NO_PROXY = "localhost,127.0.0.1,::1"
 
 
-def egress_environment(spec: SandboxSpec) -> dict[str, str]:
-    """The forwarder's settings and the proxy variables tools read (both spellings: curl and wget read
-    only the lowercase http_proxy, most others either)."""
+def egress_environment(spec: SandboxSpec, forwards: str = "") -> dict[str, str]:
+    """The forwarders' settings and the proxy variables tools read (both spellings: curl and wget read
+    only the lowercase http_proxy, most others either). AgentVine's images' entrypoint reads
+    AGENTVINE_EGRESS_PORT; the runtime's, in other images, reads the pairs of AGENTVINE_FORWARDS."""
     if spec.egress_socket is None:
-        return {}
+        return {"AGENTVINE_EGRESS_PORT": ""}  # an entrypoint's own variable: never the image's ENV
     url = f"http://127.0.0.1:{spec.egress_port}"
-    env = {"AGENTVINE_EGRESS_PORT": str(spec.egress_port), "AGENTVINE_EGRESS_SOCKET": CONTAINER_EGRESS_SOCKET}
+    env = {"AGENTVINE_EGRESS_PORT": str(spec.egress_port), "AGENTVINE_EGRESS_SOCKET": CONTAINER_EGRESS_SOCKET,
+           "AGENTVINE_FORWARDS": " ".join(filter(None, [forwards, f"{spec.egress_port}={CONTAINER_EGRESS_SOCKET}"]))}
     for name in ("http_proxy", "https_proxy"):
         env[name] = env[name.upper()] = url
     env["no_proxy"] = env["NO_PROXY"] = NO_PROXY
     return env
 
 
-def container_settings(spec: SandboxSpec) -> dict[str, Any]:
-    """The keyword arguments for ``client.containers.create`` (every isolation setting)."""
-    docker = import_docker()
-    if not _JOB_ID_RE.match(spec.job_id):
-        raise SandboxError(f"job id {spec.job_id!r} is not usable in a container name")
-    if not spec.command or not all(isinstance(a, str) for a in spec.command):
-        raise SandboxError("command must be a non-empty list of strings")
+def _mounts(docker, spec: SandboxSpec) -> list:
+    """The workspace and home (read-write), the sockets (read-only), the runtime volume (read-only)."""
     mounts = [
         docker.types.Mount(WORKSPACE, str(Path(spec.workspace).resolve()), type="bind"),
         docker.types.Mount(AGENT_HOME, str(Path(spec.home).resolve()), type="bind"),
@@ -241,7 +267,21 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
     if spec.egress_socket is not None:  # the same way: the socket file alone, read-only
         mounts.append(docker.types.Mount(CONTAINER_EGRESS_SOCKET, str(Path(spec.egress_socket).resolve()),
                                          type="bind", read_only=True))
-    return dict(
+    if spec.runtime_volume is not None:
+        mounts.append(docker.types.Mount(RUNTIME_DIR, spec.runtime_volume, type="volume", read_only=True,
+                                         no_copy=True))
+    return mounts
+
+
+def container_settings(spec: SandboxSpec) -> dict[str, Any]:
+    """The keyword arguments for ``client.containers.create`` (every isolation setting)."""
+    docker = import_docker()
+    if not _JOB_ID_RE.match(spec.job_id):
+        raise SandboxError(f"job id {spec.job_id!r} is not usable in a container name")
+    if not spec.command or not all(isinstance(a, str) for a in spec.command):
+        raise SandboxError("command must be a non-empty list of strings")
+    mounts = _mounts(docker, spec)
+    settings = dict(
         image=spec.image,
         command=list(spec.command),
         name=container_name(spec.job_id),
@@ -252,7 +292,7 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         hostname="agentvine-sandbox",
         network_mode="none",
         read_only=True,
-        tmpfs={"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_size},mode=1777"},
+        tmpfs=_tmpfs(spec),
         mounts=mounts,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
@@ -269,7 +309,47 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         ),
         stdin_open=False,
         tty=False,
+        # An image's HEALTHCHECK would run commands of its own in the container, unasked.
+        healthcheck={"test": ["NONE"]},
     )
+    if spec.runtime_volume is not None:
+        settings["entrypoint"] = [RUNTIME_ENTRYPOINT]
+    return settings
+
+
+def _tmpfs(spec: SandboxSpec) -> dict[str, str]:
+    """/tmp, and a small tmpfs over each volume the image declares: Docker would otherwise make an
+    anonymous volume there, writable and outside the job's quota. Ours (the mounts) cover theirs."""
+    ours = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, CONTAINER_EGRESS_SOCKET, RUNTIME_DIR, "/tmp"}
+    tmpfs = {"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_size},mode=1777"}
+    for path in spec.image_volumes:
+        if path not in ours:
+            tmpfs[path] = f"rw,nosuid,nodev,size={spec.image_volume_size},mode=1777"
+    return tmpfs
+
+
+_GO_MODE_DIR = 1 << 31  # Go's os.ModeDir, in the stat Docker answers with
+
+
+def check_shell(client, container) -> None:
+    """The runtime's entrypoint is a /bin/sh script: ImageUnusable when the image has none. Asked of
+    the created container before it starts (a HEAD of its archive: the stat only, never the content,
+    which the image chooses), so Docker's start error never has to be read."""
+    api = client.api
+    answer = api.head(api._url("/containers/{0}/archive", container.id), params={"path": "/bin/sh"}, timeout=30)
+    if answer.status_code == 404:
+        try:  # a 404 also says the container itself is gone (removed meanwhile): not the image's doing
+            api.inspect_container(container.id)
+        except import_docker().errors.NotFound as exc:
+            raise SandboxError(f"the container {container.id[:12]} was removed before it started") from exc
+        raise ImageUnusable("no_shell")
+    answer.raise_for_status()
+    try:
+        mode = json.loads(base64.b64decode(answer.headers.get("X-Docker-Container-Path-Stat", ""))).get("mode", 0)
+    except (ValueError, TypeError, AttributeError):
+        mode = 0
+    if int(mode) & _GO_MODE_DIR:
+        raise ImageUnusable("no_shell")
 
 
 def create_container(client, settings: dict[str, Any]):

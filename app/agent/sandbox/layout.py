@@ -26,6 +26,8 @@ __all__ = [
     "LABEL_JOB",
     "NAME_PREFIX",
     "PINNED",
+    "RUNTIME_DIR",
+    "RUNTIME_REPOSITORY",
     "WORKSPACE",
 ]
 
@@ -48,6 +50,10 @@ DEFAULT_GATEWAY_PORT = 8787
 CONTAINER_EGRESS_SOCKET = "/run/agentvine/egress.sock"
 DEFAULT_EGRESS_PORT = 3128
 ENTRYPOINT_PATH = "/usr/local/bin/agentvine-entrypoint"
+#: Where AgentVine's own agent runtime (runtime.py) is mounted, read-only, in an image that is not
+#: one of AgentVine's; a runtime volume is named ``RUNTIME_REPOSITORY-<claude version>-<hash>``.
+RUNTIME_DIR = "/opt/agentvine"
+RUNTIME_REPOSITORY = "agentvine-runtime"
 
 #: Every AgentVine container carries ``LABEL=1``; a job's also ``LABEL_JOB=<job id>``.
 LABEL = "agentvine"

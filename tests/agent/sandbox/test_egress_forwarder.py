@@ -59,7 +59,15 @@ def test_the_socket_is_mounted_read_only_and_the_proxy_variables_are_set(job_id,
 
 def test_without_a_socket_there_is_no_proxy_at_all(job_id, job_dirs):
     env = container_settings(spec_for("img", job_id, job_dirs, ["true"], env={"AGENTVINE_EGRESS_PORT": "1"}))["environment"]
-    assert not {"HTTP_PROXY", "http_proxy", "AGENTVINE_EGRESS_PORT"} & set(env)
+    assert not {"HTTP_PROXY", "http_proxy"} & set(env)
+    assert env["AGENTVINE_EGRESS_PORT"] == env["AGENTVINE_FORWARDS"] == ""  # set empty: never an image's ENV
+
+
+def test_the_runtime_forwarder_in_other_images_gets_the_pair(job_id, job_dirs, tmp_path):
+    spec = spec_for("img", job_id, job_dirs, ["true"], egress_socket=tmp_path / "e.sock",
+                    env={"AGENTVINE_FORWARDS": "9000=/run/x.sock"})
+    env = container_settings(spec)["environment"]
+    assert env["AGENTVINE_FORWARDS"] == f"9000=/run/x.sock {DEFAULT_EGRESS_PORT}={CONTAINER_EGRESS_SOCKET}"
 
 
 async def test_the_sandbox_reaches_an_allowed_host_through_the_proxy_and_nothing_directly(
