@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     expiry_check_interval: float = 60.0  # seconds between two looks for unanswered questions
     progress_interval: float = 3.0  # seconds between two progress edits of one job, at least
     sentry_dsn: str | None = None
+    metrics_token: SecretStr | None = None  # GET /metrics asks for it (Authorization: Bearer) when set
     # Host git runs as this uid:gid when AgentVine runs as root (app/agent/boundary/hostgit.py).
     git_user: str = Field(default=DEFAULT_GIT_USER, pattern=r"^[0-9]+(:[0-9]+)?$")
     # auto: each job gets its own loop-mounted filesystem (the quota) where root and loop devices allow.
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
     def clone_url(self, repo: str) -> str:
         """Where host git fetches and pushes `owner/name` (GitHub Enterprise Server has its own host)."""
         return f"{self.git_url.rstrip('/')}/{repo}.git"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """`agentvine serve`'s processes write their figures here (prometheus-client's multiprocess mode)."""
+        return self.data_dir / "metrics"
 
     @property
     def jobs_dir(self) -> Path:

@@ -190,6 +190,14 @@ class SQLiteJobStore:
             sql += f" LIMIT {int(limit)}"
         return [Job.model_validate_json(doc) for (doc,) in self._db.execute(sql, args)]
 
+    def count_jobs(self, states: Iterable[JobState] | None = None) -> dict[JobState, int]:
+        sql, args = "SELECT state, count(*) FROM jobs", []
+        if states is not None:
+            states = list(states)
+            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            args = [s.value for s in states]
+        return {JobState(state): count for state, count in self._db.execute(sql + " GROUP BY state", args)}
+
     def save_job(self, job: Job, event: str, **data: object) -> None:
         with self._transaction():
             self._write_job(job)

@@ -1,4 +1,4 @@
-"""The HTTP side: POST /webhooks, GET /health, GET /deliveries/{id}, GET /jobs/{id}. It appends
+"""The HTTP side: POST /webhooks, GET /health, GET /deliveries/{id}, GET /jobs/{id}, GET /metrics. It appends
 to the inbox and reads the store; the worker (in this process or another) does everything that talks to GitHub."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from aiohttp import web
 from app.intake.inbox import InboxWriter
 from app.settings import Settings
 from app.store.base import JobStore
+from app.web.metrics import add_metrics_route
 from app.web.webhook import make_handler
 
 
@@ -101,4 +102,5 @@ def make_web_app(
     app.router.add_get("/health", health)
     app.router.add_get("/deliveries/{delivery_id}", delivery_page)
     app.router.add_get("/jobs/{job_id}", job_page)
+    add_metrics_route(app, settings, store)
     return app
