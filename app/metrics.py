@@ -179,7 +179,7 @@ def github_request(operation: str, installation: str | int | None, status: int |
     """One HTTP request to GitHub and its answer's status (or `error`: no answer); `remaining` is the
     answer's x-ratelimit-remaining header, as GitHub sent it."""
     _m.child(_m.github, _m.operations(operation), str(status)).inc()
-    if installation is not None and remaining is not None and remaining.isdigit():
+    if installation is not None and remaining is not None and remaining.isascii() and remaining.isdigit():
         _m.child(_m.rate_limit, _m.installations(installation)).set(int(remaining))
 
 
