@@ -92,6 +92,11 @@ class _Metrics:
         self.events, self.models, self.installations = _Bounded(100), _Bounded(50), _Bounded(2000)
         self.operations = _Bounded(200)  # route templates are the code's, but a caller could pass a full path
         self.children: dict[tuple[Any, ...], Any] = {}
+        # The webhook's answers, counted in a plain dictionary and handed to `webhook` when scraped: a
+        # dictionary update costs the 202 ~0.1 µs where prometheus-client's increment costs ~0.7 µs, and
+        # ~1.6 µs in multiprocess mode (a locked write to a memory-mapped file). The web process, which
+        # records them, is the one that answers GET /metrics. At most one key per event name GitHub sends.
+        self.webhook_tally: dict[tuple[str | None, str], int] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, remembered: the webhook's path pays a dictionary look-up, not labels()."""
@@ -125,6 +130,7 @@ def use_directory(path: Path) -> None:
 
 def exposition(collectors: Iterable[Any] = ()) -> tuple[bytes, str]:
     """The text `GET /metrics` answers, and its content type; `collectors` add figures read when scraped."""
+    _flush_tallies()
     registry = CollectorRegistry()
     if _directory is not None:
         multiprocess.MultiProcessCollector(registry, str(_directory))
@@ -138,9 +144,16 @@ def exposition(collectors: Iterable[Any] = ()) -> tuple[bytes, str]:
 # --- recording: one call at each site ---------------------------------------------------------------
 
 
+def _flush_tallies() -> None:
+    tally, _m.webhook_tally = _m.webhook_tally, {}
+    for (event, outcome), count in tally.items():
+        _m.child(_m.webhook, _m.events(event), outcome).inc(count)
+
+
 def webhook_delivery(event: str | None, outcome: str) -> None:
     """`event` only once the delivery is known to be GitHub's (signed, a well-formed name), else None."""
-    _m.child(_m.webhook, _m.events(event), outcome).inc()
+    key = (event, outcome)
+    _m.webhook_tally[key] = _m.webhook_tally.get(key, 0) + 1
 
 
 def delivery_imported(event: str, outcome: str) -> None:

@@ -27,7 +27,8 @@ API_VERSION = "2022-11-28"
 ACCEPT = "application/vnd.github+json"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
 # The call each HTTP request belongs to, for agentvine_github_requests_total: (operation, installation).
-_CALL: contextvars.ContextVar[tuple[str, str | int | None]] = contextvars.ContextVar("github_call", default=("other", None))
+_CALL: contextvars.ContextVar[tuple[str, str | int | None]] = contextvars.ContextVar("github_call",
+                                                                                     default=("other", None))
 
 
 def operation(method: str, url: str) -> str:
