@@ -18,6 +18,7 @@ import signal
 
 from aiohttp import web
 
+from app import metrics
 from app.domain.config import BotConfig, load_default
 from app.engine.supervisor import WorkerSupervisor
 from app.engine.worker import Worker
@@ -109,6 +110,7 @@ class Service:
 def make_production_app(settings: Settings, log_level: str) -> web.Application:
     """The web app, with the worker in a child process of its own (restarted if it dies)."""
     store = open_store(settings)  # migrates before the worker process opens it
+    metrics.use_directory(settings.metrics_dir)  # before the worker is spawned: it inherits the folder
     supervisor = WorkerSupervisor(worker_process_main, (log_level, settings.worker_nice, os.getpid()))
     return build_web(settings, store, supervisor, worker_alive=supervisor.alive, worker_pid=supervisor.pid)
 

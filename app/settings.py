@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     expiry_check_interval: float = 60.0  # seconds between two looks for unanswered questions
     progress_interval: float = 3.0  # seconds between two progress edits of one job, at least
     sentry_dsn: str | None = None
+    metrics_token: SecretStr | None = None  # GET /metrics asks for it (Authorization: Bearer) when set
     # Host git runs as this uid:gid when AgentVine runs as root (app/agent/boundary/hostgit.py).
     git_user: str = Field(default=DEFAULT_GIT_USER, pattern=r"^[0-9]+(:[0-9]+)?$")
     # auto: each job gets its own loop-mounted filesystem (the quota) where root and loop devices allow.
@@ -134,6 +135,11 @@ class Settings(BaseSettings):
         host = urlsplit(self.git_url).hostname or "github.com"
         domain = f"users.noreply.{host}"
         return f"{user_id}+{login}@{domain}" if user_id else f"{login}@{domain}"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """`agentvine serve`'s processes write their figures here (prometheus-client's multiprocess mode)."""
+        return self.data_dir / "metrics"
 
     @property
     def jobs_dir(self) -> Path:

@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from app import metrics
 from app.agent.claude.command import CLAUDE_CODE_ENV
 from app.agent.policy import ModelPolicy
 from app.agent.usage import Usage, UsageTap
@@ -337,7 +338,9 @@ class ModelGateway:
             raise
         finally:
             channel.usage.model_seconds += time.monotonic() - started
+            spent = channel.usage.cost_usd  # no await in between: requests in flight together count once each
             channel.usage.cost_usd = channel.policy.cost(channel.usage)
+            metrics.model_cost(channel.policy.model, channel.usage.cost_usd - spent)
 
     def _upstream_url(self, request: web.Request) -> URL:
         # request.path is one of the allow-listed constants; the query (`beta=true`) goes as sent.
@@ -367,6 +370,7 @@ class ModelGateway:
             channel.usage,
             upstream.headers.get("content-type", ""),
             count_json=request.path == "/v1/messages",
+            model=channel.policy.model,
         )
         redactor = _Redactor(self._key_bytes)
         async for chunk in upstream.content.iter_any():

@@ -126,12 +126,13 @@ class ModelPolicy:
     budget_usd: float | None = None
     betas: frozenset[str] = field(default=CLAUDE_CODE_BETAS)
     max_in_flight: int = MAX_IN_FLIGHT
+    model: str = "none"  # the job's `--model`, as the metrics name it (not a check: `models` is)
 
     @classmethod
     def for_job(cls, model: str, budget_usd: float | None = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> ModelPolicy:
         """The policy for a job run with `claude --model <model>`."""
         return cls(models=frozenset({model, MODEL_ALIASES.get(model, model)}), max_tokens=max_tokens,
-                   budget_usd=budget_usd or None)
+                   budget_usd=budget_usd or None, model=model)
 
     @property
     def price(self) -> Price:

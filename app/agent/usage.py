@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app import metrics
+
 __all__ = ["MAX_JSON_USAGE_BYTES", "USAGE_FIELDS", "Usage", "UsageTap"]
 
 MAX_JSON_USAGE_BYTES = 8 * 1024 * 1024  # JSON answers larger than this are not parsed for usage
@@ -52,8 +54,9 @@ class UsageTap:
     still counts what was reported so far.
     """
 
-    def __init__(self, usage: Usage, content_type: str, count_json: bool) -> None:
+    def __init__(self, usage: Usage, content_type: str, count_json: bool, model: str = metrics.NONE) -> None:
         self._usage = usage
+        self._model = model  # the job's, for agentvine_model_tokens_total
         self._sse = content_type.startswith("text/event-stream")
         self._json = count_json and content_type.startswith("application/json")
         self._buf = bytearray()
@@ -105,4 +108,5 @@ class UsageTap:
             value = reported.get(name)
             if isinstance(value, int) and value >= 0 and value != self._counted[name]:
                 setattr(self._usage, name, getattr(self._usage, name) + value - self._counted[name])
+                metrics.model_tokens(self._model, name.removesuffix("_tokens"), value - self._counted[name])
                 self._counted[name] = value

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from app import metrics
 from app.domain.intents import JobCommand
 from app.domain.job import Job, JobState
 from app.store.base import JobStore
@@ -113,6 +114,7 @@ class Dispatcher:
         for state, back_to in self._interrupted.items():
             for job in self._store.list_jobs([state]):
                 self._store.save_job(job.moved_to(back_to, job.reason), "recovered", interrupted_in=state.value)
+                metrics.job_moved(job.worker, back_to.value, False, None, 0.0)
                 log.warning("job %s was %s when the service stopped; it goes on from %s", job.id, state, back_to)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
@@ -164,7 +166,9 @@ class Dispatcher:
             self._store.finish_command(seq, outcome)
 
     def _start_ready(self) -> None:
+        waiting = self._store.count_jobs({stage.state for stage in self._stages})
         for stage in self._stages:
+            metrics.queue_depth(stage.name, waiting.get(stage.state, 0))
             running = [active.job for active in self._active.values() if active.stage is stage]
             if len(running) >= stage.limits.total:
                 continue

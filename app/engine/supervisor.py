@@ -13,6 +13,8 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from app import metrics
+
 log = logging.getLogger(__name__)
 
 SUPERVISE_EVERY_S = 5.0
@@ -45,6 +47,7 @@ class WorkerSupervisor:
             if not self.alive():
                 code = self.process.exitcode if self.process else None
                 log.error("the worker process stopped (exit code %s); starting a new one", code)
+                metrics.worker_replaced(self.pid())
                 self._spawn()
 
     async def start(self) -> None:

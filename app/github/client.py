@@ -4,6 +4,7 @@ cache, and installation tokens that refresh once on a 401."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,6 +15,7 @@ import gidgethub.aiohttp
 import gidgethub.sansio
 from cachetools import LRUCache
 
+from app import metrics
 from app.github.auth import AppAuth, InstallationToken, InstallationTokens, TokenScope, parse_expires_at
 from app.github.retry import backoff, retry_delay
 
@@ -24,6 +26,17 @@ USER_AGENT = "agentvine"
 API_VERSION = "2022-11-28"
 ACCEPT = "application/vnd.github+json"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})
+# The call each HTTP request belongs to, for agentvine_github_requests_total: (operation, installation).
+_CALL: contextvars.ContextVar[tuple[str, str | int | None]] = contextvars.ContextVar("github_call",
+                                                                                     default=("other", None))
+
+
+def operation(method: str, url: str) -> str:
+    """A call's name for metrics: the method and the route template, without its query part
+    (`GET /repos/{owner}/{repo}/contents/{+path}`); never the path filled in (no names, no numbers)."""
+    if "://" in url:  # a link GitHub handed over (the next page) that no template is known for
+        return f"{method} other"
+    return f"{method} {url.split('{?', 1)[0]}"
 
 
 class RetryingGitHubAPI(gidgethub.aiohttp.GitHubAPI):
@@ -37,6 +50,21 @@ class RetryingGitHubAPI(gidgethub.aiohttp.GitHubAPI):
         self._clock = clock
         self.requests = 0  # HTTP requests actually sent, retries included
         self.retries = 0
+        self.token_owners: LRUCache[str, int] = LRUCache(maxsize=4096)  # installation token -> its installation
+        self._pages: LRUCache[str, str] = LRUCache(maxsize=256)  # a next-page link -> the operation it pages
+
+    async def _make_request(self, method: str, url: str, url_vars: Any, *args: Any, **kwargs: Any) -> Any:
+        """gidgethub's, with the call's operation and installation known to each request it sends."""
+        name = self._pages.pop(url, None) or operation(method, url)
+        who = "app" if kwargs.get("jwt") else self.token_owners.get(kwargs.get("oauth_token") or "")
+        reset = _CALL.set((name, who))
+        try:
+            data, more, status = await super()._make_request(method, url, url_vars, *args, **kwargs)
+        finally:
+            _CALL.reset(reset)
+        if more:
+            self._pages[more] = name
+        return data, more, status
 
     async def handle_rate_limit_error(
         self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
@@ -59,14 +87,18 @@ class RetryingGitHubAPI(gidgethub.aiohttp.GitHubAPI):
             attempt += 1
             self.requests += 1
             try:
-                return await super()._request(method, url, headers, body)
+                status, answer_headers, answer = await super()._request(method, url, headers, body)
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                metrics.github_request(*_CALL.get(), "error", None)
                 # A POST that may have reached GitHub is not repeated: it could post twice.
                 may_repeat = method in IDEMPOTENT or isinstance(exc, aiohttp.ClientConnectorError)
                 if attempt >= self.max_attempts or not may_repeat:
                     raise
                 self.retries += 1
                 await self.sleep(backoff(attempt))
+                continue
+            metrics.github_request(*_CALL.get(), status, answer_headers.get("x-ratelimit-remaining"))
+            return status, answer_headers, answer
 
 
 class InstallationAPI:
@@ -141,6 +173,7 @@ class GitHubClients:
             data=scope.request() if scope else {},
             jwt=app_jwt,
         )
+        self.api.token_owners[data["token"]] = installation_id  # whose rate limit its calls' answers report
         return InstallationToken(data["token"], parse_expires_at(data["expires_at"]))
 
     def for_installation(self, installation_id: int) -> InstallationAPI:

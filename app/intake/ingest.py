@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 from gidgethub import sansio
 
+from app import metrics
 from app.intake.inbox import InboxCorrupt, InboxRecord, read_records, segments
 from app.domain.intents import JobCommand, StartJob
 from app.domain.job import Delivery, Job
@@ -61,6 +62,17 @@ async def interpret(record: InboxRecord, ctx: RouteContext) -> DeliveryRecord:
     return delivery, jobs, commands
 
 
+def outcome_kind(delivery: Delivery, jobs: list[Job], commands: list[JobCommand]) -> str:
+    """The delivery's outcome in one word, for agentvine_deliveries_imported_total."""
+    if jobs:
+        return "job"
+    if commands:
+        return "command"
+    if delivery.outcome.startswith(("rejected", "failed")):
+        return delivery.outcome.split(":", 1)[0]
+    return "replayed" if delivery.outcome.startswith(OUTCOME_REPLAYED.split("{", 1)[0]) else "ignored"
+
+
 class InboxImporter:
     def __init__(self, directory: Path, store: JobStore, *, command_prefix: str, label_prefix: str) -> None:
         self._directory = directory
@@ -95,16 +107,23 @@ class InboxImporter:
             batch.append(self._unless_replayed(record, await self._interpret(record), seen))
             end = record.end
             if len(batch) >= BATCH:
-                stored += sum(self._store.record_deliveries(batch, inbox_position=(path.name, end)))
+                stored += self._record(batch, (path.name, end))
                 batch = []
                 if stored >= limit:
                     return stored
         if batch:
-            stored += sum(self._store.record_deliveries(batch, inbox_position=(path.name, end)))
+            stored += self._record(batch, (path.name, end))
         if complete:  # everything in it is in the store now
             path.unlink()
             self._store.forget_inbox_segment(path.name)
         return stored
+
+    def _record(self, batch: list[DeliveryRecord], position: tuple[str, int]) -> int:
+        """Store the batch with the inbox position after it; how many were new (not redeliveries)."""
+        stored = self._store.record_deliveries(batch, inbox_position=position)
+        for (delivery, jobs, commands), new in zip(batch, stored):
+            metrics.delivery_imported(delivery.event, outcome_kind(delivery, jobs, commands) if new else "duplicate")
+        return sum(stored)
 
     def _unless_replayed(self, record: InboxRecord, interpreted: DeliveryRecord, seen: dict[str, str]) -> DeliveryRecord:
         """A signed body that already started work, sent again under a fresh delivery id, starts nothing:

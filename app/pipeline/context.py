@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from app import metrics
 from app.agent.boundary import workspace
 from app.domain.config import BotConfig
 from app.github.client import InstallationAPI
@@ -97,6 +98,8 @@ class JobContext:
 
     def _save(self, job: Job, event: str, log: dict | None) -> Job:
         self.store.save_job(job, event, **(log or {}))
+        if job.state is not self.job.state:
+            metrics.job_moved(job.worker, job.state.value, job.terminal, job.conclusion, job.updated_at - job.created_at)
         self.job = job
         return job
 

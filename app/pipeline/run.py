@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from app import metrics
 from app.agent.boundary import workspace
 from app.agent.claude.command import ClaudeOptions, build_command
 from app.agent.claude.events import Result, SystemInit, describe_activity, parse_line
@@ -171,6 +172,7 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         ctx, Progress(steps=flow.steps), prefix=ctx.service_config.command_prefix, interval=deps.progress_interval
     )
     ws: workspace.Workspace | None = None
+    usage: Usage | None = None  # None until an agent ran
     try:
         if job.answer is not None:
             await _resumed_check_run(ctx)
@@ -200,6 +202,7 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         await flow.conclude(ctx, AgentRun(reporter, ws, text, transcript.result, usage, started))
     finally:
         reporter.close()
+        metrics.agent_run(job.worker, time.time() - started, usage.model_seconds if usage else None)
         await _keep_or_discard(ctx, ws)
 
 

@@ -93,6 +93,9 @@ class JobStore(Protocol):
     def find_jobs(self, query: JobQuery) -> JobPage:
         """One page of the jobs that match, newest first (the operator's list)."""
 
+    def count_jobs(self, states: Iterable[JobState] | None = None) -> dict[JobState, int]:
+        """How many jobs are in each of `states` (all states when None); a state without jobs is left out."""
+
     def save_job(self, job: Job, event: str, **data: object) -> None:
         """Persist the job as it is now and append `event` to its log, atomically."""
 

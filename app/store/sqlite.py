@@ -227,6 +227,15 @@ class SQLiteJobStore:
         more, jobs = len(jobs) > query.limit, jobs[: query.limit]
         return JobPage(jobs=jobs, next=JobCursor(created_at=jobs[-1].created_at, id=jobs[-1].id) if more else None)
 
+    def count_jobs(self, states: Iterable[JobState] | None = None) -> dict[JobState, int]:
+        sql, args = "SELECT state, count(*) FROM jobs", []
+        if states is not None:
+            states = list(states)
+            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            args = [s.value for s in states]
+        with self._lock:
+            return {JobState(state): count for state, count in self._db.execute(sql + " GROUP BY state", args)}
+
     def save_job(self, job: Job, event: str, **data: object) -> None:
         with self._transaction():
             self._write_job(job)

@@ -1,6 +1,6 @@
-"""The HTTP side: POST /webhooks, GET /health, GET /deliveries/{id}, and the job views (app/web/jobs.py).
-It appends to the inbox and reads the store; the worker (in this process or another) does everything that
-talks to GitHub."""
+"""The HTTP side: POST /webhooks, GET /health, GET /deliveries/{id}, GET /metrics, and the job views
+(app/web/jobs.py). It appends to the inbox and reads the store; the worker (in this process or another) does
+everything that talks to GitHub."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from app.settings import Settings
 from app.store.base import JobStore
 from app.web.jobs import add_job_routes
 from app.web.live import LiveOptions
+from app.web.metrics import add_metrics_route
 from app.web.webhook import make_handler
 
 
@@ -65,4 +66,5 @@ def make_web_app(
     app.router.add_get("/health", health)
     app.router.add_get("/deliveries/{delivery_id}", delivery_page)
     add_job_routes(app, settings, store, live)
+    add_metrics_route(app, settings, store)
     return app

@@ -7,13 +7,14 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 import simdjson
 from aiohttp import web
 from gidgethub import ValidationFailure, sansio
 
+from app import metrics
 from app.intake.inbox import GroupAppend, InboxWriter
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ LARGE_BODY = 1024 * 1024  # parsed with a parser of its own, so its buffers don'
 # Anything else did not come from GitHub, and either would name files (inbox/rejected/).
 DELIVERY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII | re.IGNORECASE)
 EVENT_NAME = re.compile(r"[a-z_]{1,64}", re.ASCII)
+# What each answer means, for agentvine_webhook_deliveries_total (a 200 is a ping's pong or a duplicate).
+OUTCOMES = {202: "accepted", 400: "bad_request", 401: "bad_signature", 413: "too_large", 503: "not_stored"}
 
 
 def _json(status: int, data: dict) -> web.Response:
@@ -53,7 +56,34 @@ class JsonObjectCheck:
             return isinstance(orjson.loads(body), dict)
 
 
-def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], None]) -> Callable[[web.Request], object]:
+def _outcome(status: int, event: str | None) -> str:
+    if status == 200:
+        return "pong" if event == "ping" else "duplicate"
+    return OUTCOMES.get(status, str(status))
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _counted(receive: Handler) -> Handler:
+    """The handler, counting each answer in agentvine_webhook_deliveries_total."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            response = await receive(request)
+        except web.HTTPRequestEntityTooLarge:  # aiohttp's, past client_max_size
+            metrics.webhook_delivery(None, "too_large")
+            raise
+        # The event names a label only once the body is known to be GitHub's: signed, a well-formed name.
+        event = request.headers.get("X-GitHub-Event")
+        known = response.status != 401 and event is not None and EVENT_NAME.fullmatch(event) is not None
+        metrics.webhook_delivery(event if known else None, _outcome(response.status, event))
+        return response
+
+    return handle
+
+
+def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], None]) -> Handler:
     if not secret:
         raise ValueError("a webhook secret is mandatory")
     is_json_object = JsonObjectCheck()
@@ -62,7 +92,7 @@ def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], Non
     recent: OrderedDict[str, None] = OrderedDict()
     append = GroupAppend(inbox)
 
-    async def handle(request: web.Request) -> web.Response:
+    async def receive(request: web.Request) -> web.Response:
         body = await request.read()  # aiohttp answers 413 past client_max_size
         signature = request.headers.get("X-Hub-Signature-256")
         if not signature:
@@ -103,4 +133,4 @@ def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], Non
         on_stored()
         return _json(202, {"status": "accepted", "delivery": delivery_id})
 
-    return handle
+    return _counted(receive)

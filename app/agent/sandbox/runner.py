@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app import metrics
+
 from .container import (
     ImageUnusable,
     SandboxError,
@@ -86,12 +88,13 @@ async def run_sandbox(
     if own_client:
         client = await asyncio.to_thread(connect_docker)
     run = _Run(spec, settings, client, own_client, deadline)
-    try:
-        await run.start(on_line, STDERR_TAIL_BYTES)
-        outcome = await run.wait(cancel, guard, GUARD_INTERVAL_S)
-        return await run.result(outcome)
-    finally:
-        await run.clean_up()
+    with metrics.sandbox_running():  # from its creation to its removal
+        try:
+            await run.start(on_line, STDERR_TAIL_BYTES)
+            outcome = await run.wait(cancel, guard, GUARD_INTERVAL_S)
+            return await run.result(outcome)
+        finally:
+            await run.clean_up()
 
 
 @dataclass
