@@ -119,9 +119,10 @@ class Worker:
             log.info("orphan check skipped: %s", exc)
             return
         self.run_deps.docker_client = client
-        theirs = {c.labels.get(LABEL_JOB, "") for c in labelled}
-        keep = {job_id for job_id in theirs if self.store.get_job(job_id) is None}  # another instance's
-        removed = remove_orphans(client, keep=frozenset(keep))
+        # Only this store's jobs: another instance's containers (on this Docker host), and one started
+        # between the two listings, are not ours to remove.
+        ours = {job_id for job_id in {c.labels.get(LABEL_JOB, "") for c in labelled} if self.store.get_job(job_id)}
+        removed = remove_orphans(client, only=frozenset(ours))
         if removed:
             log.warning("removed containers left by a previous run: %s", ", ".join(removed))
 

@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def remove_orphans(client=None, *, keep: set[str] | frozenset[str] = frozenset(),
-                   also_labelled: str | None = None) -> list[str]:
+                   also_labelled: str | None = None, only: set[str] | frozenset[str] | None = None) -> list[str]:
     """Remove every container labelled ``agentvine=1`` (and ``also_labelled``, ``key=value``, when
-    given: only those of one owner) whose job is not in ``keep``.
+    given: only those of one owner) whose job is not in ``keep`` (and is in ``only``, when given:
+    a container that appears meanwhile for a job nobody named is left alone).
 
     Call it when the service starts (after a crash) with the ids of jobs that are really
     running. Returns the job ids whose containers were removed.
@@ -33,7 +34,7 @@ def remove_orphans(client=None, *, keep: set[str] | frozenset[str] = frozenset()
         labels = [f"{LABEL}=1"] + ([also_labelled] if also_labelled else [])
         for c in client.containers.list(all=True, ignore_removed=True, filters={"label": labels}):
             job = c.labels.get(LABEL_JOB, "")
-            if job in keep:
+            if job in keep or (only is not None and job not in only):
                 continue
             try:
                 c.remove(force=True, v=True)

@@ -367,8 +367,10 @@ def test_remove_orphans(sandbox_image, docker_client, job_id):
         docker_client.containers.run(sandbox_image, ["sleep", "300"], detach=True,
                                      name=container_name(j), network_mode="none",
                                      labels={LABEL: "1", LABEL_JOB: j, "agentvine.test": job_id})
-    assert remove_orphans(docker_client, keep={b}, also_labelled=ours) == [a]
+    # `only`: the worker names the jobs of its own store; a container of any other job stays.
+    assert remove_orphans(docker_client, only={a, "not-running"}, also_labelled=ours) == [a]
     assert [c.name for c in our_containers(docker_client)] == [container_name(b)]
+    assert remove_orphans(docker_client, keep={b}, also_labelled=ours) == []
     assert remove_orphans(docker_client, also_labelled=ours) == [b]
     assert our_containers(docker_client) == []
 

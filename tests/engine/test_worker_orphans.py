@@ -1,0 +1,50 @@
+"""The worker's start-up sweep removes containers its own store's jobs left behind, and nothing else on
+the Docker host: another instance's, or one started while it looks."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import app.engine.worker
+from app.agent.sandbox.layout import LABEL, LABEL_JOB
+from app.assembly import build_worker
+from app.domain.job import Delivery, Job, Trigger
+from tests.support.env import make_settings
+
+pytestmark = pytest.mark.docker
+
+
+def test_the_start_up_sweep_removes_only_its_own_stores_containers(tmp_path, docker_client, sandbox_image,
+                                                                  app_private_key, monkeypatch):
+    worker = build_worker(make_settings(tmp_path, private_key=app_private_key))
+    mine = Job(delivery_id="d1", installation_id=1, repo="o/r", issue_number=3, requester="alice",
+               trigger=Trigger(kind="label", label="agentvine:bugfix"))
+    worker.store.record_delivery(Delivery(id="d1", event="issues"), [mine])
+    started = []
+
+    def run(job: str) -> None:
+        started.append(docker_client.containers.run(sandbox_image, ["sleep", "300"], detach=True,
+                                                    network_mode="none", labels={LABEL: "1", LABEL_JOB: job}))
+
+    real = app.engine.worker.remove_orphans
+
+    def another_instance_starts_one_meanwhile(*args, **kwargs):
+        run(f"another-instance-{uuid.uuid4().hex[:10]}")  # between the worker's look and the sweep's
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app.engine.worker, "remove_orphans", another_instance_starts_one_meanwhile)
+    try:
+        run(mine.id)
+        worker._remove_orphan_containers()
+        assert docker_client.containers.list(all=True, ignore_removed=True,
+                                             filters={"label": f"{LABEL_JOB}={mine.id}"}) == []
+        assert docker_client.containers.get(started[1].id).status in ("running", "created")
+    finally:
+        for container in started:
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001  (the sweep removed it)
+                pass
+        worker.store.close()
