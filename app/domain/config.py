@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from app.domain.findings import RequestChangesOn
+from app.domain.steps import MAX_STEPS, Step, StepsSettings, VerifySettings, expand_verify, setup_shape
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
@@ -135,6 +136,14 @@ class BotConfig(_Strict):
     workspace: WorkspaceLimits
     follow_ci: FollowCI
     review: ReviewSettings
+    setup: Annotated[list[Step], Field(max_length=MAX_STEPS)]  # app/domain/steps.py
+    verify: VerifySettings
+    steps: StepsSettings
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _setup_shape(cls, value: Any) -> Any:
+        return setup_shape(value)
 
     @field_validator("labels", "seniority")
     @classmethod
@@ -218,8 +227,8 @@ def expand_shorthands(override: dict[str, Any]) -> dict[str, Any]:
     """`follow_ci: true` (false) stands for `follow_ci: {when: always}` (never): the other keys keep
     their defaults, which a scalar would otherwise replace in the merge."""
     if isinstance(override.get("follow_ci"), bool):
-        return {**override, "follow_ci": {"when": "always" if override["follow_ci"] else "never"}}
-    return override
+        override = {**override, "follow_ci": {"when": "always" if override["follow_ci"] else "never"}}
+    return expand_verify(override)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +313,7 @@ class Ceilings(_Strict):
     max_workspace_files: Annotated[int, Field(ge=100)] = 200_000
     max_file_mb: Annotated[int, Field(ge=1)] = 100
     max_changed_files: Annotated[int, Field(ge=1)] = 5000
+    max_step_minutes: Annotated[float, Field(gt=0)] = 30.0  # one setup or verify command
 
     def enforce(self, config: BotConfig, source: str) -> BotConfig:
         """`config` itself, or a ConfigError naming every value beyond a ceiling."""
@@ -342,6 +352,11 @@ def _limited(config: BotConfig) -> Iterator[tuple[str, str | float, str]]:
     yield "workspace.max_files", config.workspace.max_files, "max_workspace_files"
     yield "workspace.max_file_mb", config.workspace.max_file_mb, "max_file_mb"
     yield "workspace.max_changed_files", config.workspace.max_changed_files, "max_changed_files"
+    yield "steps.timeout_minutes", config.steps.timeout_minutes, "max_step_minutes"
+    for phase, steps in (("setup", config.setup), ("verify.commands", config.verify.commands)):
+        for index, step in enumerate(steps):
+            if step.timeout_minutes is not None:
+                yield f"{phase}.{index}.timeout_minutes", step.timeout_minutes, "max_step_minutes"
 
 
 def _models(config: BotConfig) -> Iterator[tuple[str, str]]:

@@ -106,6 +106,12 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         memory=config.sandbox.memory,
         cpus=config.sandbox.cpus,
         pids=config.sandbox.pids,
+        setup=list(config.setup),
+        verify=list(config.verify.commands),
+        verify_max_attempts=config.verify.max_attempts,
+        verify_on_failure=config.verify.on_failure,
+        step_timeout_minutes=config.steps.timeout_minutes,
+        step_output_kb=config.steps.output_kb,
         **config.workspace.model_dump(),
     )
 

@@ -88,6 +88,8 @@ class SandboxSpec:
     gateway_port: int = DEFAULT_GATEWAY_PORT
     #: size of the tmpfs /tmp (it counts against the memory limit)
     tmp_size: str = "512m"
+    #: more read-write bind mounts, container path -> host directory (the package caches, caches.py)
+    mounts: dict[str, Path] = field(default_factory=dict)
 
 
 
@@ -195,6 +197,10 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         docker.types.Mount(WORKSPACE, str(Path(spec.workspace).resolve()), type="bind"),
         docker.types.Mount(AGENT_HOME, str(Path(spec.home).resolve()), type="bind"),
     ]
+    for target, source in sorted(spec.mounts.items()):
+        if not target.startswith("/cache/") or ".." in target or not Path(source).is_absolute():
+            raise SandboxError(f"extra mount {target!r} must be below /cache/ and come from an absolute path")
+        mounts.append(docker.types.Mount(target, str(Path(source).resolve()), type="bind"))
     if spec.gateway_socket is not None:
         # The socket file itself, read-only: the container can connect but not replace it,
         # and sees nothing else of the host directory it lives in.
