@@ -2,7 +2,9 @@
 
 It starts the embedded GitHub fake (REST + git) and a scripted model API, runs AgentVine
 against them with the real sandbox (Docker) and the real Claude Code CLI, labels a demo issue,
-and prints what a person would see on GitHub as it happens."""
+and prints what a person would see on GitHub as it happens. The demo repository asks for the
+`full` sandbox image, so the agent runs its tests with `python3` before and after the fix, and
+the demo prints what python3 printed in the sandbox."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.agent.sandbox.recipe import PROFILE_IMAGES
 from app.assembly import Service
 from app.domain.job import Job
 from app.fakes.github.state import FakeGitHub
@@ -34,16 +37,38 @@ def count_words(line):
 if __name__ == "__main__":
     print(sum(count_words(line) for line in open(sys.argv[1])))
 '''
+TESTS = '''import unittest
+
+from wordcount import count_words
+
+
+class CountWords(unittest.TestCase):
+    def test_spaces(self):
+        self.assertEqual(count_words("a b  c"), 3)
+
+    def test_tabs(self):
+        self.assertEqual(count_words("a\\tb"), 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
+'''
+# The demo repository's own configuration: the image with Python in it (docs/configuration.md).
+REPO_CONFIG = "sandbox:\n  image: full\n"
+DEMO_IMAGE = PROFILE_IMAGES["full"]
 ISSUE_BODY = "`count_words('a\\tb')` returns 1: words separated by a tab are counted as one."
+RUN_TESTS = "python3 --version && python3 -m unittest -v 2>&1"
 SCRIPT = [
-    ScriptedTurn(text="Let me look at how lines are split.",
-                 tool_uses=[ToolUse(name="Read", input={"file_path": "/workspace/wordcount.py"})]),
+    ScriptedTurn(text="Let me look at how lines are split, and run the tests first.",
+                 tool_uses=[ToolUse(name="Read", input={"file_path": "/workspace/wordcount.py"}),
+                            ToolUse(name="Bash", input={"command": RUN_TESTS})]),
     ScriptedTurn(text="`split(\" \")` only splits on spaces; `split()` splits on any whitespace.",
                  tool_uses=[ToolUse(name="Edit", input={"file_path": "/workspace/wordcount.py",
                                                         "old_string": 'line.split(" ")', "new_string": "line.split()"})]),
-    ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "grep -n 'split' wordcount.py"})]),
+    ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": RUN_TESTS})]),
     ScriptedTurn(text="Fixed: `count_words` now splits on any whitespace (`str.split()` with no argument), "
-                      "so tabs separate words like spaces do. Verified with grep that no `split(\" \")` is left."),
+                      "so tabs separate words like spaces do. Verified: `python3 -m unittest` passed (2 tests; "
+                      "`test_tabs` failed before the change)."),
 ]
 
 
@@ -83,7 +108,9 @@ async def _watch(github, say, issue_number: int, done: asyncio.Event) -> None:
 def _arrange(github: FakeGitHub) -> dict[str, Any]:
     """The demo organisation, its repository, a maintainer, and the issue they will label."""
     github.add_installation(INSTALLATION, "demo-org", account_type="Organization")
-    github.add_repo(REPO, installation_id=INSTALLATION, files={"wordcount.py": WORDCOUNT, "README.md": "# wordcount\n"})
+    github.add_repo(REPO, installation_id=INSTALLATION, files={
+        "wordcount.py": WORDCOUNT, "test_wordcount.py": TESTS, "README.md": "# wordcount\n",
+        ".github/agentvine.yml": REPO_CONFIG})
     github.add_user("maintainer")
     github.set_permission(REPO, "maintainer", "write")
     return github.add_issue(REPO, title="Words separated by tabs are counted as one", body=ISSUE_BODY, user="maintainer")
@@ -129,10 +156,26 @@ def _finished_job(service: Service, delivery: str, say) -> Job | None:
     return job
 
 
-def _report(github: FakeGitHub, service: Service, job: Job, say) -> int:
-    """What a person would look at: the job's outcome, its pull request and the change; the exit code."""
+def _test_runs(model: FakeModelAPI) -> list[str]:
+    """What the sandbox answered to each `python3 -m unittest` the agent ran (the real output)."""
+    outputs = []
+    for result in model.tool_results():
+        content = result.get("content")
+        text = content if isinstance(content, str) else "".join(
+            b.get("text", "") for b in content or [] if isinstance(b, dict))
+        if "Ran " in text:  # Claude Code appends a reminder of its own to what the command printed
+            outputs.append(text.split("<system-reminder>")[0])
+    return outputs
+
+
+def _report(github: FakeGitHub, service: Service, job: Job, model: FakeModelAPI, say) -> int:
+    """What a person would look at: the job's outcome, the tests it ran, its pull request and the change;
+    the exit code."""
     outcome = job.outcome
     say(f"job {job.id}: {job.state.value} ({outcome.conclusion}) — {outcome.title}")
+    for number, output in enumerate(_test_runs(model), 1):
+        print(f"\n  The agent ran `{RUN_TESTS}` in the sandbox ({number}), which printed:")
+        print("  | " + "\n  | ".join(output.strip().splitlines()))
     if outcome.pr_number:
         pull = github.pull(REPO, outcome.pr_number)
         print(f"\n  Pull request #{pull['number']}: {pull['title']}  ({'draft' if pull['draft'] else 'ready'})")
@@ -160,11 +203,11 @@ async def run_demo(keep_running: bool) -> int:
         service = Service(_settings(github, model, model_server.url, work, secrets.token_hex(16)))
         async with serving(service.make_app()) as url:
             service.settings.public_url = url
-            say(f"AgentVine is listening on {url} (sandbox image {service.settings.sandbox_image})")
+            say(f"AgentVine is listening on {url} (the demo repository asks for the full sandbox image, {DEMO_IMAGE})")
             job = _finished_job(service, await _label(github, service, issue, say), say)
             if job is None:
                 return 1
-            code = _report(github, service, job, say)
+            code = _report(github, service, job, model, say)
             if keep_running:
                 say("still running (Ctrl-C to stop)")
                 await asyncio.Event().wait()
@@ -191,7 +234,7 @@ def sandbox_problem(image: str, command: str) -> str | None:
 
 
 def main(keep_running: bool = False) -> int:
-    problem = sandbox_problem(Settings().sandbox_image, "agentvine demo")  # the demo runs the real sandbox
+    problem = sandbox_problem(DEMO_IMAGE, "agentvine demo")  # the demo runs the real sandbox
     if problem:
         print(problem, file=sys.stderr)
         return 2

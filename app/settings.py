@@ -18,8 +18,8 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.agent.boundary.hostgit import DEFAULT_GIT_USER
-from app.agent.sandbox.recipe import DEFAULT_IMAGE
-from app.domain.config import Ceilings, Permission
+from app.agent.sandbox.recipe import DEFAULT_IMAGE, PROFILE_IMAGES
+from app.domain.config import OPERATOR_IMAGE, Ceilings, Permission
 
 _CEILINGS = Ceilings()  # their defaults, kept in one place
 
@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     max_jobs_per_repo: int = 1
     worker_nice: int = 10  # CPU priority of the worker process below the web process (0 = same)
 
-    # Default: the tag `agentvine sandbox build` produces (Claude Code version + recipe hash).
+    # The image of a repository that names none: a profile (`base`, `full`: the tag `agentvine sandbox
+    # build` makes, Claude Code version + recipe hash) or any image; default the `full` profile's.
     sandbox_image: str = DEFAULT_IMAGE
     model_api_url: str = "https://api.anthropic.com"
     # The real model key stays on the host; it is read without the AGENTVINE_ prefix.
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     max_turns: int = _CEILINGS.max_turns
     max_cost_usd: float = _CEILINGS.max_cost_usd
     allowed_models: Annotated[tuple[str, ...], NoDecode] = _CEILINGS.allowed_models  # comma-separated
+    allowed_images: Annotated[tuple[str, ...], NoDecode] = _CEILINGS.allowed_images  # comma-separated
     max_question_hours: float = _CEILINGS.max_question_hours
     max_workspace_mb: int = _CEILINGS.max_workspace_mb
     max_workspace_files: int = _CEILINGS.max_workspace_files
@@ -92,10 +94,15 @@ class Settings(BaseSettings):
     # Package caches (pip, npm) kept per repository under data_dir/caches (app/agent/sandbox/caches.py).
     cache_max_mb: int = Field(default=2048, ge=0)  # per repository and kind; 0: no caches
 
-    @field_validator("allowed_models", mode="before")
+    @field_validator("allowed_models", "allowed_images", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return tuple(name.strip() for name in value.split(",") if name.strip()) if isinstance(value, str) else value
+
+    @field_validator("sandbox_image")
+    @classmethod
+    def _profile_tag(cls, value: str) -> str:
+        return PROFILE_IMAGES.get(value, value)  # `full` names the profile's image at this version
 
     def model_post_init(self, _context: Any) -> None:
         _ = self.ceilings  # a ceiling that makes no sense (AGENTVINE_MAX_CPUS=0) fails here, at start, named
@@ -111,6 +118,12 @@ class Settings(BaseSettings):
     @property
     def inbox_path(self) -> Path:
         return self.data_dir / "inbox"
+
+    def image_for(self, name: str | None) -> str:
+        """The image a job runs in for `sandbox.image` = `name` (docs/configuration.md)."""
+        if name is None or name == OPERATOR_IMAGE:
+            return self.sandbox_image
+        return PROFILE_IMAGES.get(name, name)
 
     def clone_url(self, repo: str) -> str:
         """Where host git fetches and pushes `owner/name` (GitHub Enterprise Server has its own host)."""

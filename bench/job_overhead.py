@@ -5,7 +5,11 @@ Code spent waiting on the model API (its own `duration_api_ms`): clone, containe
 start, commit, push, pull request, and every report. Real Docker, the real Claude Code CLI,
 the GitHub fake (git over smart HTTP) and a scripted model API that answers at once.
 
-Usage: python bench/job_overhead.py [--jobs 7]
+Usage: python bench/job_overhead.py [--jobs 7] [--image full|base|team|REFERENCE]
+
+--image is the repository's `sandbox.image`: a profile (the settings' default is `full`), `team`
+(a team's image without Claude Code, run with AgentVine's runtime volume: tests/support/team_images.py,
+made from the base image if missing), or any image reference (then allowed for the run).
 """
 
 from __future__ import annotations
@@ -38,13 +42,29 @@ def script(i: int) -> list[ScriptedTurn]:
     ]
 
 
-async def run(jobs: int) -> dict:
+def repository_image(image: str) -> tuple[str, tuple[str, ...]]:
+    """(the repository's `sandbox.image`, the images the operator allows for it)."""
+    if image in ("base", "full"):
+        return image, ()
+    if image == "team":
+        import docker
+
+        from app.agent.sandbox.recipe import PROFILE_IMAGES
+        from tests.support.team_images import team_image
+
+        image = team_image(docker.from_env(timeout=600), PROFILE_IMAGES["base"])
+    return image, (image,)
+
+
+async def run(jobs: int, image: str = "full") -> dict:
+    named, allowed = repository_image(image)
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     model = FakeModelAPI([turn for i in range(jobs + 1) for turn in script(i)])
     rows = []
     async with running_fake(work) as github, serve_fake_model_api(model) as model_server:
         installation = github.add_installation(1001, "octo-org", account_type="Organization")
-        github.add_repo(REPO, installation_id=installation["id"], files={"README.md": "# hello\n", "hello.py": "print('hi')\n"})
+        github.add_repo(REPO, installation_id=installation["id"], files={
+            "README.md": "# hello\n", "hello.py": "print('hi')\n", ".github/agentvine.yml": f"sandbox: {{image: '{named}'}}\n"})
         github.add_user("alice")
         github.set_permission(REPO, "alice", "write")
         label = github.ensure_label(github.repo(REPO), "agentvine:feature")
@@ -52,7 +72,7 @@ async def run(jobs: int) -> dict:
         service = Service(Settings(
             app_id=github.app_id, private_key=github.private_key_pem, webhook_secret=SECRET,
             github_api_url=github.url, git_url=github.url, data_dir=work / "agentvine",
-            model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key))
+            model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key, allowed_images=allowed))
         async with serving(service.make_app()) as url:
             for i in range(jobs + 1):  # the first one warms up caches (image layers, page cache)
                 issue = github.add_issue(REPO, title=f"Change {i}", user="alice")
@@ -63,7 +83,7 @@ async def run(jobs: int) -> dict:
                 assert status == 202, answer
                 await service.dispatcher.wait_idle(timeout=300)
                 job = service.store.get_job(service.store.delivery_jobs(answer["delivery"])[0])
-                assert job.outcome and job.outcome.conclusion == "success", (job.state, job.reason)
+                assert job.outcome and job.outcome.conclusion == "success", (job.state, job.reason, job.outcome and job.outcome.detail)
                 finished = next(e.at for e in service.store.events(job.id) if e.kind == "finished")
                 total = finished - job.created_at
                 model_s = job.outcome.figures.model_s or 0.0
@@ -76,6 +96,7 @@ async def run(jobs: int) -> dict:
     measured = rows[1:]
     overhead = [r["overhead_s"] for r in measured]
     return {
+        "image": named,
         "jobs": len(measured),
         "overhead_median_s": round(statistics.median(overhead), 2),
         "overhead_max_s": round(max(overhead), 2),
@@ -89,8 +110,9 @@ async def run(jobs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=7)
+    parser.add_argument("--image", default="full", help="the repository's sandbox.image: base, full, team, or a reference")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.jobs)), indent=2))
+    print(json.dumps(asyncio.run(run(args.jobs, args.image)), indent=2))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.agent.sandbox.image import BuildError, build_image, image_exists
-from app.agent.sandbox.recipe import DEFAULT_IMAGE
+from app.agent.sandbox.image import BuildError, BuildOptions, build_image, image_exists
+from app.agent.sandbox.recipe import PROFILE_IMAGES
 from tests.support.env import TESTDATA, WEBHOOKS, unavailable
 from tests.support.model import (  # noqa: F401  (pytest finds fixtures by name)
     claude_bin,
@@ -64,11 +64,10 @@ def docker_client():
     client.close()
 
 
-@pytest.fixture(scope="session")
-def sandbox_image(docker_client) -> str:
-    """The sandbox image, built once per session if it is missing (about a minute)."""
-    tag = os.environ.get("AGENTVINE_TEST_SANDBOX_IMAGE", DEFAULT_IMAGE)
-    if image_exists(tag, docker_client):
+def _profile_image(client, profile: str, override: str) -> str:
+    """A profile's image, built once per session if it is missing (base about a minute, full 1-2)."""
+    tag = os.environ.get(override, PROFILE_IMAGES[profile])
+    if image_exists(tag, client):
         return tag
     missing = [t for t in ("mmdebstrap", "npm") if shutil.which(t) is None]
     if missing:
@@ -77,11 +76,43 @@ def sandbox_image(docker_client) -> str:
     lines: list[str] = []
     t0 = time.monotonic()
     try:
-        build_image(tag, log=lines.append, client=docker_client)
+        build_image(tag, BuildOptions(profile=profile), log=lines.append, client=client)
     except BuildError as exc:
         pytest.fail(f"building the sandbox image failed: {exc}", pytrace=False)
     print(f"\nbuilt {tag} in {time.monotonic() - t0:.0f}s")
     return tag
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client) -> str:
+    """The base profile's image: what most tests need (git and the CLI), and the quickest to build."""
+    return _profile_image(docker_client, "base", "AGENTVINE_TEST_SANDBOX_IMAGE")
+
+
+@pytest.fixture(scope="session")
+def full_image(docker_client) -> str:
+    """The full profile's image (Python, Node.js, gcc, ...): the default of new installations."""
+    return _profile_image(docker_client, "full", "AGENTVINE_TEST_FULL_IMAGE")
+
+
+@pytest.fixture(scope="session")
+def runtime_volume(docker_client, full_image) -> str:
+    """AgentVine's runtime for images that are not its own (made from the full image in seconds)."""
+    from app.agent.sandbox.layout import PINNED
+    from app.agent.sandbox.runtime_build import build_runtime
+
+    try:
+        return build_runtime(PINNED, log=lambda _line: None, client=docker_client)
+    except BuildError as exc:
+        pytest.fail(f"building the runtime volume failed: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def team_image(docker_client, sandbox_image) -> str:
+    """A team's own development image: Debian with git and bash, without Claude Code, socat or uid 1000's name."""
+    from tests.support.team_images import team_image as make
+
+    return make(docker_client, sandbox_image)
 
 
 # --- the GitHub fake with one repository, and AgentVine acknowledging without running agents ---

@@ -46,7 +46,7 @@ _CHECKOUT_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "AGENTVINE_OPENAPI_SPEC", "AG
 
 @pytest.mark.docker
 @pytest.mark.claude
-def test_an_installed_copy_runs_the_demo_outside_the_checkout(tmp_path, sandbox_image):
+def test_an_installed_copy_runs_the_demo_outside_the_checkout(tmp_path, full_image):
     """`pip install .` (not editable) ships all the demo needs: no ../shared, no repository around it."""
     # A copy of the checkout: pip builds in the source folder and would leave build/ there.
     source = tmp_path / "agentvine"
@@ -62,7 +62,7 @@ def test_an_installed_copy_runs_the_demo_outside_the_checkout(tmp_path, sandbox_
     elsewhere = tmp_path / "elsewhere"  # no checkout, no ../shared beside it
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in _CHECKOUT_VARIABLES}
-    env.update(AGENTVINE_SANDBOX_IMAGE=sandbox_image, PYTHONNOUSERSITE="1")
+    env.update(AGENTVINE_SANDBOX_IMAGE=full_image, PYTHONNOUSERSITE="1")
 
     where = subprocess.run(
         [python, "-c", "import app, app.domain.config as c, app.fakes.github.openapi as o;"
@@ -78,3 +78,4 @@ def test_an_installed_copy_runs_the_demo_outside_the_checkout(tmp_path, sandbox_
     assert "check run “AgentVine · bugfix”: completed → success" in demo.stdout
     assert "succeeded (success) — Opened #2" in demo.stdout
     assert "Pull request #2: Words separated by tabs are counted as one" in demo.stdout
+    assert "Ran 2 tests" in demo.stdout  # python3 in the full image ran the demo repository's tests

@@ -129,3 +129,17 @@ def test_replacing_a_symlink_replaces_the_link_not_what_it_points_at(tmp_path):
 def test_the_other_lines_of_a_file_are_kept_verbatim(tmp_path):
     env = write_env(tmp_path / "agentvine.env", '# mine\nAGENTVINE_APP_ID=1\nexport X="a\nb"\nAGENTVINE_PRIVATE_KEY="k"\nY=2')
     assert other_settings(env, {"AGENTVINE_APP_ID", "AGENTVINE_PRIVATE_KEY"}) == '# mine\nexport X="a\nb"\nY=2\n'
+
+
+def test_allowed_images_are_comma_separated_and_a_profile_names_its_image(monkeypatch):
+    from app.agent.sandbox.recipe import PROFILE_IMAGES
+    from app.settings import Settings
+
+    monkeypatch.setenv("AGENTVINE_ALLOWED_IMAGES", " team/*, registry.example.com/dev:1 ,")
+    monkeypatch.setenv("AGENTVINE_SANDBOX_IMAGE", "base")
+    settings = Settings()
+    assert settings.allowed_images == ("team/*", "registry.example.com/dev:1")
+    assert settings.ceilings.allowed_images == settings.allowed_images
+    assert settings.sandbox_image == PROFILE_IMAGES["base"]
+    assert settings.image_for("default") == settings.image_for(None) == PROFILE_IMAGES["base"]
+    assert settings.image_for("full") == PROFILE_IMAGES["full"] and settings.image_for("team/x:1") == "team/x:1"

@@ -47,6 +47,15 @@ Level = Literal["autonomous", "supervised", "human-required"]
 WorkerName = Literal["feature", "bugfix", "test", "docs", "refactor", "review"]
 PERMISSION_ORDER: tuple[str, ...] = ("none", "read", "triage", "write", "maintain", "admin")
 MemorySize = Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]$")]  # Docker's units: 1k = 1024 bytes
+# The sandbox images AgentVine builds (app/agent/sandbox/recipe.py, PROFILES), and the name that
+# means the operator's own choice (AGENTVINE_SANDBOX_IMAGE).
+SANDBOX_PROFILES: tuple[str, ...] = ("base", "full")
+OPERATOR_IMAGE = "default"
+# A Docker image reference, as `docker pull` takes it: [host[:port]/]path[:tag][@sha256:digest].
+_IMAGE_REFERENCE = (r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?/)?"
+                    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+                    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
+ImageName = Annotated[str, Field(pattern=_IMAGE_REFERENCE, max_length=255)]
 _SHIPPED_PROMPT = re.compile(r"^prompts/[a-z0-9_-]+\.md$")
 
 
@@ -92,6 +101,9 @@ class SandboxLimits(_Strict):
     memory: MemorySize
     cpus: Annotated[float, Field(gt=0, le=16)]
     pids: Annotated[int, Field(ge=16, le=65536)]
+    # `default` (the operator's AGENTVINE_SANDBOX_IMAGE), a profile, or an image the operator allows.
+    # A default here too: an operator's own bot config from before the key still validates.
+    image: ImageName = OPERATOR_IMAGE
 
 
 class WorkspaceLimits(_Strict):
@@ -308,6 +320,9 @@ class Ceilings(_Strict):
     # Model names, or fnmatch patterns such as `claude-sonnet-*`.
     allowed_models: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)] = (
         "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+    # Images a repository may name as `sandbox.image` besides the profiles: references or fnmatch
+    # patterns (`registry.example.com/team/*`). None by default: each is the operator's to allow.
+    allowed_images: tuple[Annotated[str, Field(min_length=1, max_length=255)], ...] = ()
     max_question_hours: Annotated[float, Field(gt=0)] = 168.0
     max_workspace_mb: Annotated[int, Field(ge=64)] = 8192
     max_workspace_files: Annotated[int, Field(ge=100)] = 200_000
@@ -330,7 +345,15 @@ class Ceilings(_Strict):
         allowed = ", ".join(self.allowed_models)
         found += [f"{key}: {model} is not one of the operator's allowed models ({allowed}; {_setting('allowed_models')})"
                   for key, model in _models(config) if not any(fnmatchcase(model, p) for p in self.allowed_models)]
-        return found
+        return found + self._image_problems(config)
+
+    def _image_problems(self, config: BotConfig) -> list[str]:
+        image = config.sandbox.image
+        if image in (OPERATOR_IMAGE, *SANDBOX_PROFILES) or any(fnmatchcase(image, p) for p in self.allowed_images):
+            return []
+        allowed = ", ".join(self.allowed_images) or "none"
+        return [f"sandbox.image: {image} is neither a profile ({', '.join(SANDBOX_PROFILES)}) nor one of the "
+                f"operator's allowed images ({allowed}; {_setting('allowed_images')})"]
 
 
 def _floors(config: BotConfig) -> Iterator[tuple[str, str, str]]:

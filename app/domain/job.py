@@ -101,6 +101,9 @@ class RunSettings(BaseModel):
     memory: str
     cpus: float
     pids: int
+    # `sandbox.image` as the config named it (a profile, an allowed image, or `default`); the
+    # settings resolve it (Settings.image_for). Jobs stored before it existed run the operator's.
+    image: str = "default"
     # The workspace's limits (jobs stored before they existed get the shipped defaults).
     max_size_mb: int = 4096
     max_files: int = 100_000

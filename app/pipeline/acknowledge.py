@@ -112,6 +112,7 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         verify_on_failure=config.verify.on_failure,
         step_timeout_minutes=config.steps.timeout_minutes,
         step_output_kb=config.steps.output_kb,
+        image=config.sandbox.image,
         **config.workspace.model_dump(),
     )
 

@@ -19,6 +19,9 @@ from app.agent.claude.events import Result, SystemInit, describe_activity, parse
 from app.agent.gateway import ModelGateway, Usage
 from app.agent.policy import ModelPolicy
 from app.agent.sandbox import SandboxResult, SandboxSpec, run_sandbox
+from app.agent.sandbox.container import ImageUnusable
+from app.agent.sandbox.plan import ImagePlan
+from app.agent.sandbox.runtime import NEEDS_BASH
 from app.domain.job import JobState
 from app.domain.untrusted import defuse
 from app.pipeline.acknowledge import create_check_run
@@ -29,6 +32,7 @@ from app.pipeline.present import texts
 from app.pipeline.present.render import Progress
 from app.pipeline.progress import ProgressReporter
 from app.pipeline.review.flow import ReviewFlow
+from app.pipeline.sandbox_image import image_outcome, job_image, runtime_failure
 
 log = logging.getLogger(__name__)
 
@@ -97,26 +101,36 @@ async def _workspace(ctx: JobContext) -> workspace.Workspace:
     return ws
 
 
-async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, prompt: str, transcript: Transcript,
+@dataclass
+class Launch:
+    """Where the agent runs: the job's workspace, and its image with how it runs."""
+
+    ws: workspace.Workspace
+    plan: ImagePlan
+    prompt: str
+
+
+async def _run_agent(ctx: JobContext, deps: RunDeps, launch: Launch, transcript: Transcript,
                      cancel: asyncio.Event) -> tuple[SandboxResult, Usage]:
-    job = ctx.job
+    job, ws, plan = ctx.job, launch.ws, launch.plan
     assert job.run is not None and deps.gateway is not None
     model = job.model or "sonnet"
     # The gateway enforces the model and the budget itself: the agent can call it directly.
     channel = await deps.gateway.open_job(job.id, ModelPolicy.for_job(model, budget_usd=job.run.max_cost_usd))
+    tools = [t for t in job.run.allowed_tools if t in KNOWN_TOOLS]
     try:
-        command = build_command(prompt, ClaudeOptions(
+        command = build_command(launch.prompt, ClaudeOptions(
             model=model,
             max_turns=job.run.max_turns,
             permission_mode="bypassPermissions",  # the container is the boundary
             allowed_tools=None,
-            tools=[t for t in job.run.allowed_tools if t in KNOWN_TOOLS],
+            tools=tools,
             resume_session=job.session_id if job.answer is not None else None,
         ))
         spec = SandboxSpec(
-            job_id=job.id, image=ctx.settings.sandbox_image, command=command, workspace=ws.path, home=ws.home,
-            gateway_socket=channel.socket_path,
-            env={"ANTHROPIC_API_KEY": channel.token, "CLAUDE_CODE_MAX_RETRIES": str(ctx.settings.model_max_retries)},
+            job_id=job.id, image=plan.image, command=command, workspace=ws.path, home=ws.home,
+            gateway_socket=channel.socket_path, runtime_volume=plan.runtime_volume, image_volumes=plan.image_volumes,
+            env=_environment(ctx, channel.token, tools),
             memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids, timeout_s=job.run.timeout_minutes * 60,
         )
         sandbox = await run_sandbox(spec, transcript.on_line, cancel=cancel, client=deps.docker_client,
@@ -124,6 +138,13 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, ws: workspace.Workspace, pr
     finally:
         usage = await deps.gateway.close_job(job.id)
     return sandbox, usage
+
+
+def _environment(ctx: JobContext, token: str, tools: list[str]) -> dict[str, str]:
+    env = {"ANTHROPIC_API_KEY": token, "CLAUDE_CODE_MAX_RETRIES": str(ctx.settings.model_max_retries)}
+    if "Bash" in tools:  # in an image that is not AgentVine's, the runtime then insists on bash
+        env[NEEDS_BASH] = "1"
+    return env
 
 
 async def _resumed_check_run(ctx: JobContext) -> None:
@@ -149,14 +170,20 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         if deps.gateway is None:
             await finish(ctx, reporter, ended(ctx, "no_model_key"))
             return
-        ws = await _workspace(ctx)
-        reporter.step_done(texts.STEP_WORKSPACE)
         transcript = Transcript(reporter)
-        sandbox, usage = await _run_agent(ctx, deps, ws, await flow.prompt(ctx), transcript, cancel)
+        try:
+            plan = await job_image(ctx, deps.docker_client)  # before anything of the job's is made
+            ws = await _workspace(ctx)
+            reporter.step_done(texts.STEP_WORKSPACE)
+            sandbox, usage = await _run_agent(ctx, deps, Launch(ws, plan, await flow.prompt(ctx)), transcript, cancel)
+        except ImageUnusable as problem:
+            await finish(ctx, reporter, image_outcome(ctx, problem, ctx.settings.image_for(job.run.image)))
+            return
         ctx.update("agent_finished", log={"exit_code": sandbox.exit_code, "lines": transcript.lines},
                    session_id=transcript.session_id or ctx.job.session_id, answer=None)
-        failed = classify(ctx, sandbox, transcript.result, sandbox.stopped or ws.disk.over_quota(),
-                          budget_reached=usage.refused_budget > 0)
+        failed = runtime_failure(ctx, plan, sandbox, transcript.lines) or classify(
+            ctx, sandbox, transcript.result, sandbox.stopped or ws.disk.over_quota(),
+            budget_reached=usage.refused_budget > 0)
         if failed is not None:
             stats = figures(usage, started)
             await finish(ctx, reporter, failed.model_copy(update={"figures": stats}))

@@ -132,3 +132,26 @@ def test_a_ceiling_setting_that_makes_no_sense_is_refused_at_start(monkeypatch, 
     monkeypatch.setenv(f"AGENTVINE_{env.upper()}", value)
     with pytest.raises(ValidationError, match=env):
         Settings()
+
+
+@pytest.mark.parametrize("name", ["default", "base", "full"])
+def test_a_profile_or_the_operators_image_needs_no_allowance(name):
+    assert merge_repo_config(f"sandbox: {{image: {name}}}").sandbox.image == name
+
+
+def test_another_image_must_be_one_the_operator_allows():
+    (problem,) = problems("sandbox: {image: 'team/dev:1'}")
+    assert problem == ("sandbox.image: team/dev:1 is neither a profile (base, full) nor one of the operator's "
+                       "allowed images (none; AGENTVINE_ALLOWED_IMAGES)")
+    ceilings = Ceilings(allowed_images=("registry.example.com:5000/team/*", "dev:1"))
+    assert merge_repo_config("sandbox: {image: 'registry.example.com:5000/team/py:3.11'}", ceilings=ceilings)
+    assert merge_repo_config("sandbox: {image: 'dev:1'}", ceilings=ceilings)
+    (problem,) = problems("sandbox: {image: 'dev:2'}", ceilings)
+    assert "(registry.example.com:5000/team/*, dev:1; AGENTVINE_ALLOWED_IMAGES)" in problem
+
+
+@pytest.mark.parametrize("image", ["Team/Dev", "dev:", "-rm", "a b", "dev@sha256:abc", "x" * 300, "", "dev:1;rm"])
+def test_a_malformed_image_reference_is_a_config_error(image):
+    ceilings = Ceilings(allowed_images=("*",))
+    (problem,) = problems(f"sandbox: {{image: '{image}'}}", ceilings)
+    assert problem.startswith("sandbox.image: ")

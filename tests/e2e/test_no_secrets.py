@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from app.agent.sandbox.layout import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, WORKSPACE
+from app.agent.sandbox.layout import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, RUNTIME_DIR, WORKSPACE
 from app.fakes.model_api import ScriptedTurn, ToolUse
 from tests.support.harness import REPO, end_to_end, job_containers
 
@@ -22,13 +22,21 @@ INSPECT = (
 )
 
 
-async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client):
+@pytest.mark.parametrize("image", ["profile", "team"])
+async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client, request, image):
+    """In AgentVine's own image, and in a team's image with AgentVine's runtime volume mounted."""
+    files, settings, expected_mounts = None, {}, {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET}
+    if image == "team":
+        request.getfixturevalue("runtime_volume")
+        team = request.getfixturevalue("team_image")
+        files = {"README.md": "# hello\n", ".github/agentvine.yml": f"sandbox: {{image: '{team}'}}\n"}
+        settings, expected_mounts = {"allowed_images": (team,)}, expected_mounts | {RUNTIME_DIR}
     script = [
         # The needles are the secrets themselves; the test fills them in below, once known.
         ScriptedTurn(tool_uses=[ToolUse(name="Bash", input={"command": "true"})]),
         ScriptedTurn(text="Inspected.", delay_seconds=4),  # keeps the container up for docker inspect
     ]
-    async with end_to_end(tmp_path, sandbox_image, script) as (bot, model):
+    async with end_to_end(tmp_path, sandbox_image, script, files=files, **settings) as (bot, model):
         # Tokens that exist before the run: a GitHub token is issued at the acknowledgement.
         issue = bot.github.add_issue(REPO, title="Inspect", user="alice")
         answer = await bot.label(issue["number"], "agentvine:bugfix")
@@ -59,8 +67,8 @@ async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client):
     for secret in secrets:
         assert secret not in env
     assert "ANTHROPIC_API_KEY=agv-" in env  # the per-job token the gateway swaps, not the key
-    assert set(mounts) == {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET}
-    assert mounts[CONTAINER_GATEWAY_SOCKET]["RW"] is False
+    assert set(mounts) == expected_mounts
+    assert mounts[CONTAINER_GATEWAY_SOCKET]["RW"] is False and mounts.get(RUNTIME_DIR, {}).get("RW") is not True
     # Both writable mounts are on the job's own filesystem; the host repository is not in reach.
     assert all("/mnt/" in mounts[m]["Source"] and "/git" not in mounts[m]["Source"] for m in (WORKSPACE, AGENT_HOME))
     assert attrs["HostConfig"]["NetworkMode"] == "none"

@@ -7,8 +7,8 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = ("usage: agentvine sandbox build [--tag TAG] [--claude-version V] [--force]\n"
-             "       agentvine sandbox tag            (print the default image tag)\n"
+    usage = ("usage: agentvine sandbox build [--profile base|full|all] [--tag TAG] [--claude-version V] [--force]\n"
+             "       agentvine sandbox tag            (print the default image tag: the full profile's)\n"
              "       agentvine sandbox remove-orphans (remove every agentvine container)")
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)

@@ -12,12 +12,19 @@ One job = one container, created per run (by runner.py, which also removes it af
 * labels ``agentvine=1`` and ``agentvine.job=<job_id>`` and the name ``agentvine-<job_id>``, so
   that ``remove_orphans`` (orphans.py) finds what a crash left behind.
 
+An image that is not AgentVine's runs the same way, with AgentVine's own agent runtime mounted
+read-only at ``/opt/agentvine`` from the runtime volume (runtime.py) and the runtime's entrypoint in
+place of the image's; the volumes the image declares are covered with small tmpfs mounts, so no
+anonymous volume (outside the job's quota) is ever made for it.
+
 Running it and streaming its output is runner.py and output.py; this module decides what the
 container may do, prepares the host directories it mounts, and creates it.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import re
@@ -37,14 +44,18 @@ from .layout import (
     LABEL,
     LABEL_JOB,
     NAME_PREFIX,
+    RUNTIME_DIR,
     WORKSPACE,
 )
+from .runtime import NEEDS_BASH, RUNTIME_ENTRYPOINT
 
 __all__ = [
     "LABEL",
     "LABEL_JOB",
+    "ImageUnusable",
     "SandboxError",
     "SandboxSpec",
+    "check_shell",
     "connect_docker",
     "container_name",
     "container_settings",
@@ -61,6 +72,16 @@ _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class SandboxError(RuntimeError):
     """The sandbox could not be set up (engine unreachable, image missing, host dirs...)."""
+
+
+class ImageUnusable(SandboxError):
+    """The job's image cannot run the agent: ``problem`` is a key of what is wrong (the pipeline's
+    texts.IMAGE_PROBLEM says it to people) and ``fields`` fill in its text."""
+
+    def __init__(self, problem: str, **fields: str) -> None:
+        self.problem = problem
+        self.fields = fields
+        super().__init__(f"image problem {problem}: {fields}")
 
 
 @dataclass
@@ -90,6 +111,12 @@ class SandboxSpec:
     tmp_size: str = "512m"
     #: more read-write bind mounts, container path -> host directory (the package caches, caches.py)
     mounts: dict[str, Path] = field(default_factory=dict)
+    #: for an image that is not AgentVine's: the runtime volume mounted read-only at /opt/agentvine,
+    #: whose entrypoint replaces the image's (runtime.py); None runs the image as it was built
+    runtime_volume: str | None = None
+    #: the volumes the image declares (VOLUME), each covered by a tmpfs of this size
+    image_volumes: tuple[str, ...] = ()
+    image_volume_size: str = "64m"
 
 
 
@@ -179,7 +206,11 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
         env["AGENTVINE_GATEWAY_SOCKET"] = CONTAINER_GATEWAY_SOCKET
         env.setdefault("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{spec.gateway_port}")
     else:
-        env.pop("AGENTVINE_GATEWAY_PORT", None)
+        env["AGENTVINE_GATEWAY_PORT"] = ""
+    # The entrypoints' own variables are always ours: an image's ENV cannot set them (Docker lets
+    # the container's environment override the image's).
+    for key in ("AGENTVINE_FORWARDS", NEEDS_BASH):
+        env.setdefault(key, "")
     for k, v in env.items():
         if not _ENV_KEY_RE.match(k) or not isinstance(v, str) or "\0" in v:
             raise SandboxError(f"bad environment variable {k!r}")
@@ -212,7 +243,10 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
                 read_only=True,
             )
         )
-    return dict(
+    if spec.runtime_volume is not None:
+        mounts.append(docker.types.Mount(RUNTIME_DIR, spec.runtime_volume, type="volume", read_only=True,
+                                         no_copy=True))
+    settings = dict(
         image=spec.image,
         command=list(spec.command),
         name=container_name(spec.job_id),
@@ -223,7 +257,7 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         hostname="agentvine-sandbox",
         network_mode="none",
         read_only=True,
-        tmpfs={"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_size},mode=1777"},
+        tmpfs=_tmpfs(spec),
         mounts=mounts,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
@@ -240,7 +274,47 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         ),
         stdin_open=False,
         tty=False,
+        # An image's HEALTHCHECK would run commands of its own in the container, unasked.
+        healthcheck={"test": ["NONE"]},
     )
+    if spec.runtime_volume is not None:
+        settings["entrypoint"] = [RUNTIME_ENTRYPOINT]
+    return settings
+
+
+def _tmpfs(spec: SandboxSpec) -> dict[str, str]:
+    """/tmp, and a small tmpfs over each volume the image declares: Docker would otherwise make an
+    anonymous volume there, writable and outside the job's quota. Ours (the mounts) cover theirs."""
+    ours = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, RUNTIME_DIR, "/tmp"}
+    tmpfs = {"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_size},mode=1777"}
+    for path in spec.image_volumes:
+        if path not in ours:
+            tmpfs[path] = f"rw,nosuid,nodev,size={spec.image_volume_size},mode=1777"
+    return tmpfs
+
+
+_GO_MODE_DIR = 1 << 31  # Go's os.ModeDir, in the stat Docker answers with
+
+
+def check_shell(client, container) -> None:
+    """The runtime's entrypoint is a /bin/sh script: ImageUnusable when the image has none. Asked of
+    the created container before it starts (a HEAD of its archive: the stat only, never the content,
+    which the image chooses), so Docker's start error never has to be read."""
+    api = client.api
+    answer = api.head(api._url("/containers/{0}/archive", container.id), params={"path": "/bin/sh"}, timeout=30)
+    if answer.status_code == 404:
+        try:  # a 404 also says the container itself is gone (removed meanwhile): not the image's doing
+            api.inspect_container(container.id)
+        except import_docker().errors.NotFound as exc:
+            raise SandboxError(f"the container {container.id[:12]} was removed before it started") from exc
+        raise ImageUnusable("no_shell")
+    answer.raise_for_status()
+    try:
+        mode = json.loads(base64.b64decode(answer.headers.get("X-Docker-Container-Path-Stat", ""))).get("mode", 0)
+    except (ValueError, TypeError, AttributeError):
+        mode = 0
+    if int(mode) & _GO_MODE_DIR:
+        raise ImageUnusable("no_shell")
 
 
 def create_container(client, settings: dict[str, Any]):

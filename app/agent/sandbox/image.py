@@ -3,7 +3,8 @@
 The image is made from parts that come from Debian's package archive and the npm registry only:
 
 1. ``mmdebstrap`` makes a minimal Debian root filesystem (variant ``minbase`` plus git,
-   ca-certificates and socat; no man pages, docs or locales; no setuid bits).
+   ca-certificates and socat, and the profile's toolchains; no man pages, docs or locales; no
+   setuid bits).
 2. The Claude Code CLI comes from the npm registry as the per-platform package
    ``@anthropic-ai/claude-code-linux-<arch>`` (the same package that
    ``@anthropic-ai/claude-code`` lists in its ``optionalDependencies``). That package holds one
@@ -17,10 +18,11 @@ The image is made from parts that come from Debian's package archive and the npm
    the new image is smoke-tested (``claude --version`` as uid 1000, no network, read-only root)
    under a temporary tag before it gets its real tag, so a broken build never takes the tag.
 
-What goes into the image (packages, scripts, environment) and its tag are in recipe.py; the
-root filesystem steps (1-3) are in rootfs.py; this module runs them and does the Docker steps. The tag (``DEFAULT_IMAGE``) carries the Claude Code version and
-a hash of the recipe, so a change to the recipe gives a new tag and :func:`build_image` skips the
-work when the tag exists.
+What goes into each profile's image (packages, scripts, environment) and its tag are in recipe.py;
+the root filesystem steps (1-3) are in rootfs.py; this module runs them and does the Docker steps.
+Each profile's tag (recipe.PROFILE_IMAGES) carries the Claude Code version and a hash of its
+recipe, so a change to the recipe gives a new tag and :func:`build_image` skips the work when the
+tag exists.
 
 Run ``agentvine sandbox build --help`` (root, or a user that may run mmdebstrap in its
 ``unshare`` mode, and that may talk to the Docker engine).
@@ -39,12 +41,11 @@ from pathlib import Path
 
 from .layout import AGENT_GID, AGENT_UID, ENTRYPOINT_PATH, IMAGE_REPOSITORY, LABEL, LABEL_JOB, PINNED, WORKSPACE
 from .recipe import (
-    DEBIAN_PACKAGES,
     DEBIAN_SUITE,
-    DEFAULT_IMAGE,
+    DEFAULT_PROFILE,
     ENTRYPOINT_SCRIPT,
-    IMAGE_ENV,
-    SETUP_SCRIPT,
+    PROFILES,
+    Profile,
     image_tag,
     recipe_hash,
 )
@@ -73,9 +74,15 @@ class BuildOptions:
 
     claude_version: str = PINNED
     force: bool = False
+    #: which of recipe.PROFILES (``base``, ``full``)
+    profile: str = DEFAULT_PROFILE
     mirror: str | None = None
     security_mirror: str | None = None
     workdir: str | os.PathLike | None = None
+
+    def tag(self) -> str:
+        """The tag of what these options build (the profile's recipe, the Claude Code version)."""
+        return image_tag(self.claude_version, self.profile)
 
     def mirrors(self) -> Mirrors:
         return Mirrors(
@@ -111,14 +118,14 @@ def image_exists(tag: str, client=None) -> bool:
         return False
 
 
-def _import(client, tar: Path, tag: str, claude_version: str) -> None:
+def _import(client, tar: Path, tag: str, claude_version: str, profile: Profile) -> None:
     changes = [f"USER {AGENT_UID}:{AGENT_GID}", f"WORKDIR {WORKSPACE}"]
-    changes += [f"ENV {k}={v}" for k, v in IMAGE_ENV.items()]
+    changes += [f"ENV {k}={v}" for k, v in profile.image_env.items()]
     changes += [
         f'ENTRYPOINT ["{ENTRYPOINT_PATH}"]',
         'CMD ["claude", "--version"]',
-        f"LABEL agentvine.sandbox=1 agentvine.claude-version={claude_version} "
-        f"agentvine.recipe={recipe_hash()} org.opencontainers.image.title={IMAGE_REPOSITORY}",
+        f"LABEL agentvine.sandbox=1 agentvine.claude-version={claude_version} agentvine.profile={profile.name} "
+        f"agentvine.recipe={recipe_hash(profile.name)} org.opencontainers.image.title={IMAGE_REPOSITORY}",
     ]
     import_rootfs(client, tar, tag, changes)
 
@@ -141,10 +148,14 @@ def import_rootfs(client, tar: Path, tag: str, changes: list[str]) -> None:
         raise BuildError(f"docker import did not create {tag}: {text[-500:]}")
 
 
-def _smoke_test(client, tag: str, claude_version: str, log: Log) -> None:
+def _smoke_test(client, tag: str, claude_version: str, profile: Profile, log: Log) -> None:
     import docker
 
-    script = "id -u && claude --version && git --version && socat -V | sed -n 2p"
+    # Each of the profile's tools must run as the agent does (uid 1000, read-only root); the first
+    # line of each output is kept for the log.
+    check = 'check() { out=$("$@" 2>&1) || { echo "smoke test: $* failed: $out"; exit 1; }; printf "%s\\n" "$out" | head -n 1; }'
+    tools = "".join(f" && check {cmd}" for cmd in profile.smoke)
+    script = f"{check}; id -u && claude --version && git --version && socat -V | sed -n 2p{tools}"
     try:
         out = client.containers.run(
             tag,
@@ -170,23 +181,27 @@ def _smoke_test(client, tag: str, claude_version: str, log: Log) -> None:
 # --- the public entry point ----------------------------------------------------------------
 
 
-def build_image(tag: str = DEFAULT_IMAGE, options: BuildOptions = BuildOptions(), *, log: Log = print,
-                client=None) -> None:
-    """Build the sandbox image ``tag`` (skipped if it already exists, unless ``options.force``).
+def build_image(tag: str | None = None, options: BuildOptions = BuildOptions(), *, log: Log = print,
+                client=None) -> str:
+    """Build the sandbox image of ``options.profile`` as ``tag`` (default: the profile's own tag,
+    :meth:`BuildOptions.tag`); skipped if it already exists, unless ``options.force``. Returns the tag.
 
     Needs: a reachable Docker engine, ``mmdebstrap`` (as root, or in its unshare mode as a user
     with user namespaces), ``npm``, and access to Debian's archive and the npm registry (see
     :class:`BuildOptions` for the mirrors). Raises :class:`BuildError`.
     """
+    if options.profile not in PROFILES:
+        raise BuildError(f"unknown profile {options.profile!r} (one of {', '.join(PROFILES)})")
+    tag = tag or options.tag()
     client = client or docker_client()
     previous = _image_id(client, tag)
     if previous is not None and not options.force:
         log(f"sandbox image {tag} already exists; not rebuilding (force=True to rebuild)")
-        return
+        return tag
     t0 = time.monotonic()
     staging = _build_staging(client, tag, options, log)
     try:
-        _smoke_test(client, staging, options.claude_version, log)
+        _smoke_test(client, staging, options.claude_version, PROFILES[options.profile], log)
         client.images.get(staging).tag(*_split_tag(tag))
     finally:
         try:
@@ -201,6 +216,7 @@ def build_image(tag: str = DEFAULT_IMAGE, options: BuildOptions = BuildOptions()
             pass
     size = new.attrs.get("Size", 0)
     log(f"built {tag}: {size / 1e6:.0f} MB in {time.monotonic() - t0:.1f}s")
+    return tag
 
 
 def _image_id(client, tag: str) -> str | None:
@@ -218,7 +234,8 @@ def _build_staging(client, tag: str, options: BuildOptions, log: Log) -> str:
     arch, npm_platform = machine_platform()
     mirrors = options.mirrors()
     claude_version = options.claude_version
-    log(f"building sandbox image {tag} (Debian {DEBIAN_SUITE}/{arch}, Claude Code "
+    profile = PROFILES[options.profile]
+    log(f"building sandbox image {tag} (profile {profile.name}, Debian {DEBIAN_SUITE}/{arch}, Claude Code "
         f"{claude_version} {npm_platform})")
     with tempfile.TemporaryDirectory(prefix="agentvine-sandbox-", dir=options.workdir) as tmp:
         tmpdir = Path(tmp)
@@ -229,19 +246,19 @@ def _build_staging(client, tag: str, options: BuildOptions, log: Log) -> str:
         entry = tmpdir / "agentvine-entrypoint"
         entry.write_text(ENTRYPOINT_SCRIPT)
         setup = tmpdir / "setup.sh"
-        setup.write_text(SETUP_SCRIPT)
+        setup.write_text(profile.setup_script)
         rootfs = tmpdir / "rootfs.tar"
 
         t = time.monotonic()
         uploads = {"/usr/local/bin/claude": claude, ENTRYPOINT_PATH: entry}
-        make_rootfs(arch, rootfs, RootfsSpec(DEBIAN_PACKAGES, uploads, setup), mirrors, log)
+        make_rootfs(arch, rootfs, RootfsSpec(profile.all_packages, uploads, setup), mirrors, log)
         claude.unlink()
         log(f"step mmdebstrap: {time.monotonic() - t:.1f}s, rootfs tarball "
             f"{rootfs.stat().st_size / 1e6:.0f} MB")
 
         t = time.monotonic()
         staging = f"{IMAGE_REPOSITORY}:staging-{os.getpid()}-{int(time.time())}"
-        _import(client, rootfs, staging, claude_version)
+        _import(client, rootfs, staging, claude_version, profile)
         rootfs.unlink()
         log(f"step docker import: {time.monotonic() - t:.1f}s")
     return staging
@@ -257,20 +274,32 @@ def _split_tag(tag: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="agentvine sandbox build",
-        description="Build the AgentVine sandbox image (no container registry needed).",
+        description="Build the AgentVine sandbox images (no container registry needed). Each is skipped when "
+                    "its tag exists.",
     )
-    parser.add_argument("--tag", default=None, help=f"image tag (default {DEFAULT_IMAGE})")
+    parser.add_argument("--profile", choices=[*PROFILES, "all"], default="all",
+                        help=f"which image: {', '.join(PROFILES)}, or all of them (the default); building full "
+                             "also makes the runtime volume for images that are not AgentVine's")
+    parser.add_argument("--tag", default=None, help="image tag (default: the profile's; only with one --profile)")
     parser.add_argument("--claude-version", default=PINNED, help=f"default {PINNED}")
     parser.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
-    parser.add_argument("--print-tag", action="store_true", help="print the tag and exit")
+    parser.add_argument("--print-tag", action="store_true", help="print the tag(s) and exit")
     args = parser.parse_args(argv)
-    tag = args.tag or image_tag(args.claude_version)
+    profiles = list(PROFILES) if args.profile == "all" else [args.profile]
+    if args.tag and len(profiles) > 1:
+        parser.error("--tag names one image: give one --profile too")
+    plans = [BuildOptions(claude_version=args.claude_version, force=args.force, profile=p) for p in profiles]
     if args.print_tag:
-        print(tag)
+        print("\n".join(args.tag or o.tag() for o in plans))
         return 0
+    log = lambda line: print(line, flush=True)  # noqa: E731
     try:
-        build_image(tag, BuildOptions(claude_version=args.claude_version, force=args.force),
-                    log=lambda s: print(s, flush=True))
+        for options in plans:
+            build_image(args.tag, options, log=log)
+        if "full" in profiles and not args.tag:  # the runtime for other images is made from the full image
+            from .runtime_build import build_runtime
+
+            build_runtime(args.claude_version, force=args.force, log=log)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -24,6 +24,8 @@ __all__ = [
     "LABEL_JOB",
     "NAME_PREFIX",
     "PINNED",
+    "RUNTIME_DIR",
+    "RUNTIME_REPOSITORY",
     "WORKSPACE",
 ]
 
@@ -43,6 +45,10 @@ CONTAINER_GATEWAY_SOCKET = "/run/agentvine/gateway.sock"
 #: The loopback port on which the entrypoint's forwarder exposes the gateway socket.
 DEFAULT_GATEWAY_PORT = 8787
 ENTRYPOINT_PATH = "/usr/local/bin/agentvine-entrypoint"
+#: Where AgentVine's own agent runtime (runtime.py) is mounted, read-only, in an image that is not
+#: one of AgentVine's; a runtime volume is named ``RUNTIME_REPOSITORY-<claude version>-<hash>``.
+RUNTIME_DIR = "/opt/agentvine"
+RUNTIME_REPOSITORY = "agentvine-runtime"
 
 #: Every AgentVine container carries ``LABEL=1``; a job's also ``LABEL_JOB=<job id>``.
 LABEL = "agentvine"

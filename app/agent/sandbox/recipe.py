@@ -1,9 +1,11 @@
-"""What goes into the sandbox image, and the tag that names it.
+"""What goes into the sandbox images, and the tags that name them.
 
 The recipe is text: the Debian packages, the entrypoint and set-up scripts, the dpkg excludes and
-the image's environment. Its hash is part of the image tag (:data:`DEFAULT_IMAGE`), so a change
-to the recipe gives a new tag. It lives apart from the build steps (image.py, which needs
-mmdebstrap, npm and Docker) because the settings and the runtime need the tag without the
+the image's environment. There are two profiles (:data:`PROFILES`): ``base`` (git, socat, the CLI)
+and ``full`` (base plus the toolchains a repository's tests need: Python, Node.js, a C compiler,
+ripgrep, jq, curl, unzip). A profile's hash is part of its tag (:data:`PROFILE_IMAGES`), so a
+change to its recipe gives a new tag. It lives apart from the build steps (image.py, which needs
+mmdebstrap, npm and Docker) because the settings and the runtime need the tags without the
 builder; the facts the runtime also uses (uid, paths, labels, version) are in layout.py.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 
 from app.agent.claude.command import CLAUDE_CODE_ENV
 
@@ -28,12 +31,17 @@ __all__ = [
     "DEBIAN_PACKAGES",
     "DEBIAN_SUITE",
     "DEFAULT_IMAGE",
+    "DEFAULT_PROFILE",
     "DPKG_EXCLUDES",
     "ENTRYPOINT_SCRIPT",
     "IMAGE_ENV",
     "PINNED_INTEGRITY",
+    "PROFILES",
+    "PROFILE_IMAGES",
+    "Profile",
     "SETUP_SCRIPT",
     "image_tag",
+    "profile_of",
     "recipe_hash",
 ]
 
@@ -138,29 +146,86 @@ IMAGE_ENV = {
     **CLAUDE_CODE_ENV,
 }
 
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One sandbox image: Debian packages on top of :data:`DEBIAN_PACKAGES`, shell run after
+    :data:`SETUP_SCRIPT` in the chroot, environment over :data:`IMAGE_ENV`, and the commands its
+    smoke test runs (each must exit 0; they are not part of the tag: they test, they do not build)."""
+
+    name: str
+    packages: tuple[str, ...] = ()
+    setup: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    smoke: tuple[str, ...] = ()
+
+    @property
+    def all_packages(self) -> tuple[str, ...]:
+        return DEBIAN_PACKAGES + self.packages
+
+    @property
+    def setup_script(self) -> str:
+        return SETUP_SCRIPT + self.setup
+
+    @property
+    def image_env(self) -> dict[str, str]:
+        return {**IMAGE_ENV, **self.env}
+
+
+_LOCAL_BIN = f"{AGENT_HOME}/.local/bin"
+PROFILES: dict[str, Profile] = {
+    "base": Profile("base"),
+    "full": Profile(
+        "full",
+        # What a repository's own set-up and tests most often call. No recommends (as for base):
+        # build-essential brings gcc, g++, make and libc6-dev; npm brings Debian's node modules.
+        packages=("python3", "python3-pip", "python3-venv", "nodejs", "npm", "build-essential",
+                  "ripgrep", "jq", "curl", "unzip"),
+        # PEP 668's marker makes pip refuse every install outside a venv. The root filesystem is
+        # read-only, so Debian's packages cannot be broken anyway: without the marker, `pip install`
+        # falls back to a user install in the job's home (~/.local), which is what a job wants.
+        setup="rm -f /usr/lib/python3*/EXTERNALLY-MANAGED\n",
+        # `pip install --user` and `npm install -g` both land in ~/.local (the job's home, writable).
+        # Python's bytecode goes to /tmp: __pycache__ folders in the workspace would be committed.
+        env={"PATH": f"{_LOCAL_BIN}:" + IMAGE_ENV["PATH"], "NPM_CONFIG_PREFIX": f"{AGENT_HOME}/.local",
+             "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPYCACHEPREFIX": "/tmp/pycache"},
+        smoke=("python3 --version", "python3 -m pip --version", "python3 -m venv /tmp/venv", "node --version",
+               "npm --version", "gcc --version", "make --version", "rg --version", "jq --version",
+               "curl --version", "unzip -v"),
+    ),
+}
+#: The image of new installations (the settings' default): a repository's tests can run in it.
+DEFAULT_PROFILE = "full"
+
 #: Bump when the recipe changes in a way the hash below cannot see.
 RECIPE_REVISION = "1"
 
 
-def recipe_hash() -> str:
+def recipe_hash(profile: str = "base") -> str:
+    p = PROFILES[profile]
     h = hashlib.sha256()
-    for part in (
-        RECIPE_REVISION,
-        DEBIAN_SUITE,
-        ",".join(DEBIAN_PACKAGES),
-        ENTRYPOINT_SCRIPT,
-        SETUP_SCRIPT,
-        "\n".join(DPKG_EXCLUDES),
-        json.dumps(IMAGE_ENV, sort_keys=True),
-    ):
+    parts = [RECIPE_REVISION, DEBIAN_SUITE, ",".join(p.all_packages), ENTRYPOINT_SCRIPT, p.setup_script,
+             "\n".join(DPKG_EXCLUDES), json.dumps(p.image_env, sort_keys=True)]
+    # base's parts are what they were before profiles existed, so its tag (and a built image) stays.
+    if profile != "base":
+        parts.append(profile)
+    for part in parts:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:10]
 
 
-def image_tag(claude_version: str = PINNED) -> str:
-    """The versioned tag for an image built from this recipe with that Claude Code version."""
-    return f"{IMAGE_REPOSITORY}:{claude_version}-{recipe_hash()}"
+def image_tag(claude_version: str = PINNED, profile: str = DEFAULT_PROFILE) -> str:
+    """The versioned tag for an image built from a profile's recipe with that Claude Code version."""
+    middle = "" if profile == "base" else f"{profile}-"
+    return f"{IMAGE_REPOSITORY}:{claude_version}-{middle}{recipe_hash(profile)}"
 
 
-DEFAULT_IMAGE = image_tag(PINNED)
+PROFILE_IMAGES: dict[str, str] = {name: image_tag(PINNED, name) for name in PROFILES}
+DEFAULT_IMAGE = PROFILE_IMAGES[DEFAULT_PROFILE]
+
+
+def profile_of(tag: str) -> str | None:
+    """The profile whose pinned image ``tag`` is, if any."""
+    return next((name for name, t in PROFILE_IMAGES.items() if t == tag), None)

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .container import (
+    ImageUnusable,
     SandboxError,
     SandboxSpec,
+    check_shell,
     connect_docker,
     container_settings,
     create_container,
@@ -126,6 +128,8 @@ class _Run:
     async def start(self, on_line: OnLine, stderr_tail_bytes: int) -> None:
         await asyncio.to_thread(prepare_host, self.spec)
         self.container = await asyncio.to_thread(create_container, self.client, self.settings)
+        if self.spec.runtime_volume is not None:
+            await asyncio.to_thread(check_shell, self.client, self.container)
         # Attach before start: every byte of output is seen, whatever the log driver.
         self.stream = await asyncio.to_thread(
             self.client.api.attach, self.container.id,
@@ -135,9 +139,20 @@ class _Run:
         self.reader = Reader(self.stream, self.loop, queue, stderr_tail_bytes, self.spec.job_id)
         self.reader.start()
         self.pump = asyncio.create_task(pump(queue, on_line))
-        await asyncio.to_thread(self.container.start)
+        await asyncio.to_thread(self._start)
         self.t_start = self.loop.time()
         log.info("sandbox %s started (%s)", self.name, self.container.short_id)
+
+    def _start(self) -> None:
+        try:
+            self.container.start()
+        except import_docker().errors.APIError as exc:
+            # 404/409: the container went away meanwhile (an operator, an orphan sweep): not the image's doing.
+            if self.spec.runtime_volume is None or exc.status_code in (404, 409):
+                raise
+            # The image's fault (a /bin/sh that cannot run, say): Docker's text stays in the log.
+            log.warning("sandbox %s: %s cannot start: %s", self.name, self.spec.image, exc)
+            raise ImageUnusable("start_failed") from exc
 
     async def wait(self, cancel: asyncio.Event | None, guard: Callable[[], str | None] | None,
                    guard_interval_s: float) -> _Outcome:

@@ -126,6 +126,24 @@ OUTCOME = {
     "oom_next": "The sandbox ran out of memory ({memory}). Raise `sandbox.memory` in `.github/agentvine.yml`.",
     "no_model_key": "No model API key",
     "no_model_key_next": "This AgentVine has no model API key configured (ANTHROPIC_API_KEY).",
+    "image_unusable": "The sandbox image cannot be used",
+    "image_unusable_next": "{why} Nothing ran. Name another image as `sandbox.image` in `.github/agentvine.yml` (or ask the operator of this AgentVine), then `{prefix} retry`.",
+}
+
+# Why a job's image cannot run the agent (app/agent/sandbox/plan.py and the runtime's checks); the
+# fields are code spans of what the repository's config or the image said.
+IMAGE_PROBLEM = {
+    "missing": "The image {image} is not on the AgentVine host, which never pulls images: its operator loads the images they allow (`docker pull`, `docker load`).",
+    "missing_profile": "The {profile} profile's image {image} is not built on the AgentVine host: its operator runs `agentvine sandbox build`.",
+    "platform": "The image {image} is built for {platform}; this AgentVine runs {want}.",
+    "no_runtime": "The image {image} is not one of AgentVine's, and the runtime AgentVine mounts into such images ({volume}) is not built: the operator runs `agentvine sandbox build`.",
+    "volumes": "The image {image} declares volumes AgentVine cannot cover (at most 32 plain absolute paths).",
+    "no_shell": "The image {image} has no `/bin/sh`, which AgentVine's runtime needs to start.",
+    "start_failed": "A container of the image {image} could not start (the service log has Docker's answer); its `/bin/sh` may not run on this machine.",
+    "no_glibc": "The image {image} has no glibc (`{loader}` is missing), which the Claude Code binary needs: musl-based images such as Alpine cannot run it.",
+    "runtime_incomplete": "AgentVine's runtime for the image {image} is incomplete: the operator runs `agentvine sandbox build` again.",
+    "forwarder": "AgentVine's socket forwarder could not start in the image {image}.",
+    "no_bash": "The image {image} has no bash, which Claude Code's Bash tool needs (this worker may use it).",
 }
 
 # A review: one summary (its body), inline comments with severities and suggested changes.
