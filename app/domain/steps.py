@@ -95,3 +95,13 @@ class StepResult(BaseModel):
         """The last `chars` characters of what was kept (head, a gap mark, tail)."""
         text = self.head + (f"\n[… {self.omitted_bytes} bytes left out …]\n" if self.omitted_bytes else "") + self.tail
         return text[-chars:]
+
+
+def last_verify(steps: list[StepResult]) -> tuple[list[StepResult], StepResult | None]:
+    """The verify commands of the last attempt, and the one that failed in it (None: it passed)."""
+    verify = [step for step in steps if step.phase == "verify"]
+    if not verify:
+        return [], None
+    last = max(step.attempt for step in verify)
+    final = [step for step in verify if step.attempt == last]
+    return final, next((step for step in final if not step.ok), None)
