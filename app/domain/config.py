@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from app.domain.findings import RequestChangesOn
-from app.domain.steps import MAX_STEPS, Step, StepsSettings, VerifySettings, expand_verify, setup_shape
+from app.domain.steps import MAX_STEPS, Step, StepsSettings, VerifySettings, expand_verify, setup_shape, step_timeouts
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
@@ -148,14 +148,9 @@ class BotConfig(_Strict):
     workspace: WorkspaceLimits
     follow_ci: FollowCI
     review: ReviewSettings
-    setup: Annotated[list[Step], Field(max_length=MAX_STEPS)]  # app/domain/steps.py
+    setup: Annotated[list[Step], Field(max_length=MAX_STEPS), BeforeValidator(setup_shape)]  # app/domain/steps.py
     verify: VerifySettings
     steps: StepsSettings
-
-    @field_validator("setup", mode="before")
-    @classmethod
-    def _setup_shape(cls, value: Any) -> Any:
-        return setup_shape(value)
 
     @field_validator("labels", "seniority")
     @classmethod
@@ -376,10 +371,7 @@ def _limited(config: BotConfig) -> Iterator[tuple[str, str | float, str]]:
     yield "workspace.max_file_mb", config.workspace.max_file_mb, "max_file_mb"
     yield "workspace.max_changed_files", config.workspace.max_changed_files, "max_changed_files"
     yield "steps.timeout_minutes", config.steps.timeout_minutes, "max_step_minutes"
-    for phase, steps in (("setup", config.setup), ("verify.commands", config.verify.commands)):
-        for index, step in enumerate(steps):
-            if step.timeout_minutes is not None:
-                yield f"{phase}.{index}.timeout_minutes", step.timeout_minutes, "max_step_minutes"
+    yield from ((key, minutes, "max_step_minutes") for key, minutes in step_timeouts(config.setup, config.verify))
 
 
 def _models(config: BotConfig) -> Iterator[tuple[str, str]]:

@@ -6,6 +6,7 @@ repository's and the agent's), shown on GitHub only through app/domain/untrusted
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -64,6 +65,14 @@ class VerifySettings(_Strict):
 
 def setup_shape(value: Any) -> Any:
     return _steps_shape(value)
+
+
+def step_timeouts(setup: list[Step], verify: VerifySettings) -> Iterator[tuple[str, float]]:
+    """(key, minutes) of every step that sets its own timeout (the operator's ceiling bounds them)."""
+    for phase, steps in (("setup", setup), ("verify.commands", verify.commands)):
+        for index, step in enumerate(steps):
+            if step.timeout_minutes is not None:
+                yield f"{phase}.{index}.timeout_minutes", step.timeout_minutes
 
 
 def expand_verify(override: dict[str, Any]) -> dict[str, Any]:

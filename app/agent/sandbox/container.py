@@ -217,6 +217,15 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
     return env
 
 
+def _cache_mounts(docker, spec: SandboxSpec) -> list:
+    mounts = []
+    for target, source in sorted(spec.mounts.items()):
+        if not target.startswith("/cache/") or ".." in target or not Path(source).is_absolute():
+            raise SandboxError(f"extra mount {target!r} must be below /cache/ and come from an absolute path")
+        mounts.append(docker.types.Mount(target, str(Path(source).resolve()), type="bind"))
+    return mounts
+
+
 def container_settings(spec: SandboxSpec) -> dict[str, Any]:
     """The keyword arguments for ``client.containers.create`` (every isolation setting)."""
     docker = import_docker()
@@ -228,10 +237,7 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         docker.types.Mount(WORKSPACE, str(Path(spec.workspace).resolve()), type="bind"),
         docker.types.Mount(AGENT_HOME, str(Path(spec.home).resolve()), type="bind"),
     ]
-    for target, source in sorted(spec.mounts.items()):
-        if not target.startswith("/cache/") or ".." in target or not Path(source).is_absolute():
-            raise SandboxError(f"extra mount {target!r} must be below /cache/ and come from an absolute path")
-        mounts.append(docker.types.Mount(target, str(Path(source).resolve()), type="bind"))
+    mounts += _cache_mounts(docker, spec)
     if spec.gateway_socket is not None:
         # The socket file itself, read-only: the container can connect but not replace it,
         # and sees nothing else of the host directory it lives in.
