@@ -93,8 +93,10 @@ class Settings(BaseSettings):
     max_step_minutes: float = _CEILINGS.max_step_minutes
     # Package caches (pip, npm) kept per repository under data_dir/caches (app/agent/sandbox/caches.py).
     cache_max_mb: int = Field(default=2048, ge=0)  # per repository and kind; 0: no caches
+    # Hosts repositories may allow in `egress.allow` (comma-separated entries; docs/sandbox.md, "Egress").
+    egress_allow: Annotated[tuple[str, ...], NoDecode] = _CEILINGS.egress_allow
 
-    @field_validator("allowed_models", "allowed_images", mode="before")
+    @field_validator("allowed_models", "allowed_images", "egress_allow", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return tuple(name.strip() for name in value.split(",") if name.strip()) if isinstance(value, str) else value

@@ -10,6 +10,9 @@ Usage: python bench/job_overhead.py [--jobs 7] [--image full|base|team|REFERENCE
 --image is the repository's `sandbox.image`: a profile (the settings' default is `full`), `team`
 (a team's image without Claude Code, run with AgentVine's runtime volume: tests/support/team_images.py,
 made from the base image if missing), or any image reference (then allowed for the run).
+
+`--egress off` runs the jobs without the egress proxy (no channel, no forwarder in the sandbox):
+the A/B for what the proxy adds to every job.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def repository_image(image: str) -> tuple[str, tuple[str, ...]]:
     return image, (image,)
 
 
-async def run(jobs: int, image: str = "full") -> dict:
+async def run(jobs: int, image: str = "full", egress: bool = True) -> dict:
     named, allowed = repository_image(image)
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     model = FakeModelAPI([turn for i in range(jobs + 1) for turn in script(i)])
@@ -74,6 +77,9 @@ async def run(jobs: int, image: str = "full") -> dict:
             github_api_url=github.url, git_url=github.url, data_dir=work / "agentvine",
             model_api_url=model_server.url, ANTHROPIC_API_KEY=model.api_key, allowed_images=allowed))
         async with serving(service.make_app()) as url:
+            if not egress:
+                await service.worker.run_deps.egress.close()
+                service.worker.run_deps.egress = None
             for i in range(jobs + 1):  # the first one warms up caches (image layers, page cache)
                 issue = github.add_issue(REPO, title=f"Change {i}", user="alice")
                 issue["labels"].append(label)
@@ -111,8 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=7)
     parser.add_argument("--image", default="full", help="the repository's sandbox.image: base, full, team, or a reference")
+    parser.add_argument("--egress", choices=("on", "off"), default="on")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.jobs, args.image)), indent=2))
+    print(json.dumps(asyncio.run(run(args.jobs, args.image, args.egress == "on")), indent=2))
 
 
 if __name__ == "__main__":

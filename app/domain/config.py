@@ -17,23 +17,21 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from app.domain.egress import Egress, EgressEntry, uncovered
 from app.domain.findings import RequestChangesOn
 from app.domain.steps import MAX_STEPS, Step, StepsSettings, VerifySettings, expand_verify, setup_shape, step_timeouts
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
-# The deepest the config itself goes is 4; PyYAML composes nodes recursively, so a few KiB of `[[[[`
-# would otherwise end in RecursionError instead of a message.
+# PyYAML composes nodes recursively: unbounded, a few KiB of `[[[[` end in RecursionError (the config needs 4).
 MAX_YAML_DEPTH = 32
 # Keys a repository may not set: routing reads them before any repository file is loaded.
 SERVICE_ONLY_KEYS = ("command_prefix", "label_prefix")
 
 
 def _shipped_bot_config_dir() -> Path:
-    """bot_config/: package data `app.bot_config` in an installed copy (pyproject.toml maps it there),
-    the folder at the top of the repository in a checkout (which has no app/bot_config/)."""
-    # Why both: `pip install .` copies only packages, so an installed copy has no repository
-    # around it; a checkout (tests, an editable install) keeps the one folder people edit.
+    """bot_config/: package data `app.bot_config` in an installed copy (`pip install .` copies only
+    packages; pyproject.toml maps it there), else the one folder people edit at the checkout's top."""
     installed = resources.files("app") / "bot_config"
     if installed.is_dir():
         return Path(str(installed))
@@ -151,6 +149,7 @@ class BotConfig(_Strict):
     setup: Annotated[list[Step], Field(max_length=MAX_STEPS), BeforeValidator(setup_shape)]  # app/domain/steps.py
     verify: VerifySettings
     steps: StepsSettings
+    egress: Egress = Egress()  # operators' own bot config files from before it still load
 
     @field_validator("labels", "seniority")
     @classmethod
@@ -324,6 +323,8 @@ class Ceilings(_Strict):
     max_file_mb: Annotated[int, Field(ge=1)] = 100
     max_changed_files: Annotated[int, Field(ge=1)] = 5000
     max_step_minutes: Annotated[float, Field(gt=0)] = 30.0  # one setup or verify command
+    # Hosts a repository's `egress.allow` may name (entries as there); none by default.
+    egress_allow: tuple[EgressEntry, ...] = ()
 
     def enforce(self, config: BotConfig, source: str) -> BotConfig:
         """`config` itself, or a ConfigError naming every value beyond a ceiling."""
@@ -340,7 +341,7 @@ class Ceilings(_Strict):
         allowed = ", ".join(self.allowed_models)
         found += [f"{key}: {model} is not one of the operator's allowed models ({allowed}; {_setting('allowed_models')})"
                   for key, model in _models(config) if not any(fnmatchcase(model, p) for p in self.allowed_models)]
-        return found + self._image_problems(config)
+        return found + self._image_problems(config) + self._egress_problems(config)
 
     def _image_problems(self, config: BotConfig) -> list[str]:
         image = config.sandbox.image
@@ -349,6 +350,11 @@ class Ceilings(_Strict):
         allowed = ", ".join(self.allowed_images) or "none"
         return [f"sandbox.image: {image} is neither a profile ({', '.join(SANDBOX_PROFILES)}) nor one of the "
                 f"operator's allowed images ({allowed}; {_setting('allowed_images')})"]
+
+    def _egress_problems(self, config: BotConfig) -> list[str]:
+        shown = ", ".join(self.egress_allow) or "empty"
+        return [f"egress.allow.{i}: {entry} is not covered by the operator's egress allow-list ({shown}; "
+                f"{_setting('egress_allow')})" for i, entry in uncovered(config.egress.allow, self.egress_allow)]
 
 
 def _floors(config: BotConfig) -> Iterator[tuple[str, str, str]]:
@@ -370,8 +376,7 @@ def _limited(config: BotConfig) -> Iterator[tuple[str, str | float, str]]:
     yield "workspace.max_files", config.workspace.max_files, "max_workspace_files"
     yield "workspace.max_file_mb", config.workspace.max_file_mb, "max_file_mb"
     yield "workspace.max_changed_files", config.workspace.max_changed_files, "max_changed_files"
-    yield "steps.timeout_minutes", config.steps.timeout_minutes, "max_step_minutes"
-    yield from ((key, minutes, "max_step_minutes") for key, minutes in step_timeouts(config.setup, config.verify))
+    yield from ((key, minutes, "max_step_minutes") for key, minutes in step_timeouts(config))
 
 
 def _models(config: BotConfig) -> Iterator[tuple[str, str]]:

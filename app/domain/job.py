@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.domain.egress import EgressReport
 from app.domain.ci import CIFailure
 from app.domain.findings import RequestChangesOn, ReviewLedger
 from app.domain.steps import Step, StepResult
@@ -109,6 +110,9 @@ class RunSettings(BaseModel):
     max_files: int = 100_000
     max_file_mb: int = 50
     max_changed_files: int = 1000
+    # What the sandbox may reach through the egress proxy, and when (docs/sandbox.md, "Egress").
+    egress_allow: list[str] = Field(default_factory=list)
+    egress_during: Literal["setup", "run"] = "setup"
     request_changes_on: RequestChangesOn = "never"  # a review: REQUEST_CHANGES from this severity on
     # The repository's setup and verify commands (app/domain/steps.py; none for jobs stored before them).
     setup: list[Step] = Field(default_factory=list)
@@ -189,6 +193,7 @@ class Job(BaseModel):
     answer: str | None = None  # the answer to pass on when the session resumes
     answered_by: str | None = None
     outcome: Outcome | None = None
+    egress: EgressReport | None = None  # what the sandbox reached or was refused, over all its runs
     review: ReviewLedger | None = None  # a published review, and the PR's findings as it left them
 
     created_at: float = Field(default_factory=time.time)

@@ -67,9 +67,11 @@ def setup_shape(value: Any) -> Any:
     return _steps_shape(value)
 
 
-def step_timeouts(setup: list[Step], verify: VerifySettings) -> Iterator[tuple[str, float]]:
-    """(key, minutes) of every step that sets its own timeout (the operator's ceiling bounds them)."""
-    for phase, steps in (("setup", setup), ("verify.commands", verify.commands)):
+def step_timeouts(config: Any) -> Iterator[tuple[str, float]]:
+    """(key, minutes) of `steps.timeout_minutes` and of every step of a BotConfig that sets its own
+    timeout (the operator's ceiling bounds them all)."""
+    yield "steps.timeout_minutes", config.steps.timeout_minutes
+    for phase, steps in (("setup", config.setup), ("verify.commands", config.verify.commands)):
         for index, step in enumerate(steps):
             if step.timeout_minutes is not None:
                 yield f"{phase}.{index}.timeout_minutes", step.timeout_minutes

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from app.domain.config import BotConfig
 from app.engine.dispatcher import Dispatcher, Hooks, Limits, Stage
+from app.agent.egress import EgressProxy
 from app.engine.queue import QueueWatch
 from app.agent.gateway import ModelGateway
 from app.github.client import GitHubClients
@@ -82,6 +84,7 @@ class Worker:
                 # Short: a Unix socket's path may have at most 107 bytes.
                 socket_dir=Path(tempfile.mkdtemp(prefix="agentvine-gw-")),
             )
+        self.run_deps.egress = EgressProxy(Path(tempfile.mkdtemp(prefix="agentvine-eg-")))
         await asyncio.to_thread(self._remove_orphan_containers)
         await asyncio.to_thread(self._check_job_files)
         await asyncio.to_thread(self._tidy_job_files)
@@ -96,6 +99,9 @@ class Worker:
         await self.dispatcher.stop()
         if self.run_deps.gateway is not None:
             await self.run_deps.gateway.close()
+        if self.run_deps.egress is not None:
+            await self.run_deps.egress.close()
+            shutil.rmtree(self.run_deps.egress.socket_dir, ignore_errors=True)
         if self.run_deps.docker_client is not None:
             await asyncio.to_thread(self.run_deps.docker_client.close)
         if self.clients is not None:

@@ -114,6 +114,8 @@ def run_settings(config: BotConfig, worker: str) -> RunSettings:
         step_output_kb=config.steps.output_kb,
         image=config.sandbox.image,
         **config.workspace.model_dump(),
+        egress_allow=list(config.egress.allow),
+        egress_during=config.egress.during,
     )
 
 

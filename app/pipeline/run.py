@@ -16,6 +16,7 @@ from typing import Protocol
 from app.agent.boundary import workspace
 from app.agent.claude.command import ClaudeOptions, build_command
 from app.agent.claude.events import Result, SystemInit, describe_activity, parse_line
+from app.agent.egress import EgressChannel, EgressProxy
 from app.agent.gateway import ModelGateway, Usage
 from app.agent.policy import ModelPolicy
 from app.agent.sandbox import SandboxResult, SandboxSpec, run_sandbox
@@ -27,6 +28,7 @@ from app.domain.job import JobState, Outcome
 from app.domain.untrusted import defuse
 from app.pipeline.acknowledge import create_check_run
 from app.pipeline.change import ChangeFlow
+from app.pipeline import egress
 from app.pipeline.context import JobContext
 from app.pipeline.outcome import AgentRun, classify, ended, finish, figures
 from app.pipeline.present import texts
@@ -34,7 +36,7 @@ from app.pipeline.present.render import Progress
 from app.pipeline.progress import ProgressReporter
 from app.pipeline.review.flow import ReviewFlow
 from app.pipeline.sandbox_image import image_outcome, job_image, runtime_failure
-from app.pipeline.steps import Egress, StepsRunner, caches_for
+from app.pipeline.steps import StepsRunner, caches_for
 from app.pipeline.verify import Resume, Round, Verdict, verify_and_fix
 from app.pipeline.present.steps import command, how
 
@@ -87,7 +89,7 @@ class RunDeps:
     gateway: ModelGateway | None
     progress_interval: float = 3.0
     docker_client: object | None = None
-    egress: Egress | None = None  # the allow-listed proxy for setup and verify (None: no network)
+    egress: EgressProxy | None = None  # None: the sandbox gets no egress proxy at all
 
 
 async def _workspace(ctx: JobContext) -> workspace.Workspace:
@@ -116,6 +118,12 @@ class Launch:
     caches: tuple[dict, dict] = ({}, {})  # (mounts, environment) of the repository's package caches
     resume: str | None = None  # a session to continue (the fix-up loop)
     spent_usd: float = 0.0  # by earlier rounds of this run: the budget left is what remains
+    #: the job's one egress channel, open from the setup steps to the last verify (None: no egress)
+    outbound: EgressChannel | None = None
+
+    @property
+    def egress_socket(self):
+        return self.outbound.socket_path if self.outbound is not None else None
 
 
 async def _run_agent(ctx: JobContext, deps: RunDeps, launch: Launch, transcript: Transcript,
@@ -127,6 +135,7 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, launch: Launch, transcript:
     budget = max(job.run.max_cost_usd - launch.spent_usd, 0.0001) if job.run.max_cost_usd else 0.0
     channel = await deps.gateway.open_job(job.id, ModelPolicy.for_job(model, budget_usd=budget))
     tools = [t for t in job.run.allowed_tools if t in KNOWN_TOOLS]
+    egress.switch(launch.outbound, ctx, "agent")
     try:
         command = build_command(launch.prompt, ClaudeOptions(
             model=model,
@@ -141,6 +150,7 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, launch: Launch, transcript:
             gateway_socket=channel.socket_path, runtime_volume=plan.runtime_volume, image_volumes=plan.image_volumes,
             env={**launch.caches[1], **_environment(ctx, channel.token, tools)}, mounts=launch.caches[0],
             memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids, timeout_s=job.run.timeout_minutes * 60,
+            egress_socket=launch.egress_socket,
         )
         sandbox = await run_sandbox(spec, transcript.on_line, cancel=cancel, client=deps.docker_client,
                                     guard=ws.disk.over_quota)
@@ -185,7 +195,7 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
             ws = await _workspace(ctx)
             reporter.step_done(texts.STEP_WORKSPACE)
             launch = Launch(ws, plan, await flow.prompt(ctx), await asyncio.to_thread(caches.prepare))
-            await _setup_agent_verify(ctx, deps, launch, flow, _Job(reporter, cancel, started))
+            await _with_egress(ctx, deps, launch, flow, _Job(reporter, cancel, started))
         except ImageUnusable as problem:
             await finish(ctx, reporter, image_outcome(ctx, problem, ctx.settings.image_for(job.run.image)))
             return
@@ -204,38 +214,51 @@ class _Job:
     started: float
 
 
-async def _setup_agent_verify(ctx: JobContext, deps: RunDeps, launch: Launch, flow: Flow, run: _Job) -> None:
+async def _with_egress(ctx: JobContext, deps: RunDeps, launch: Launch, flow: Flow, run: _Job) -> None:
+    """One egress channel for the job's setup, agent and verify phases (each switches it on or off, by
+    `egress.during`); it is closed, and what it reached kept on the job, before the outcome is shown
+    (the check run and the pull request list the hosts)."""
+    launch.outbound = await egress.open_channel(ctx, deps.egress, "setup")
+    try:
+        end = await _setup_agent_verify(ctx, deps, launch, flow, run)
+    finally:
+        reached = await egress.close_channel(ctx, deps.egress, launch.outbound)
+        launch.outbound = None
+        ctx.update("egress_closed", egress=reached)
+    if isinstance(end, AgentRun):
+        await flow.conclude(ctx, end)
+    else:
+        await finish(ctx, run.reporter, end)
+
+
+async def _setup_agent_verify(ctx: JobContext, deps: RunDeps, launch: Launch, flow: Flow,
+                              run: _Job) -> Outcome | AgentRun:
+    """The outcome the job failed with, or the agent's run for the flow to conclude."""
     job, ws = ctx.job, launch.ws
     assert job.run is not None
     steps = StepsRunner(ctx, _step_spec(ctx, launch), run.reporter, deps.docker_client, run.cancel,
-                        ws.disk.over_quota, deps.egress)
+                        ws.disk.over_quota, launch.outbound)
     if job.answer is None:  # a resumed session's workspace was set up before its question
         failed = await steps.phase("setup", job.run.setup)
         if failed is not None:
             outcome = ended(ctx, "setup_failed", command=command(failed), how=how(failed))
-            await finish(ctx, run.reporter, outcome.model_copy(update={"steps": steps.results,
-                                                                       "figures": figures(None, run.started)}))
-            return
+            return outcome.model_copy(update={"steps": steps.results, "figures": figures(None, run.started)})
     transcript = Transcript(run.reporter)
     sandbox, usage = await _run_agent(ctx, deps, launch, transcript, run.cancel)
     ctx.update("agent_finished", log={"exit_code": sandbox.exit_code, "lines": transcript.lines},
                session_id=transcript.session_id or ctx.job.session_id, answer=None)
     failed_run = _failure(ctx, launch, sandbox, transcript, usage)
     if failed_run is not None:
-        await finish(ctx, run.reporter, failed_run.model_copy(update={"figures": figures(usage, run.started),
-                                                                      "steps": steps.results}))
-        return
+        return failed_run.model_copy(update={"figures": figures(usage, run.started), "steps": steps.results})
     text = (transcript.result.result if transcript.result else "") or ""
     verdict = Verdict(None, text, usage)
     if isinstance(flow, ChangeFlow):
         verdict = await verify_and_fix(ctx, steps, _resumer(ctx, deps, launch, run), text, usage)
     if verdict.failed is not None:
-        await finish(ctx, run.reporter, verdict.failed.model_copy(update={
-            "figures": figures(verdict.usage, run.started), "steps": steps.results}))
-        return
-    agent_run = AgentRun(run.reporter, ws, verdict.text, transcript.result, verdict.usage, run.started,
-                         steps=steps.results, verified=verdict.passed)
-    await flow.conclude(ctx, agent_run)
+        return verdict.failed.model_copy(update={"figures": figures(verdict.usage, run.started),
+                                                 "steps": steps.results})
+    return AgentRun(run.reporter, ws, verdict.text, transcript.result, verdict.usage, run.started,
+                    steps=steps.results, verified=verdict.passed)
 
 
 def _failure(ctx: JobContext, launch: Launch, sandbox: SandboxResult, transcript: Transcript,
@@ -272,6 +295,7 @@ def _step_spec(ctx: JobContext, launch: Launch) -> SandboxSpec:
         job_id=job.id, image=launch.plan.image, command=["true"], workspace=launch.ws.path, home=launch.ws.home,
         runtime_volume=launch.plan.runtime_volume, image_volumes=launch.plan.image_volumes, env=dict(env),
         mounts=mounts, memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids,
+        egress_socket=launch.egress_socket,  # the channel is switched per phase (StepsRunner.phase)
     )
 
 

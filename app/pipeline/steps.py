@@ -2,37 +2,31 @@
 .github/agentvine.yml; app/domain/steps.py): each in a container of its own on the job's workspace and
 home, with the job's image, limits and package caches, and no model access (no gateway socket).
 
-Egress: a phase asks `egress.open(job_id, phase)` for the environment that routes it through the
-host's allow-listed proxy (HTTP_PROXY, ...) and closes it after; without an egress (none configured)
-steps have no network at all, like the agent."""
+Egress: the job's one egress channel (app/pipeline/egress.py) is mounted into every step's container as
+into the agent's, and switched for each phase before it runs: on for the setup steps, on for verify
+only with `egress.during: run`. Without a channel (no proxy) steps have no network at all, like the agent."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
+from app.agent.egress import EgressChannel
 from app.agent.sandbox import SandboxSpec
 from app.agent.sandbox.caches import RepoCaches
 from app.agent.sandbox.steps import StepRun, run_step
 from app.domain.steps import Step, StepResult
 from app.domain.untrusted import defuse
+from app.pipeline import egress
 from app.pipeline.context import JobContext
 from app.pipeline.present import texts
 from app.pipeline.present.steps import command, how
 from app.pipeline.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
-
-
-class Egress(Protocol):
-    """The seam to the egress proxy (allow-listed HTTP(S) out of the sandbox)."""
-
-    async def open(self, job_id: str, phase: str) -> dict[str, str]: ...  # the sandbox's proxy variables
-    async def close(self, job_id: str, phase: str) -> None: ...
 
 
 def caches_for(ctx: JobContext) -> RepoCaches:
@@ -51,31 +45,26 @@ class StepsRunner:
     client: object | None = None
     cancel: asyncio.Event | None = None
     guard: Callable[[], str | None] | None = None
-    egress: Egress | None = None
+    channel: EgressChannel | None = None  # the job's egress channel; `base` mounts its socket
     results: list[StepResult] = field(default_factory=list)
 
     async def phase(self, phase: str, steps: list[Step], attempt: int = 1) -> StepResult | None:
         """Run `steps` in order; the first that fails (the rest do not run), or None when all passed."""
         if not steps:
             return None
-        env = await self.egress.open(self.ctx.job.id, phase) if self.egress is not None else {}
-        try:
-            for index, step in enumerate(steps):
-                result = await self._one(phase, step, attempt, index, env)
-                if not result.ok:
-                    return result
-        finally:
-            if self.egress is not None:
-                await self.egress.close(self.ctx.job.id, phase)
+        egress.switch(self.channel, self.ctx, phase)  # type: ignore[arg-type] - "setup" or "verify"
+        for index, step in enumerate(steps):
+            result = await self._one(phase, step, attempt, index)
+            if not result.ok:
+                return result
         return None
 
-    async def _one(self, phase: str, step: Step, attempt: int, index: int, env: dict[str, str]) -> StepResult:
+    async def _one(self, phase: str, step: Step, attempt: int, index: int) -> StepResult:
         limits = self.ctx.job.run
         assert limits is not None
         minutes = step.timeout_minutes or limits.step_timeout_minutes
-        spec = replace(self.base, env={**self.base.env, **env})
         run = StepRun(phase, step.run, minutes * 60, limits.step_output_kb * 1024, attempt, index)
-        result = await run_step(spec, run, client=self.client, cancel=self.cancel, guard=self.guard)
+        result = await run_step(self.base, run, client=self.client, cancel=self.cancel, guard=self.guard)
         self.results.append(result)
         self.ctx.store.add_event(self.ctx.job.id, "step", phase=phase, attempt=attempt, index=index,
                                  exit_code=result.exit_code, timed_out=result.timed_out,

@@ -1,6 +1,8 @@
 """No secret enters the sandbox: neither the real model API key nor a GitHub token, in the
 environment, the mounts or any file. Checked from inside (the real agent runs the inspection in
-the container and its output comes back to the model) and from the host (docker inspect)."""
+the container and its output comes back to the model) and from the host (docker inspect). The
+egress proxy adds a read-only socket and proxy variables, and no way to the services that hold
+the secrets: the model API and GitHub, asked through it, answer 403 from the proxy."""
 
 from __future__ import annotations
 
@@ -10,15 +12,21 @@ import json
 import pytest
 
 from app.agent.sandbox.caches import CACHE_KINDS, repo_key
-from app.agent.sandbox.layout import AGENT_HOME, CONTAINER_GATEWAY_SOCKET, RUNTIME_DIR, WORKSPACE
+from app.agent.sandbox.layout import (AGENT_HOME, CONTAINER_EGRESS_SOCKET, CONTAINER_GATEWAY_SOCKET, RUNTIME_DIR,
+                                     WORKSPACE)
 from app.fakes.model_api import ScriptedTurn, ToolUse
 from tests.support.harness import REPO, end_to_end, job_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
 CACHES = {target for target, _ in CACHE_KINDS.values()}
 
+# Through the proxy to each URL in $TARGETS (the model API's and GitHub's): the first line of the answer.
+VIA_PROXY = (
+    "for t in $TARGETS; do exec 3<>/dev/tcp/127.0.0.1/${HTTP_PROXY##*:}; "
+    "printf 'GET %s HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' \"$t\" >&3; echo \"proxy: $(head -n1 <&3)\"; exec 3<&-; done; "
+)
 INSPECT = (
-    "echo '== env'; env; echo '== mounts'; cat /proc/self/mounts; "
+    "echo '== env'; env; echo '== mounts'; cat /proc/self/mounts; echo '== proxy'; " + VIA_PROXY +
     "echo '== grep'; grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -e \"$NEEDLES\" / 2>/dev/null; "
     "echo '== done'"
 )
@@ -28,7 +36,7 @@ INSPECT = (
 async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client, request, image):
     """In AgentVine's own image, and in a team's image with AgentVine's runtime volume mounted."""
     files, settings = None, {}
-    expected_mounts = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, *CACHES}
+    expected_mounts = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, CONTAINER_EGRESS_SOCKET, *CACHES}
     if image == "team":
         request.getfixturevalue("runtime_volume")
         team = request.getfixturevalue("team_image")
@@ -51,7 +59,9 @@ async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client, 
                 await asyncio.sleep(0.05)
             return "\n".join([model.api_key, *bot.github.tokens.tokens])
         secrets = (await needles()).split("\n")
-        script[0].tool_uses[0].input["command"] = f"NEEDLES={json.dumps(chr(10).join(secrets))}; {INSPECT}"
+        targets = [f"{bot.service.settings.model_api_url}/v1/messages", f"{bot.github.api_url}/app"]
+        script[0].tool_uses[0].input["command"] = (f"NEEDLES={json.dumps(chr(10).join(secrets))}; "
+                                                   f"TARGETS={json.dumps(' '.join(targets))}; {INSPECT}")
 
         # From the host, while it runs: the container's configuration.
         container = None
@@ -72,6 +82,7 @@ async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client, 
     assert "ANTHROPIC_API_KEY=agv-" in env  # the per-job token the gateway swaps, not the key
     assert set(mounts) == expected_mounts
     assert mounts[CONTAINER_GATEWAY_SOCKET]["RW"] is False and mounts.get(RUNTIME_DIR, {}).get("RW") is not True
+    assert mounts[CONTAINER_EGRESS_SOCKET]["RW"] is False and "HTTP_PROXY=http://127.0.0.1:" in env
     # Both writable mounts are on the job's own filesystem; the host repository is not in reach.
     assert all("/mnt/" in mounts[m]["Source"] and "/git" not in mounts[m]["Source"] for m in (WORKSPACE, AGENT_HOME))
     assert attrs["HostConfig"]["NetworkMode"] == "none"
@@ -88,4 +99,6 @@ async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client, 
     for secret in secrets:
         assert secret not in output
     assert "agv-" in output  # it did see its own environment
+    proxied = output.split("== proxy")[1].split("== grep")[0]
+    assert proxied.count("proxy: HTTP/1.1 403 Forbidden") == 2, proxied  # neither the model API nor GitHub
     assert job_containers(docker_client, job_id) == []

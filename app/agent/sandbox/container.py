@@ -39,7 +39,9 @@ from .layout import (
     AGENT_GID,
     AGENT_HOME,
     AGENT_UID,
+    CONTAINER_EGRESS_SOCKET,
     CONTAINER_GATEWAY_SOCKET,
+    DEFAULT_EGRESS_PORT,
     DEFAULT_GATEWAY_PORT,
     LABEL,
     LABEL_JOB,
@@ -117,6 +119,10 @@ class SandboxSpec:
     #: the volumes the image declares (VOLUME), each covered by a tmpfs of this size
     image_volumes: tuple[str, ...] = ()
     image_volume_size: str = "64m"
+    #: the job's egress proxy socket (app/agent/egress/), mounted at /run/agentvine/egress.sock and
+    #: exposed inside on 127.0.0.1:egress_port, where HTTP(S)_PROXY point; None: no egress at all
+    egress_socket: Path | None = None
+    egress_port: int = DEFAULT_EGRESS_PORT
 
 
 
@@ -178,23 +184,28 @@ def prepare_host(spec: SandboxSpec) -> None:
         Path(d).mkdir(parents=True, exist_ok=True)
         _chown_tree(Path(d))
     os.chmod(spec.home, 0o700)
-    if spec.gateway_socket is not None:
-        sock = Path(spec.gateway_socket)
+    for what, sock in (("gateway", spec.gateway_socket), ("egress", spec.egress_socket)):
+        if sock is not None:
+            _check_socket(Path(sock), what)
+
+
+def _check_socket(sock: Path, what: str) -> None:
+    """A host socket the container will connect to: it must be one, and uid 1000 must be allowed to."""
+    try:
+        st = os.stat(sock)
+    except FileNotFoundError as exc:
+        raise SandboxError(f"{what} socket {sock} does not exist") from exc
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SandboxError(f"{what} socket {sock} is not a Unix socket")
+    # connect() needs write permission on the socket file for uid 1000 in the container.
+    if st.st_uid != AGENT_UID and (st.st_mode & 0o002) == 0:
         try:
-            st = os.stat(sock)
-        except FileNotFoundError as exc:
-            raise SandboxError(f"gateway socket {sock} does not exist") from exc
-        if not stat.S_ISSOCK(st.st_mode):
-            raise SandboxError(f"gateway socket {sock} is not a Unix socket")
-        # connect() needs write permission on the socket file for uid 1000 in the container.
-        if st.st_uid != AGENT_UID and (st.st_mode & 0o002) == 0:
-            try:
-                os.chmod(sock, stat.S_IMODE(st.st_mode) | 0o666)
-            except PermissionError as exc:
-                raise SandboxError(
-                    f"gateway socket {sock} is not connectable by uid {AGENT_UID} "
-                    "(make it mode 0666, or owned by uid 1000)"
-                ) from exc
+            os.chmod(sock, stat.S_IMODE(st.st_mode) | 0o666)
+        except PermissionError as exc:
+            raise SandboxError(
+                f"{what} socket {sock} is not connectable by uid {AGENT_UID} "
+                "(make it mode 0666, or owned by uid 1000)"
+            ) from exc
 
 
 def _environment(spec: SandboxSpec) -> dict[str, str]:
@@ -211,6 +222,7 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
     # the container's environment override the image's).
     for key in ("AGENTVINE_FORWARDS", NEEDS_BASH):
         env.setdefault(key, "")
+    env.update(egress_environment(spec, env["AGENTVINE_FORWARDS"]))
     for k, v in env.items():
         if not _ENV_KEY_RE.match(k) or not isinstance(v, str) or "\0" in v:
             raise SandboxError(f"bad environment variable {k!r}")
@@ -226,13 +238,28 @@ def _cache_mounts(docker, spec: SandboxSpec) -> list:
     return mounts
 
 
-def container_settings(spec: SandboxSpec) -> dict[str, Any]:
-    """The keyword arguments for ``client.containers.create`` (every isolation setting)."""
-    docker = import_docker()
-    if not _JOB_ID_RE.match(spec.job_id):
-        raise SandboxError(f"job id {spec.job_id!r} is not usable in a container name")
-    if not spec.command or not all(isinstance(a, str) for a in spec.command):
-        raise SandboxError("command must be a non-empty list of strings")
+#: Loopback stays direct: inside the sandbox it is the sandbox's own (the gateway's forwarder, servers
+#: the agent's tests start); the host's loopback is never reached that way (docs/sandbox.md, "Egress").
+NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+def egress_environment(spec: SandboxSpec, forwards: str = "") -> dict[str, str]:
+    """The forwarders' settings and the proxy variables tools read (both spellings: curl and wget read
+    only the lowercase http_proxy, most others either). AgentVine's images' entrypoint reads
+    AGENTVINE_EGRESS_PORT; the runtime's, in other images, reads the pairs of AGENTVINE_FORWARDS."""
+    if spec.egress_socket is None:
+        return {"AGENTVINE_EGRESS_PORT": ""}  # an entrypoint's own variable: never the image's ENV
+    url = f"http://127.0.0.1:{spec.egress_port}"
+    env = {"AGENTVINE_EGRESS_PORT": str(spec.egress_port), "AGENTVINE_EGRESS_SOCKET": CONTAINER_EGRESS_SOCKET,
+           "AGENTVINE_FORWARDS": " ".join(filter(None, [forwards, f"{spec.egress_port}={CONTAINER_EGRESS_SOCKET}"]))}
+    for name in ("http_proxy", "https_proxy"):
+        env[name] = env[name.upper()] = url
+    env["no_proxy"] = env["NO_PROXY"] = NO_PROXY
+    return env
+
+
+def _mounts(docker, spec: SandboxSpec) -> list:
+    """The workspace and home (read-write), the sockets (read-only), the runtime volume (read-only)."""
     mounts = [
         docker.types.Mount(WORKSPACE, str(Path(spec.workspace).resolve()), type="bind"),
         docker.types.Mount(AGENT_HOME, str(Path(spec.home).resolve()), type="bind"),
@@ -249,9 +276,23 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
                 read_only=True,
             )
         )
+    if spec.egress_socket is not None:  # the same way: the socket file alone, read-only
+        mounts.append(docker.types.Mount(CONTAINER_EGRESS_SOCKET, str(Path(spec.egress_socket).resolve()),
+                                         type="bind", read_only=True))
     if spec.runtime_volume is not None:
         mounts.append(docker.types.Mount(RUNTIME_DIR, spec.runtime_volume, type="volume", read_only=True,
                                          no_copy=True))
+    return mounts
+
+
+def container_settings(spec: SandboxSpec) -> dict[str, Any]:
+    """The keyword arguments for ``client.containers.create`` (every isolation setting)."""
+    docker = import_docker()
+    if not _JOB_ID_RE.match(spec.job_id):
+        raise SandboxError(f"job id {spec.job_id!r} is not usable in a container name")
+    if not spec.command or not all(isinstance(a, str) for a in spec.command):
+        raise SandboxError("command must be a non-empty list of strings")
+    mounts = _mounts(docker, spec)
     settings = dict(
         image=spec.image,
         command=list(spec.command),
@@ -291,7 +332,7 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
 def _tmpfs(spec: SandboxSpec) -> dict[str, str]:
     """/tmp, and a small tmpfs over each volume the image declares: Docker would otherwise make an
     anonymous volume there, writable and outside the job's quota. Ours (the mounts) cover theirs."""
-    ours = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, RUNTIME_DIR, "/tmp"}
+    ours = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, CONTAINER_EGRESS_SOCKET, RUNTIME_DIR, "/tmp", *spec.mounts}
     tmpfs = {"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_size},mode=1777"}
     for path in spec.image_volumes:
         if path not in ours:

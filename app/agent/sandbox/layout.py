@@ -17,6 +17,8 @@ __all__ = [
     "CLAUDE_CODE_VERSION",
     "CLAUDE_NPM_PACKAGE",
     "CONTAINER_GATEWAY_SOCKET",
+    "CONTAINER_EGRESS_SOCKET",
+    "DEFAULT_EGRESS_PORT",
     "DEFAULT_GATEWAY_PORT",
     "ENTRYPOINT_PATH",
     "IMAGE_REPOSITORY",
@@ -44,6 +46,9 @@ WORKSPACE = "/workspace"
 CONTAINER_GATEWAY_SOCKET = "/run/agentvine/gateway.sock"
 #: The loopback port on which the entrypoint's forwarder exposes the gateway socket.
 DEFAULT_GATEWAY_PORT = 8787
+#: Where the host's egress proxy socket is mounted, and the loopback port its forwarder listens on.
+CONTAINER_EGRESS_SOCKET = "/run/agentvine/egress.sock"
+DEFAULT_EGRESS_PORT = 3128
 ENTRYPOINT_PATH = "/usr/local/bin/agentvine-entrypoint"
 #: Where AgentVine's own agent runtime (runtime.py) is mounted, read-only, in an image that is not
 #: one of AgentVine's; a runtime volume is named ``RUNTIME_REPOSITORY-<claude version>-<hash>``.

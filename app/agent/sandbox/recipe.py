@@ -61,7 +61,7 @@ PINNED_INTEGRITY: dict[tuple[str, str], str] = {
 DEBIAN_SUITE = "bookworm"
 #: Debian packages on top of ``minbase`` (which already has bash, coreutils, grep, sed, ...).
 #: git: the agent inspects history and diffs (commits and pushes happen on the host);
-#: ca-certificates: TLS for a later allow-listed egress proxy; socat: the socket forwarder.
+#: ca-certificates: TLS through the egress proxy (CONNECT); socat: the socket forwarders.
 DEBIAN_PACKAGES = ("git", "ca-certificates", "socat")
 
 #: Kept in the Python package (not a separate asset file) so that it ships with any install of
@@ -96,6 +96,34 @@ if [ -n "${AGENTVINE_GATEWAY_PORT:-}" ]; then
         tries=$((tries + 1))
         if [ "$tries" -gt 500 ]; then
             echo "agentvine-entrypoint: socat did not listen on 127.0.0.1:$port within 5 s" >&2
+            exit 70
+        fi
+        sleep 0.01
+    done
+fi
+
+# The egress proxy's forwarder (app/agent/egress/), on its own port, the same way:
+#   AGENTVINE_EGRESS_PORT     set  -> the socket AGENTVINE_EGRESS_SOCKET (default
+#                                     /run/agentvine/egress.sock) on 127.0.0.1:$AGENTVINE_EGRESS_PORT.
+if [ -n "${AGENTVINE_EGRESS_PORT:-}" ]; then
+    esock="${AGENTVINE_EGRESS_SOCKET:-/run/agentvine/egress.sock}"
+    eport="$AGENTVINE_EGRESS_PORT"
+    if [ ! -S "$esock" ]; then
+        echo "agentvine-entrypoint: egress socket $esock is missing (not mounted?)" >&2
+        exit 70
+    fi
+    socat "TCP-LISTEN:$eport,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$esock" &
+    esocat_pid=$!
+    ehex=$(printf '%04X' "$eport")
+    tries=0
+    until grep -q "0100007F:$ehex 00000000:0000 0A" /proc/net/tcp 2>/dev/null; do
+        if ! kill -0 "$esocat_pid" 2>/dev/null; then
+            echo "agentvine-entrypoint: socat exited before it listened on 127.0.0.1:$eport" >&2
+            exit 70
+        fi
+        tries=$((tries + 1))
+        if [ "$tries" -gt 500 ]; then
+            echo "agentvine-entrypoint: socat did not listen on 127.0.0.1:$eport within 5 s" >&2
             exit 70
         fi
         sleep 0.01

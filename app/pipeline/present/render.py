@@ -8,6 +8,7 @@ from typing import Any
 
 from app.pipeline.present import texts
 from app.pipeline.present.steps import steps_section, verify_line
+from app.pipeline.present.egress import check_run_section, pull_request_note
 from app.pipeline.present.waiting import wait_line, wait_title
 from app.domain.intents import Command
 from app.domain.job import Figures, Job, JobState, Outcome, external_id
@@ -199,7 +200,8 @@ def check_run_progress(job: Job, progress: Progress) -> dict[str, Any]:
 def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
     outcome = job.outcome
     assert outcome is not None
-    summary = _outcome_block(outcome) + "\n\n" + _checklist(progress) + "\n" + _activity(progress)
+    summary = (_outcome_block(outcome) + "\n\n" + check_run_section(job.egress) + _checklist(progress) + "\n"
+               + _activity(progress))
     if outcome.summary:
         summary += "\n**Claude Code's summary**\n\n" + markdown_block(outcome.summary)
     if outcome.steps:
@@ -266,6 +268,7 @@ def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:
         closes=closes,
         summary=markdown_block(outcome.summary) if outcome.summary else "(Claude Code gave no summary.)",
         files=files,
+        egress=pull_request_note(job.egress, check_url),
         worker=table_cell(str(job.worker)),
         level=table_cell(str(job.level)),
         requester=job.requester,
