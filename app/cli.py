@@ -13,6 +13,7 @@ from app.assembly import Service, load_service_config, make_production_app, tune
 from app.domain.config import ConfigError
 from app.observability import init_sentry
 from app.operator import jobs as jobs_command
+from app.operator import prune as prune_command
 from app.operator import replay
 from app.operator import setup as setup_command
 from app.operator import doctor, image
@@ -54,6 +55,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    if args.rest[:1] == ["prune"]:  # needs the settings (data_dir), which the sandbox package may not import
+        return prune_command.main(args.rest[1:])
     return sandbox_cli.main(args.rest)
 
 

@@ -54,7 +54,7 @@ if __name__ == "__main__":
     unittest.main()
 '''
 # The demo repository's own configuration: the image with Python in it (docs/configuration.md).
-REPO_CONFIG = "sandbox:\n  image: full\n"
+REPO_CONFIG = "sandbox:\n  image: full\nverify: ['python3 -m unittest']\n"  # the PR says "Verified"
 DEMO_IMAGE = PROFILE_IMAGES["full"]
 ISSUE_BODY = "`count_words('a\\tb')` returns 1: words separated by a tab are counted as one."
 RUN_TESTS = "python3 --version && python3 -m unittest -v 2>&1"

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     max_workspace_files: int = _CEILINGS.max_workspace_files
     max_file_mb: int = _CEILINGS.max_file_mb
     max_changed_files: int = _CEILINGS.max_changed_files
+    max_step_minutes: float = _CEILINGS.max_step_minutes
+    # Package caches (pip, npm) kept per repository under data_dir/caches (app/agent/sandbox/caches.py).
+    cache_max_mb: int = Field(default=2048, ge=0)  # per repository and kind; 0: no caches
     # Hosts repositories may allow in `egress.allow` (comma-separated entries; docs/sandbox.md, "Egress").
     egress_allow: Annotated[tuple[str, ...], NoDecode] = _CEILINGS.egress_allow
 

@@ -13,6 +13,9 @@ made from the base image if missing), or any image reference (then allowed for t
 
 `--egress off` runs the jobs without the egress proxy (no channel, no forwarder in the sandbox):
 the A/B for what the proxy adds to every job.
+
+`--steps true` gives the repository `setup: ['true']` and `verify: ['true']`: what a setup and a
+verify phase cost a job when their commands cost nothing (a container each); `none` has neither.
 """
 
 from __future__ import annotations
@@ -59,7 +62,10 @@ def repository_image(image: str) -> tuple[str, tuple[str, ...]]:
     return image, (image,)
 
 
-async def run(jobs: int, image: str = "full", egress: bool = True) -> dict:
+STEPS = {"none": "", "true": "setup: ['true']\nverify: ['true']\n"}
+
+
+async def run(jobs: int, image: str = "full", egress: bool = True, steps: str = "none") -> dict:
     named, allowed = repository_image(image)
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     model = FakeModelAPI([turn for i in range(jobs + 1) for turn in script(i)])
@@ -67,7 +73,7 @@ async def run(jobs: int, image: str = "full", egress: bool = True) -> dict:
     async with running_fake(work) as github, serve_fake_model_api(model) as model_server:
         installation = github.add_installation(1001, "octo-org", account_type="Organization")
         github.add_repo(REPO, installation_id=installation["id"], files={
-            "README.md": "# hello\n", "hello.py": "print('hi')\n", ".github/agentvine.yml": f"sandbox: {{image: '{named}'}}\n"})
+            "README.md": "# hello\n", "hello.py": "print('hi')\n", ".github/agentvine.yml": f"sandbox: {{image: '{named}'}}\n" + STEPS[steps]})
         github.add_user("alice")
         github.set_permission(REPO, "alice", "write")
         label = github.ensure_label(github.repo(REPO), "agentvine:feature")
@@ -103,6 +109,7 @@ async def run(jobs: int, image: str = "full", egress: bool = True) -> dict:
     overhead = [r["overhead_s"] for r in measured]
     return {
         "image": named,
+        "steps": steps,
         "jobs": len(measured),
         "overhead_median_s": round(statistics.median(overhead), 2),
         "overhead_max_s": round(max(overhead), 2),
@@ -118,8 +125,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=7)
     parser.add_argument("--image", default="full", help="the repository's sandbox.image: base, full, team, or a reference")
     parser.add_argument("--egress", choices=("on", "off"), default="on")
+    parser.add_argument("--steps", choices=tuple(STEPS), default="none")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.jobs, args.image, args.egress == "on")), indent=2))
+    print(json.dumps(asyncio.run(run(args.jobs, args.image, args.egress == "on", args.steps)), indent=2))
 
 
 if __name__ == "__main__":

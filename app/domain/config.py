@@ -15,25 +15,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from app.domain.egress import Egress, EgressEntry, uncovered
 from app.domain.findings import RequestChangesOn
+from app.domain.steps import MAX_STEPS, Step, StepsSettings, VerifySettings, expand_verify, setup_shape, step_timeouts
 
 REPO_CONFIG_PATH = ".github/agentvine.yml"
 MAX_REPO_CONFIG_BYTES = 64 * 1024
-# The deepest the config itself goes is 4; PyYAML composes nodes recursively, so a few KiB of `[[[[`
-# would otherwise end in RecursionError instead of a message.
+# PyYAML composes nodes recursively: unbounded, a few KiB of `[[[[` end in RecursionError (the config needs 4).
 MAX_YAML_DEPTH = 32
 # Keys a repository may not set: routing reads them before any repository file is loaded.
 SERVICE_ONLY_KEYS = ("command_prefix", "label_prefix")
 
 
 def _shipped_bot_config_dir() -> Path:
-    """bot_config/: package data `app.bot_config` in an installed copy (pyproject.toml maps it there),
-    the folder at the top of the repository in a checkout (which has no app/bot_config/)."""
-    # Why both: `pip install .` copies only packages, so an installed copy has no repository
-    # around it; a checkout (tests, an editable install) keeps the one folder people edit.
+    """bot_config/: package data `app.bot_config` in an installed copy (`pip install .` copies only
+    packages; pyproject.toml maps it there), else the one folder people edit at the checkout's top."""
     installed = resources.files("app") / "bot_config"
     if installed.is_dir():
         return Path(str(installed))
@@ -148,6 +146,9 @@ class BotConfig(_Strict):
     workspace: WorkspaceLimits
     follow_ci: FollowCI
     review: ReviewSettings
+    setup: Annotated[list[Step], Field(max_length=MAX_STEPS), BeforeValidator(setup_shape)]  # app/domain/steps.py
+    verify: VerifySettings
+    steps: StepsSettings
     egress: Egress = Egress()  # operators' own bot config files from before it still load
 
     @field_validator("labels", "seniority")
@@ -232,8 +233,8 @@ def expand_shorthands(override: dict[str, Any]) -> dict[str, Any]:
     """`follow_ci: true` (false) stands for `follow_ci: {when: always}` (never): the other keys keep
     their defaults, which a scalar would otherwise replace in the merge."""
     if isinstance(override.get("follow_ci"), bool):
-        return {**override, "follow_ci": {"when": "always" if override["follow_ci"] else "never"}}
-    return override
+        override = {**override, "follow_ci": {"when": "always" if override["follow_ci"] else "never"}}
+    return expand_verify(override)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -321,6 +322,7 @@ class Ceilings(_Strict):
     max_workspace_files: Annotated[int, Field(ge=100)] = 200_000
     max_file_mb: Annotated[int, Field(ge=1)] = 100
     max_changed_files: Annotated[int, Field(ge=1)] = 5000
+    max_step_minutes: Annotated[float, Field(gt=0)] = 30.0  # one setup or verify command
     # Hosts a repository's `egress.allow` may name (entries as there); none by default.
     egress_allow: tuple[EgressEntry, ...] = ()
 
@@ -374,6 +376,7 @@ def _limited(config: BotConfig) -> Iterator[tuple[str, str | float, str]]:
     yield "workspace.max_files", config.workspace.max_files, "max_workspace_files"
     yield "workspace.max_file_mb", config.workspace.max_file_mb, "max_file_mb"
     yield "workspace.max_changed_files", config.workspace.max_changed_files, "max_changed_files"
+    yield from ((key, minutes, "max_step_minutes") for key, minutes in step_timeouts(config))
 
 
 def _models(config: BotConfig) -> Iterator[tuple[str, str]]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from app.domain.egress import EgressReport
 from app.domain.ci import CIFailure
 from app.domain.findings import RequestChangesOn, ReviewLedger
+from app.domain.steps import Step, StepResult
 
 
 # A check run's external_id names the job it belongs to: how a button press finds its job again.
@@ -113,6 +114,13 @@ class RunSettings(BaseModel):
     egress_allow: list[str] = Field(default_factory=list)
     egress_during: Literal["setup", "run"] = "setup"
     request_changes_on: RequestChangesOn = "never"  # a review: REQUEST_CHANGES from this severity on
+    # The repository's setup and verify commands (app/domain/steps.py; none for jobs stored before them).
+    setup: list[Step] = Field(default_factory=list)
+    verify: list[Step] = Field(default_factory=list)
+    verify_max_attempts: int = 2
+    verify_on_failure: Literal["draft", "fail"] = "draft"
+    step_timeout_minutes: float = 10.0
+    step_output_kb: int = 64
 
 
 class Figures(BaseModel):
@@ -134,6 +142,7 @@ class Outcome(BaseModel):
     pr_number: int | None = None
     pr_url: str | None = None
     annotations: list[dict] = Field(default_factory=list)  # check-run annotations (review findings)
+    steps: list[StepResult] = Field(default_factory=list)  # setup and verify commands, every attempt
 
 
 def new_job_id() -> str:

@@ -234,3 +234,17 @@ def cap(text: str, limit: int, note: str) -> str:
 def cap_plain(text: str, limit: int) -> str:
     """Plain text (an annotation message) within `limit` bytes, ending in "…" when cut."""
     return text if size(text) <= limit else text.encode()[: limit - 3].decode(errors="ignore") + "…"
+
+
+_OUTPUT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def output_block(text: str) -> str:
+    """A command's output (the repository's and the agent's bytes) as a fenced code block it cannot
+    leave: the fence is longer than any run of backticks inside, and control characters but newline and
+    tab are shown escaped (a lone `\\r` would hide a line). Inside a code block GitHub renders no HTML,
+    so a `</details>` in the output closes nothing, and links no mention or reference."""
+    shown = _OUTPUT_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\r\n", "\n"))
+    longest = max((len(run) for run in _BACKTICKS.findall(shown)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{shown.rstrip(chr(10))}\n{fence}"

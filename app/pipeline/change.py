@@ -11,11 +11,13 @@ import gidgethub
 
 from app.agent.boundary import changeset, workspace
 from app.domain.job import Outcome
+from app.domain.steps import last_verify
 from app.domain.untrusted import defuse, one_line
 from app.pipeline.ci_prompt import build_ci_prompt
 from app.pipeline.context import JobContext
 from app.pipeline.outcome import AgentRun, ended, finish
 from app.pipeline.present import render, texts
+from app.pipeline.present import steps as steps_text
 from app.pipeline.prompt import build_prompt
 from app.pipeline.questions import ask, parse_question
 
@@ -56,13 +58,19 @@ async def publish_changes(ctx: JobContext, run: AgentRun, summary: str) -> None:
     paths, stats = changes.paths, run.stats
     if changes.refused:
         outcome = ended(ctx, "refused_paths", summary=summary, paths=changes.refusals_text())
-        await finish(ctx, run.reporter, outcome.model_copy(update={"files": paths, "figures": stats}))
+        await finish(ctx, run.reporter, outcome.model_copy(update={"files": paths, "figures": stats, "steps": run.steps}))
         return
     if not paths:
         outcome = ended(ctx, "no_changes", conclusion="neutral", summary=summary)
-        await finish(ctx, run.reporter, outcome.model_copy(update={"figures": stats}))
+        await finish(ctx, run.reporter, outcome.model_copy(update={"figures": stats, "steps": run.steps}))
         return
-    outcome = Outcome(conclusion="success", title="", summary=summary, files=paths, figures=stats)
+    _, failed = last_verify(run.steps)
+    if failed is not None and limits.verify_on_failure == "fail":
+        outcome = ended(ctx, "verify_failed", summary=summary, command=steps_text.command(failed),
+                        how=steps_text.how(failed), attempts=failed.attempt)
+        await finish(ctx, run.reporter, outcome.model_copy(update={"files": paths, "figures": stats, "steps": run.steps}))
+        return
+    outcome = Outcome(conclusion="success", title="", summary=summary, files=paths, figures=stats, steps=run.steps)
     await commit_and_push(ctx, run.ws, changes, outcome, job.remote_sha)
     if job.is_pull_request:
         # A follow-up on a pull request: its own branch got the commits; the PR is already there.
@@ -129,7 +137,7 @@ async def open_or_update_pull(ctx: JobContext, outcome: Outcome) -> tuple[dict, 
     if existing is None:
         try:
             pull = await _create_pull(ctx, title=title, head=job.branch, base=job.default_branch, body=body,
-                                      draft=job.level != "autonomous")
+                                      draft=job.level != "autonomous" or last_verify(outcome.steps)[1] is not None)
             return pull, True
         except gidgethub.BadRequest as exc:
             if exc.status_code != 422:

@@ -11,6 +11,7 @@ from app.agent.gateway import Usage
 from app.agent.sandbox import SandboxResult
 from app.agent.boundary.workspace import Workspace
 from app.domain.job import Figures, JobState, Outcome
+from app.domain.steps import StepResult
 from app.domain.untrusted import code_span, defuse, one_line
 from app.pipeline.context import JobContext
 from app.pipeline.present import texts
@@ -105,6 +106,8 @@ class AgentRun:
     result: Result | None
     usage: Usage | None
     started: float
+    steps: list[StepResult] = field(default_factory=list)  # setup and verify, every attempt
+    verified: bool | None = None  # the last verify run passed; None: nothing was verified
     stats: Figures = field(init=False)  # as the agent finished; publishing may take more time
 
     def __post_init__(self) -> None:

@@ -10,22 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from app import metrics
 from app.agent.boundary import workspace
 from app.agent.claude.command import ClaudeOptions, build_command
 from app.agent.claude.events import Result, SystemInit, describe_activity, parse_line
-from app.agent.egress import EgressProxy
+from app.agent.egress import EgressChannel, EgressProxy
 from app.agent.gateway import ModelGateway, Usage
 from app.agent.policy import ModelPolicy
 from app.agent.sandbox import SandboxResult, SandboxSpec, run_sandbox
 from app.agent.sandbox.container import ImageUnusable
+from app.agent.sandbox.caches import RepoCaches
 from app.agent.sandbox.plan import ImagePlan
 from app.agent.sandbox.runtime import NEEDS_BASH
-from app.domain.egress import EgressReport
-from app.domain.job import JobState
+from app.domain.job import JobState, Outcome
 from app.domain.untrusted import defuse
 from app.pipeline.acknowledge import create_check_run
 from app.pipeline.change import ChangeFlow
@@ -37,6 +37,9 @@ from app.pipeline.present.render import Progress
 from app.pipeline.progress import ProgressReporter
 from app.pipeline.review.flow import ReviewFlow
 from app.pipeline.sandbox_image import image_outcome, job_image, runtime_failure
+from app.pipeline.steps import StepsRunner, caches_for
+from app.pipeline.verify import Resume, Round, Verdict, verify_and_fix
+from app.pipeline.present.steps import command, how
 
 log = logging.getLogger(__name__)
 
@@ -113,40 +116,48 @@ class Launch:
     ws: workspace.Workspace
     plan: ImagePlan
     prompt: str
+    caches: tuple[dict, dict] = ({}, {})  # (mounts, environment) of the repository's package caches
+    resume: str | None = None  # a session to continue (the fix-up loop)
+    spent_usd: float = 0.0  # by earlier rounds of this run: the budget left is what remains
+    #: the job's one egress channel, open from the setup steps to the last verify (None: no egress)
+    outbound: EgressChannel | None = None
+
+    @property
+    def egress_socket(self):
+        return self.outbound.socket_path if self.outbound is not None else None
 
 
 async def _run_agent(ctx: JobContext, deps: RunDeps, launch: Launch, transcript: Transcript,
-                     cancel: asyncio.Event) -> tuple[SandboxResult, Usage, EgressReport | None]:
+                     cancel: asyncio.Event) -> tuple[SandboxResult, Usage]:
     job, ws, plan = ctx.job, launch.ws, launch.plan
     assert job.run is not None and deps.gateway is not None
     model = job.model or "sonnet"
     # The gateway enforces the model and the budget itself: the agent can call it directly.
-    channel = await deps.gateway.open_job(job.id, ModelPolicy.for_job(model, budget_usd=job.run.max_cost_usd))
+    budget = max(job.run.max_cost_usd - launch.spent_usd, 0.0001) if job.run.max_cost_usd else 0.0
+    channel = await deps.gateway.open_job(job.id, ModelPolicy.for_job(model, budget_usd=budget))
     tools = [t for t in job.run.allowed_tools if t in KNOWN_TOOLS]
-    outbound = None
+    egress.switch(launch.outbound, ctx, "agent")
     try:
-        outbound = await egress.open_channel(ctx, deps.egress, "agent")
         command = build_command(launch.prompt, ClaudeOptions(
             model=model,
             max_turns=job.run.max_turns,
             permission_mode="bypassPermissions",  # the container is the boundary
             allowed_tools=None,
             tools=tools,
-            resume_session=job.session_id if job.answer is not None else None,
+            resume_session=launch.resume or (job.session_id if job.answer is not None else None),
         ))
         spec = SandboxSpec(
             job_id=job.id, image=plan.image, command=command, workspace=ws.path, home=ws.home,
             gateway_socket=channel.socket_path, runtime_volume=plan.runtime_volume, image_volumes=plan.image_volumes,
-            env=_environment(ctx, channel.token, tools),
+            env={**launch.caches[1], **_environment(ctx, channel.token, tools)}, mounts=launch.caches[0],
             memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids, timeout_s=job.run.timeout_minutes * 60,
-            egress_socket=outbound.socket_path if outbound is not None else None,
+            egress_socket=launch.egress_socket,
         )
         sandbox = await run_sandbox(spec, transcript.on_line, cancel=cancel, client=deps.docker_client,
                                     guard=ws.disk.over_quota)
     finally:
         usage = await deps.gateway.close_job(job.id)
-        reached = await egress.close_channel(ctx, deps.egress, outbound)
-    return sandbox, usage, reached
+    return sandbox, usage
 
 
 def _environment(ctx: JobContext, token: str, tools: list[str]) -> dict[str, str]:
@@ -172,7 +183,8 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         ctx, Progress(steps=flow.steps), prefix=ctx.service_config.command_prefix, interval=deps.progress_interval
     )
     ws: workspace.Workspace | None = None
-    usage: Usage | None = None  # None until an agent ran
+    run = _Job(reporter, cancel, started)
+    caches = caches_for(ctx)
     try:
         if job.answer is not None:
             await _resumed_check_run(ctx)
@@ -180,30 +192,124 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         if deps.gateway is None:
             await finish(ctx, reporter, ended(ctx, "no_model_key"))
             return
-        transcript = Transcript(reporter)
         try:
             plan = await job_image(ctx, deps.docker_client)  # before anything of the job's is made
             ws = await _workspace(ctx)
             reporter.step_done(texts.STEP_WORKSPACE)
-            sandbox, usage, reached = await _run_agent(ctx, deps, Launch(ws, plan, await flow.prompt(ctx)), transcript, cancel)
+            launch = Launch(ws, plan, await flow.prompt(ctx), await asyncio.to_thread(caches.prepare))
+            await _with_egress(ctx, deps, launch, flow, run)
         except ImageUnusable as problem:
             await finish(ctx, reporter, image_outcome(ctx, problem, ctx.settings.image_for(job.run.image)))
             return
-        ctx.update("agent_finished", log={"exit_code": sandbox.exit_code, "lines": transcript.lines},
-                   session_id=transcript.session_id or ctx.job.session_id, answer=None, egress=reached)
-        failed = runtime_failure(ctx, plan, sandbox, transcript.lines) or classify(
-            ctx, sandbox, transcript.result, sandbox.stopped or ws.disk.over_quota(),
-            budget_reached=usage.refused_budget > 0)
-        if failed is not None:
-            stats = figures(usage, started)
-            await finish(ctx, reporter, failed.model_copy(update={"figures": stats}))
-            return
-        text = (transcript.result.result if transcript.result else "") or ""
-        await flow.conclude(ctx, AgentRun(reporter, ws, text, transcript.result, usage, started))
     finally:
         reporter.close()
-        metrics.agent_run(job.worker, time.time() - started, usage.model_seconds if usage else None)
+        metrics.agent_run(job.worker, time.time() - started, run.usage.model_seconds if run.usage else None)
         await _keep_or_discard(ctx, ws)
+        await asyncio.to_thread(_trim, caches)
+
+
+@dataclass
+class _Job:
+    """What every part of one run shares."""
+
+    reporter: ProgressReporter
+    cancel: asyncio.Event
+    started: float
+    usage: Usage | None = None  # the agent's, once it ran (the fix-up rounds' included)
+
+
+async def _with_egress(ctx: JobContext, deps: RunDeps, launch: Launch, flow: Flow, run: _Job) -> None:
+    """One egress channel for the job's setup, agent and verify phases (each switches it on or off, by
+    `egress.during`); it is closed, and what it reached kept on the job, before the outcome is shown
+    (the check run and the pull request list the hosts)."""
+    launch.outbound = await egress.open_channel(ctx, deps.egress, "setup")
+    try:
+        end = await _setup_agent_verify(ctx, deps, launch, flow, run)
+    finally:
+        reached = await egress.close_channel(ctx, deps.egress, launch.outbound)
+        launch.outbound = None
+        ctx.update("egress_closed", egress=reached)
+    if isinstance(end, AgentRun):
+        await flow.conclude(ctx, end)
+    else:
+        await finish(ctx, run.reporter, end)
+
+
+async def _setup_agent_verify(ctx: JobContext, deps: RunDeps, launch: Launch, flow: Flow,
+                              run: _Job) -> Outcome | AgentRun:
+    """The outcome the job failed with, or the agent's run for the flow to conclude."""
+    job, ws = ctx.job, launch.ws
+    assert job.run is not None
+    steps = StepsRunner(ctx, _step_spec(ctx, launch), run.reporter, deps.docker_client, run.cancel,
+                        ws.disk.over_quota, launch.outbound)
+    if job.answer is None:  # a resumed session's workspace was set up before its question
+        failed = await steps.phase("setup", job.run.setup)
+        if failed is not None:
+            outcome = ended(ctx, "setup_failed", command=command(failed), how=how(failed))
+            return outcome.model_copy(update={"steps": steps.results, "figures": figures(None, run.started)})
+    transcript = Transcript(run.reporter)
+    sandbox, usage = await _run_agent(ctx, deps, launch, transcript, run.cancel)
+    run.usage = usage
+    ctx.update("agent_finished", log={"exit_code": sandbox.exit_code, "lines": transcript.lines},
+               session_id=transcript.session_id or ctx.job.session_id, answer=None)
+    failed_run = _failure(ctx, launch, sandbox, transcript, usage)
+    if failed_run is not None:
+        return failed_run.model_copy(update={"figures": figures(usage, run.started), "steps": steps.results})
+    text = (transcript.result.result if transcript.result else "") or ""
+    verdict = Verdict(None, text, usage)
+    if isinstance(flow, ChangeFlow):
+        verdict = await verify_and_fix(ctx, steps, _resumer(ctx, deps, launch, run), text, usage)
+        run.usage = verdict.usage
+    if verdict.failed is not None:
+        return verdict.failed.model_copy(update={"figures": figures(verdict.usage, run.started),
+                                                 "steps": steps.results})
+    return AgentRun(run.reporter, ws, verdict.text, transcript.result, verdict.usage, run.started,
+                    steps=steps.results, verified=verdict.passed)
+
+
+def _failure(ctx: JobContext, launch: Launch, sandbox: SandboxResult, transcript: Transcript,
+             usage: Usage) -> Outcome | None:
+    return runtime_failure(ctx, launch.plan, sandbox, transcript.lines) or classify(
+        ctx, sandbox, transcript.result, sandbox.stopped or launch.ws.disk.over_quota(),
+        budget_reached=usage.refused_budget > 0)
+
+
+def _resumer(ctx: JobContext, deps: RunDeps, launch: Launch, run: _Job) -> Resume:
+    """Runs the agent again in its session with a prompt (the fix-up loop), within the budget left."""
+    spent = [0.0]
+
+    async def resume(prompt: str) -> Round:
+        session = ctx.job.session_id
+        transcript = Transcript(run.reporter)
+        again = replace(launch, prompt=prompt, resume=session, spent_usd=spent[0])
+        sandbox, usage = await _run_agent(ctx, deps, again, transcript, run.cancel)
+        spent[0] += usage.cost_usd
+        ctx.update("agent_resumed", log={"exit_code": sandbox.exit_code, "lines": transcript.lines},
+                   session_id=transcript.session_id or session)
+        text = (transcript.result.result if transcript.result else "") or ""
+        return Round(text, usage, _failure(ctx, again, sandbox, transcript, usage))
+
+    return resume
+
+
+def _step_spec(ctx: JobContext, launch: Launch) -> SandboxSpec:
+    """The job's sandbox for its setup and verify commands: the agent's, without the model's socket."""
+    job = ctx.job
+    assert job.run is not None
+    mounts, env = launch.caches
+    return SandboxSpec(
+        job_id=job.id, image=launch.plan.image, command=["true"], workspace=launch.ws.path, home=launch.ws.home,
+        runtime_volume=launch.plan.runtime_volume, image_volumes=launch.plan.image_volumes, env=dict(env),
+        mounts=mounts, memory=job.run.memory, cpus=job.run.cpus, pids=job.run.pids,
+        egress_socket=launch.egress_socket,  # the channel is switched per phase (StepsRunner.phase)
+    )
+
+
+def _trim(caches: RepoCaches) -> None:
+    try:
+        caches.trim()
+    except Exception:  # noqa: BLE001 - the job's outcome stands; the next job's start trims again
+        log.exception("could not trim the package caches of %s", caches.repo)
 
 
 async def _keep_or_discard(ctx: JobContext, ws: workspace.Workspace | None) -> None:

@@ -11,12 +11,14 @@ import json
 
 import pytest
 
+from app.agent.sandbox.caches import CACHE_KINDS, repo_key
 from app.agent.sandbox.layout import (AGENT_HOME, CONTAINER_EGRESS_SOCKET, CONTAINER_GATEWAY_SOCKET, RUNTIME_DIR,
                                      WORKSPACE)
 from app.fakes.model_api import ScriptedTurn, ToolUse
 from tests.support.harness import REPO, end_to_end, job_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
+CACHES = {target for target, _ in CACHE_KINDS.values()}
 
 # Through the proxy to each URL in $TARGETS (the model API's and GitHub's): the first line of the answer.
 VIA_PROXY = (
@@ -33,7 +35,8 @@ INSPECT = (
 @pytest.mark.parametrize("image", ["profile", "team"])
 async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client, request, image):
     """In AgentVine's own image, and in a team's image with AgentVine's runtime volume mounted."""
-    files, settings, expected_mounts = None, {}, {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, CONTAINER_EGRESS_SOCKET}
+    files, settings = None, {}
+    expected_mounts = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, CONTAINER_EGRESS_SOCKET, *CACHES}
     if image == "team":
         request.getfixturevalue("runtime_volume")
         team = request.getfixturevalue("team_image")
@@ -83,6 +86,10 @@ async def test_no_secret_in_the_sandbox(tmp_path, sandbox_image, docker_client, 
     # Both writable mounts are on the job's own filesystem; the host repository is not in reach.
     assert all("/mnt/" in mounts[m]["Source"] and "/git" not in mounts[m]["Source"] for m in (WORKSPACE, AGENT_HOME))
     assert attrs["HostConfig"]["NetworkMode"] == "none"
+    # The package caches: this repository's own folders, and nothing else of the data directory.
+    for target in CACHES:
+        assert mounts[target]["Source"].endswith(f"/caches/{repo_key(REPO)}/{target.rsplit('/', 1)[1]}")
+    assert "PIP_CACHE_DIR=/cache/pip" in env and "npm_config_cache=/cache/npm" in env
 
     (result,) = model.tool_results()
     output = json.dumps(result)

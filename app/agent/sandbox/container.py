@@ -111,6 +111,8 @@ class SandboxSpec:
     gateway_port: int = DEFAULT_GATEWAY_PORT
     #: size of the tmpfs /tmp (it counts against the memory limit)
     tmp_size: str = "512m"
+    #: more read-write bind mounts, container path -> host directory (the package caches, caches.py)
+    mounts: dict[str, Path] = field(default_factory=dict)
     #: for an image that is not AgentVine's: the runtime volume mounted read-only at /opt/agentvine,
     #: whose entrypoint replaces the image's (runtime.py); None runs the image as it was built
     runtime_volume: str | None = None
@@ -227,6 +229,15 @@ def _environment(spec: SandboxSpec) -> dict[str, str]:
     return env
 
 
+def _cache_mounts(docker, spec: SandboxSpec) -> list:
+    mounts = []
+    for target, source in sorted(spec.mounts.items()):
+        if not target.startswith("/cache/") or ".." in target or not Path(source).is_absolute():
+            raise SandboxError(f"extra mount {target!r} must be below /cache/ and come from an absolute path")
+        mounts.append(docker.types.Mount(target, str(Path(source).resolve()), type="bind"))
+    return mounts
+
+
 #: Loopback stays direct: inside the sandbox it is the sandbox's own (the gateway's forwarder, servers
 #: the agent's tests start); the host's loopback is never reached that way (docs/sandbox.md, "Egress").
 NO_PROXY = "localhost,127.0.0.1,::1"
@@ -253,6 +264,7 @@ def _mounts(docker, spec: SandboxSpec) -> list:
         docker.types.Mount(WORKSPACE, str(Path(spec.workspace).resolve()), type="bind"),
         docker.types.Mount(AGENT_HOME, str(Path(spec.home).resolve()), type="bind"),
     ]
+    mounts += _cache_mounts(docker, spec)
     if spec.gateway_socket is not None:
         # The socket file itself, read-only: the container can connect but not replace it,
         # and sees nothing else of the host directory it lives in.
@@ -320,7 +332,7 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
 def _tmpfs(spec: SandboxSpec) -> dict[str, str]:
     """/tmp, and a small tmpfs over each volume the image declares: Docker would otherwise make an
     anonymous volume there, writable and outside the job's quota. Ours (the mounts) cover theirs."""
-    ours = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, CONTAINER_EGRESS_SOCKET, RUNTIME_DIR, "/tmp"}
+    ours = {WORKSPACE, AGENT_HOME, CONTAINER_GATEWAY_SOCKET, CONTAINER_EGRESS_SOCKET, RUNTIME_DIR, "/tmp", *spec.mounts}
     tmpfs = {"/tmp": f"rw,nosuid,nodev,exec,size={spec.tmp_size},mode=1777"}
     for path in spec.image_volumes:
         if path not in ours:

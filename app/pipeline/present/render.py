@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.pipeline.present import texts
+from app.pipeline.present.steps import steps_section, verify_line
 from app.pipeline.present.egress import check_run_section, pull_request_note
 from app.pipeline.present.waiting import wait_line, wait_title
 from app.domain.intents import Command
@@ -75,6 +76,8 @@ def _outcome_block(outcome: Outcome) -> str:
         lines.append(f"Pull request: {outcome.pr_url}")
     if outcome.detail:
         lines.append(outcome.detail)
+    if verify_line(outcome.steps):
+        lines.append(verify_line(outcome.steps))
     lines.append(figures_line(outcome.figures))
     return "\n\n".join(lines)
 
@@ -201,6 +204,8 @@ def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
                + _activity(progress))
     if outcome.summary:
         summary += "\n**Claude Code's summary**\n\n" + markdown_block(outcome.summary)
+    if outcome.steps:
+        summary += "\n\n" + steps_section(outcome.steps)
     return {
         "status": "completed",
         "conclusion": outcome.conclusion,
@@ -275,5 +280,6 @@ def pull_request_body(job: Job, outcome: Outcome, check_url: str) -> str:
         duration=format_duration(f.duration_s),
         draft_note=(texts.PR_DRAFT_NOTE.format(level=job.level) + texts.CI_SKIPPED_NOTE.format(level=job.level) + "\n\n"
                     if job.level != "autonomous" else ""),
+        verify_note=verify_line(outcome.steps) + "\n\n" if outcome.steps else "",
         check_url=check_url,
     ))

@@ -124,6 +124,10 @@ OUTCOME = {
     "cancelled_next": "The job was cancelled; nothing was pushed.",
     "oom": "Out of memory",
     "oom_next": "The sandbox ran out of memory ({memory}). Raise `sandbox.memory` in `.github/agentvine.yml`.",
+    "setup_failed": "Setup failed",
+    "setup_failed_next": "The setup command {command} {how}, so Claude Code did not run. Its output is below. Fix `setup` in `.github/agentvine.yml` (or the repository), then `{prefix} retry`.",
+    "verify_failed": "Verify failed",
+    "verify_failed_next": "The verify command {command} still {how} after {attempts} attempt(s), so no pull request was opened (`verify.on_failure: fail`). Its output is below; `{prefix} retry` starts again.",
     "no_model_key": "No model API key",
     "no_model_key_next": "This AgentVine has no model API key configured (ANTHROPIC_API_KEY).",
     "image_unusable": "The sandbox image cannot be used",
@@ -193,8 +197,25 @@ PR_BODY = """{closes}
 | Cost | {cost} |
 | Duration | {duration} |
 
-{draft_note}[Check run]({check_url}) · opened by AgentVine on behalf of @{requester}
+{verify_note}{draft_note}[Check run]({check_url}) · opened by AgentVine on behalf of @{requester}
 """
+# Setup and verify commands (app/pipeline/present/steps.py).
+STEPS_HEADING = "### Setup and verify"
+STEPS_TABLE_HEAD = "| Phase | Command | Exit code | Duration |\n|---|---|---|---|"
+STEP_OUTPUT_SUMMARY = "Output of {command} ({phase}{attempt})"
+STEP_HOW = {"passed": "passed", "exit": "exited with {exit_code}", "timed_out": "timed out after {minutes:g} min",
+            "error": "could not run ({error})"}
+VERIFIED_LINE = "**Verified:** {commands} passed{after}."
+VERIFY_FAILED_LINE = "**Verify failed:** {command} {how} after {attempts} attempt(s); this pull request is a draft until someone looks."
+VERIFY_AFTER_ATTEMPTS = " (after {attempts} attempts)"
+VERIFY_ACTIVITY = "Verify, attempt {attempt} of {max_attempts}: {command} {how}"
+SETUP_ACTIVITY = "Setup: {command} {how}"
+# What the resumed session is told when a verify command failed (the output is the sandbox's own).
+VERIFY_RESUME = """The verify command `{command}` {how} (attempt {attempt} of {max_attempts}). The end of its output:
+
+{output}
+
+Fix the code so that this command passes. Do not change the command, the tests' expectations or the configuration to make it pass; if the failure is not yours to fix, say why in your final message."""
 PR_DRAFT_NOTE = "This pull request is a **draft** because the job was `{level}`: a person decides what happens next.\n\n"
 
 # Check-run buttons (requested actions, by command): label ≤ 20, description ≤ 40 characters.
