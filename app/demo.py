@@ -180,7 +180,7 @@ def _report(github: FakeGitHub, service: Service, job: Job, model: FakeModelAPI,
         pull = github.pull(REPO, outcome.pr_number)
         print(f"\n  Pull request #{pull['number']}: {pull['title']}  ({'draft' if pull['draft'] else 'ready'})")
         print(f"  {pull['html_url']}\n")
-        print("  " + "\n  ".join(pull["body"].splitlines()[:14]))
+        print("  " + "\n  ".join(pull["body"].splitlines()))
         diff = github.repo(REPO).git.git("diff", f"main...{job.branch}").decode()
         print("\n  The change:\n  " + "\n  ".join(diff.splitlines()))
     print(

@@ -23,7 +23,8 @@ async def test_the_demo_runs_the_repositorys_tests_with_python3_in_the_full_imag
     before, after = out.split("which printed:")[1:3]
     assert f"| {sandbox_python}" in before and "FAILED (failures=1)" in before and "test_tabs" in before
     assert f"| {sandbox_python}" in after and "Ran 2 tests" in after and "\n  | OK" in after
-    assert "Verified: `python3 -m unittest` passed" in out  # the pull request says so
+    # The pull request says so in AgentVine's own words (its verify step), not only in the agent's.
+    assert "**Verified:** `python3 -m unittest` passed" in out
     files = out.split("### Files changed")[1].split("###")[0]
     assert files.split() == ["-", "`wordcount.py`"]  # no __pycache__ in the change
     assert "succeeded (success) — Opened #2" in out
