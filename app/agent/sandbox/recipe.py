@@ -76,20 +76,20 @@ ENTRYPOINT_SCRIPT = r"""#!/bin/sh
 #                             unset -> no forwarder.
 set -eu
 
-if [ -n "${AGENTVINE_GATEWAY_PORT:-}" ]; then
-    sock="${AGENTVINE_GATEWAY_SOCKET:-/run/agentvine/gateway.sock}"
-    port="$AGENTVINE_GATEWAY_PORT"
+# forward NAME SOCKET PORT: socat from 127.0.0.1:PORT to the Unix socket, in the background; returns
+# once it listens (at most ~5 s), so the first request cannot race it.
+forward() {
+    name=$1 sock=$2 port=$3
     if [ ! -S "$sock" ]; then
-        echo "agentvine-entrypoint: gateway socket $sock is missing (not mounted?)" >&2
+        echo "agentvine-entrypoint: $name socket $sock is missing (not mounted?)" >&2
         exit 70
     fi
     socat "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$sock" &
-    socat_pid=$!
-    # Wait (at most ~5 s) until the forwarder listens, so the first request cannot race it.
+    pid=$!
     hexport=$(printf '%04X' "$port")
     tries=0
     until grep -q "0100007F:$hexport 00000000:0000 0A" /proc/net/tcp 2>/dev/null; do
-        if ! kill -0 "$socat_pid" 2>/dev/null; then
+        if ! kill -0 "$pid" 2>/dev/null; then
             echo "agentvine-entrypoint: socat exited before it listened on 127.0.0.1:$port" >&2
             exit 70
         fi
@@ -100,34 +100,16 @@ if [ -n "${AGENTVINE_GATEWAY_PORT:-}" ]; then
         fi
         sleep 0.01
     done
-fi
+}
 
+if [ -n "${AGENTVINE_GATEWAY_PORT:-}" ]; then
+    forward gateway "${AGENTVINE_GATEWAY_SOCKET:-/run/agentvine/gateway.sock}" "$AGENTVINE_GATEWAY_PORT"
+fi
 # The egress proxy's forwarder (app/agent/egress/), on its own port, the same way:
 #   AGENTVINE_EGRESS_PORT     set  -> the socket AGENTVINE_EGRESS_SOCKET (default
 #                                     /run/agentvine/egress.sock) on 127.0.0.1:$AGENTVINE_EGRESS_PORT.
 if [ -n "${AGENTVINE_EGRESS_PORT:-}" ]; then
-    esock="${AGENTVINE_EGRESS_SOCKET:-/run/agentvine/egress.sock}"
-    eport="$AGENTVINE_EGRESS_PORT"
-    if [ ! -S "$esock" ]; then
-        echo "agentvine-entrypoint: egress socket $esock is missing (not mounted?)" >&2
-        exit 70
-    fi
-    socat "TCP-LISTEN:$eport,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$esock" &
-    esocat_pid=$!
-    ehex=$(printf '%04X' "$eport")
-    tries=0
-    until grep -q "0100007F:$ehex 00000000:0000 0A" /proc/net/tcp 2>/dev/null; do
-        if ! kill -0 "$esocat_pid" 2>/dev/null; then
-            echo "agentvine-entrypoint: socat exited before it listened on 127.0.0.1:$eport" >&2
-            exit 70
-        fi
-        tries=$((tries + 1))
-        if [ "$tries" -gt 500 ]; then
-            echo "agentvine-entrypoint: socat did not listen on 127.0.0.1:$eport within 5 s" >&2
-            exit 70
-        fi
-        sleep 0.01
-    done
+    forward egress "${AGENTVINE_EGRESS_SOCKET:-/run/agentvine/egress.sock}" "$AGENTVINE_EGRESS_PORT"
 fi
 
 if [ "$#" -eq 0 ]; then
