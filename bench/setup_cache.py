@@ -2,6 +2,8 @@
 Docker, the real CLI and the real egress proxy. The setup installs a wheel of --mb megabytes from a
 local PEP 503 index on the host's loopback (tests/support/package_index.py), through the proxy; the
 first job's pip fills /cache/pip (the repository's host folder), the second finds the wheel there.
+The index is plain HTTP, so the command names it `--trusted-host`: pip caches only HTTPS origins and
+trusted hosts (and only answers with an ETag or a max-age, which the local index sends as PyPI does).
 
 Usage: python bench/setup_cache.py [--mb 20] [--rounds 3]
 
@@ -11,6 +13,7 @@ Each round is a fresh AgentVine (a fresh data directory, so an empty cache) runn
 from __future__ import annotations
 
 import argparse
+import base64
 import asyncio
 import json
 import os
@@ -35,10 +38,10 @@ def script(i: int) -> list[ScriptedTurn]:
 
 async def one_round(mb: int) -> tuple[float, float]:
     """(the first job's setup seconds, the second's)."""
-    blob = os.urandom(mb * 1024 * 1024).hex()[: mb * 1024 * 1024]  # incompressible enough for the wheel's zip
+    blob = base64.b64encode(os.urandom(mb * 1024 * 1024 * 3 // 4)).decode()  # the wheel's zip keeps ~3/4 of it
     async with local_pypi("agvbig", "1.0", {"agvbig/__init__.py": "X = 1\n", "agvbig/blob.txt": blob}) as index:
         install = (f"NO_PROXY= no_proxy= python3 -m pip install --user --break-system-packages "
-                   f"--disable-pip-version-check --index-url {index.url}/simple/ agvbig")
+                   f"--disable-pip-version-check --trusted-host 127.0.0.1:{index.port} --index-url {index.url}/simple/ agvbig")
         config = f"setup: [{json.dumps(install)}]\negress: {{allow: ['127.0.0.1:{index.port}']}}\n"
         files = {"README.md": "# hello\n", ".github/agentvine.yml": config}
         work = Path(tempfile.mkdtemp(prefix="bench-setup-cache-"))
@@ -52,6 +55,8 @@ async def one_round(mb: int) -> tuple[float, float]:
                 job = bot.job(answer["jobs"][0])
                 assert job.outcome is not None and job.outcome.steps and job.outcome.steps[0].ok, \
                     (i, job.reason, job.outcome and [s.output_tail(2000) for s in job.outcome.steps])
+                output = job.outcome.steps[0].output_tail(4000)
+                assert ("Using cached" in output) == (i == 1), output  # the second job must use the cache
                 times.append(job.outcome.steps[0].duration_s)
     return times[0], times[1]
 

@@ -1,7 +1,12 @@
 """Local package indexes for the tests and benchmarks, served on the host's loopback by aiohttp: a PEP 503
 simple index over a wheel built here (zip + dist-info, hashes in RECORD), and an npm registry stand-in
 (the package document and a tarball, as `npm install` asks for them). The sandbox reaches them only
-through AgentVine's egress proxy, with the allow-list naming 127.0.0.1:<port>."""
+through AgentVine's egress proxy, with the allow-list naming 127.0.0.1:<port>.
+
+They answer with the caching fields PyPI and npm's registry send (an ETag, `Cache-Control`; a 304 to
+a matching If-None-Match), because pip's HTTP cache (cachecontrol) stores only what such fields make
+cacheable: without them a second job's `pip install` downloads the wheel again, whatever
+/cache/pip holds."""
 
 from __future__ import annotations
 
@@ -54,10 +59,16 @@ def build_npm_tarball(name: str, version: str, files: dict[str, str]) -> bytes:
 class LocalIndex:
     port: int
     requests: list[str] = field(default_factory=list)
+    revalidated: list[str] = field(default_factory=list)  # the requests answered 304
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def _cache_control(kind: str) -> str:
+    """As files.pythonhosted.org (an archive never changes) and pypi.org/simple (a page may) answer."""
+    return "max-age=365000000, immutable, public" if kind == "application/octet-stream" else "max-age=600, public"
 
 
 @asynccontextmanager
@@ -73,7 +84,11 @@ async def _serve(routes: dict[str, tuple[str, bytes]]) -> AsyncIterator[LocalInd
         kind, body = found
         if kind != "application/octet-stream":  # documents name the index's own URL; archives are as built
             body = body.replace(b"{base}", index.url.encode())
-        return web.Response(body=body, content_type=kind)
+        headers = {"ETag": f'"{hashlib.sha256(body).hexdigest()[:32]}"', "Cache-Control": _cache_control(kind)}
+        if request.headers.get("If-None-Match") == headers["ETag"]:
+            index.revalidated.append(request.path)
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type=kind, headers=headers)
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", answer)

@@ -30,6 +30,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mete
             meter.down += len(data)
         writer.write(data)
         await writer.drain()
+    # The source is done. drain() returns at the low-water mark, not at empty, and the caller aborts
+    # a connection that still holds bytes (a peer that stopped reading): wait for the last of them to
+    # reach the socket first, or a reader that was behind loses the tail (pip: a hash mismatch).
+    writer.transport.set_write_buffer_limits(high=0)
+    await writer.drain()
     if writer.can_write_eof():
         with contextlib.suppress(OSError, RuntimeError):
             writer.write_eof()
