@@ -9,6 +9,7 @@ neither is linked); `cap` cuts a whole body without opening an escape.
 
 from __future__ import annotations
 
+import html
 import re
 
 ZWSP = "\u200b"  # zero-width space: keeps text readable and makes a mention or reference inert
@@ -114,6 +115,21 @@ def code_span(text: str, limit: int = MAX_NAME) -> str:
     both_spaces = shown.startswith(" ") and shown.endswith(" ") and shown.strip(" ")
     pad = " " if shown.startswith("`") or shown.endswith("`") or longest or both_spaces else ""
     return f"{fence}{pad}{defuse(shown) if longest else shown}{pad}{fence}"
+
+
+def html_code(text: str, limit: int = MAX_NAME) -> str:
+    """`text` as inline code inside an HTML element (a `<summary>`): there CommonMark parses no
+    Markdown, so a backtick span protects nothing; the text is HTML-escaped instead, controls shown
+    escaped, and every @ and # reference made inert (GitHub links mentions in HTML text too)."""
+    shown = _clipped(_CONTROL.sub(_shown, text), limit)
+    inert = _REFERENCE.sub(lambda m: m.group() + ZWSP, _MENTION.sub(lambda m: m.group() + ZWSP, shown))
+    return f"<code>{html.escape(inert, quote=True)}</code>"
+
+
+def html_text(text: str, limit: int) -> str:
+    """Plain text inside an HTML element: one line, HTML-escaped, mentions and references inert."""
+    inert = _REFERENCE.sub(lambda m: m.group() + ZWSP, _MENTION.sub(lambda m: m.group() + ZWSP, one_line(text, limit)))
+    return html.escape(inert, quote=True)
 
 
 def one_line(text: str, limit: int) -> str:

@@ -56,7 +56,7 @@ async def test_a_failed_verify_resumes_the_session_and_the_fix_is_verified(tmp_p
         assert bot.github.read_file(REPO, job.branch, "answer.txt") == "42\n"
         summary = run["output"]["summary"]
         assert texts.STEPS_HEADING in summary and "| verify, attempt 1 | `sh check.sh` | 1 |" in summary
-        assert "<details><summary>Output of `sh check.sh` (verify, attempt 1) — exited with 1</summary>" in summary
+        assert "<details><summary>Output of <code>sh check.sh</code> (verify, attempt 1) — exited with 1</summary>" in summary
         (comment,) = [c for c in bot.github.comments_on(REPO, issue["number"]) if c["user"]["type"] == "Bot"]
         assert "Verify, attempt 1 of 2: `sh check.sh` exited with 1" in comment["body"]
     assert leftovers(docker_client, job) == []

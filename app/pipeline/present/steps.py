@@ -5,7 +5,7 @@ the sandbox's: both are shown only through app/domain/untrusted.py's escapers.""
 from __future__ import annotations
 
 from app.domain.steps import StepResult, last_verify
-from app.domain.untrusted import code_span, output_block, table_cell
+from app.domain.untrusted import code_span, html_code, html_text, output_block, table_cell
 from app.pipeline.present import texts
 
 TAIL_CHARS = 3_000  # of each step's output in the check run
@@ -47,9 +47,11 @@ def steps_section(steps: list[StepResult]) -> str:
 
 
 def _output(step: StepResult) -> str:
-    summary = texts.STEP_OUTPUT_SUMMARY.format(command=command(step), phase=step.phase, attempt=_attempt(step))
-    body = output_block(step.output_tail(TAIL_CHARS)) if step.head or step.tail else f"_{how(step)}_"
-    return f"<details><summary>{summary} — {how(step)}</summary>\n\n{body}\n\n</details>\n"
+    # Inside <summary> no Markdown is parsed: the command and the error text are escaped as HTML there.
+    summary = texts.STEP_OUTPUT_SUMMARY.format(command=html_code(step.command, 200), phase=step.phase,
+                                               attempt=_attempt(step))
+    body = output_block(step.output_tail(TAIL_CHARS) if step.head or step.tail else how(step))
+    return f"<details><summary>{summary} — {html_text(how(step), 300)}</summary>\n\n{body}\n\n</details>\n"
 
 
 def verify_line(steps: list[StepResult]) -> str:

@@ -159,3 +159,24 @@ def test_help_shows_hostile_label_names_as_code():
     text = render.help_text(config)
     labels = next(line for line in text.split("\n") if line.startswith("Labels:"))
     assert _live(labels) == [] and "`` x`@\u200balice #\u200b2 ``" in labels
+
+
+def test_a_hostile_step_command_stays_text_in_the_check_runs_html_summary():
+    """Inside <details><summary> GitHub parses no Markdown: a backtick span would protect nothing, so the
+    command (the repository's config) and the error (our words, with names in them) are escaped as HTML."""
+    from app.domain.steps import StepResult
+    from app.pipeline.present.steps import steps_section
+
+    hostile = '<a href="https://evil.example">Re-run</a> <img src=x onerror=alert(1)> @mona #12 `x`'
+    steps = [StepResult(phase="setup", command=hostile, exit_code=1, tail="boom\n"),
+             StepResult(phase="verify", command="make test", error="image <b>x</b> for @mona")]
+    section = steps_section(steps)
+    summaries = [line for line in section.splitlines() if line.startswith("<details>")]
+    assert len(summaries) == 2
+    for line in summaries:
+        inner = line.removeprefix("<details><summary>").removesuffix("</summary>")
+        assert "<" not in inner.replace("<code>", "").replace("</code>", "")  # no tag but ours
+        assert "@mona" not in inner and "#12" not in inner  # no mention, no reference
+    assert "&lt;a href=&quot;https://evil.example&quot;&gt;" in summaries[0]
+    # The error's text, below the summary, is in a code block: shown, not rendered.
+    assert "```text\ncould not run (image <b>x</b> for @mona)\n```" in section
