@@ -21,7 +21,7 @@ import posixpath
 from dataclasses import dataclass
 
 from .container import ImageUnusable, import_docker
-from .layout import PINNED
+from .layout import AGENT_HOME, PINNED, RUNTIME_DIR, WORKSPACE
 from .recipe import profile_of
 from .runtime import machine_arch, runtime_volume_name
 
@@ -63,12 +63,22 @@ def plan_image(client, image: str, claude_version: str = PINNED) -> ImagePlan:
     return ImagePlan(image, runtime, volumes)
 
 
+# Folders AgentVine mounts that the agent writes to, or that carry AgentVine's runtime and sockets: a
+# volume the image declares inside one would be a mount point runc makes within a folder the agent
+# controls (it may have planted a symlink there in an earlier step), so such an image is refused.
+_OURS = (WORKSPACE, AGENT_HOME, "/cache", RUNTIME_DIR, "/run/agentvine")
+
+
+def _inside_ours(path: str) -> bool:
+    return any(path.startswith(folder + "/") for folder in _OURS)
+
+
 def _declared_volumes(image: str, declared: object) -> tuple[str, ...]:
     if not declared:
         return ()
     paths = list(declared) if isinstance(declared, dict) else []
     plain = [p for p in paths if isinstance(p, str) and p.startswith("/") and p != "/" and posixpath.normpath(p) == p
              and len(p) < 256 and p.isprintable() and "," not in p and ":" not in p]
-    if len(plain) != len(paths) or len(paths) > _MAX_IMAGE_VOLUMES:
+    if len(plain) != len(paths) or len(paths) > _MAX_IMAGE_VOLUMES or any(map(_inside_ours, plain)):
         raise ImageUnusable("volumes", image=image)
     return tuple(sorted(plain))

@@ -141,7 +141,7 @@ IMAGE_PROBLEM = {
     "missing_profile": "The {profile} profile's image {image} is not built on the AgentVine host: its operator runs `agentvine sandbox build`.",
     "platform": "The image {image} is built for {platform}; this AgentVine runs {want}.",
     "no_runtime": "The image {image} is not one of AgentVine's, and the runtime AgentVine mounts into such images ({volume}) is not built: the operator runs `agentvine sandbox build`.",
-    "volumes": "The image {image} declares volumes AgentVine cannot cover (at most 32 plain absolute paths).",
+    "volumes": "The image {image} declares volumes AgentVine cannot cover (at most 32 plain absolute paths, none inside `/workspace`, the agent's home, `/cache`, `/opt/agentvine` or `/run/agentvine`).",
     "no_shell": "The image {image} has no `/bin/sh`, which AgentVine's runtime needs to start.",
     "start_failed": "A container of the image {image} could not start (the service log has Docker's answer); its `/bin/sh` may not run on this machine.",
     "no_glibc": "The image {image} has no glibc (`{loader}` is missing), which the Claude Code binary needs: musl-based images such as Alpine cannot run it.",

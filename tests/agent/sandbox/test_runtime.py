@@ -183,6 +183,18 @@ def test_an_image_declaring_many_volumes_is_refused(docker_client):
     assert caught.value.problem == "volumes"
 
 
+@pytest.mark.parametrize("inside", ["/workspace/build", "/home/agent/.cache", "/cache/pip/x", "/opt/agentvine/bin",
+                                    "/run/agentvine/x"])
+def test_an_image_declaring_a_volume_inside_a_folder_agentvine_mounts_is_refused(docker_client, inside):
+    # runc would make that mount point inside a folder the agent writes to (a planted symlink there).
+    tag = f"{team_images.TEAM_REPOSITORY}:volume-inside-{inside.strip('/').replace('/', '-').replace('.', '')}"
+    image = team_images._import(docker_client, team_images._tar_of({"bin/sh": b""}), tag,
+                                [f'VOLUME ["/data", "{inside}"]'])
+    with pytest.raises(ImageUnusable) as caught:
+        plan_image(docker_client, image)
+    assert caught.value.problem == "volumes"
+
+
 def test_a_whole_runtime_volume_is_not_built_again(docker_client, runtime_volume):
     lines: list[str] = []
     assert build_runtime(PINNED, log=lines.append, client=docker_client) == runtime_volume
