@@ -87,10 +87,13 @@ _DNS_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="egress-dns"
 
 
 async def resolve(host: str, port: int, timeout: float) -> list[IPAddress]:
-    """The addresses `host` resolves to on the host, in the resolver's order, each once."""
+    """The addresses `host` resolves to on the host, in the resolver's order, each once. It returns when
+    the lookup's thread is done (the caller bounds its own wait: `timeout` is the resolver's to honour,
+    and getaddrinfo has its own), so a caller that holds a slot while this runs holds it as long as the
+    thread is busy."""
     loop = asyncio.get_running_loop()
     lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    infos = await asyncio.wait_for(loop.run_in_executor(_DNS_THREADS, lookup), timeout)
+    infos = await loop.run_in_executor(_DNS_THREADS, lookup)
     found: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])

@@ -227,9 +227,14 @@ class EgressProxy:
     async def _addresses(self, channel: EgressChannel, request: wire.Request) -> list:
         if request.kind == "ip":
             return [ipaddress.ip_address(request.host)]
+        # A job's lookups wait for each other, not for other jobs'. The slot is given back when the lookup
+        # ends, not when this request stops waiting for it: a thread still busy with a slow DNS (a name below
+        # an allowed suffix is its owner's to answer) keeps its slot, so one job cannot take every thread.
+        await channel.lookups.acquire()
+        lookup = asyncio.ensure_future(self._resolve(request.host, request.port, self.limits.resolve_timeout_s))
+        lookup.add_done_callback(lambda _done: channel.lookups.release())
         try:
-            async with channel.lookups:  # a job's lookups wait for each other, not for other jobs'
-                found = await self._resolve(request.host, request.port, self.limits.resolve_timeout_s)
+            found = await asyncio.wait_for(asyncio.shield(lookup), self.limits.resolve_timeout_s)
         except (OSError, asyncio.TimeoutError):
             found = []
         if not found:

@@ -348,3 +348,39 @@ async def test_a_jobs_slow_lookups_wait_for_each_other_not_for_other_jobs(socket
         assert most == 3  # two of the slow job's, and the other job's
     finally:
         await proxy.close()
+
+
+async def test_a_lookup_that_outlives_its_wait_keeps_its_slot_until_it_ends(socket_root, upstream):
+    """A job whose DNS never answers in time cannot start more lookups than its slots while the threads
+    of the earlier ones are still busy: the proxy's few DNS threads stay free for other jobs."""
+    from app.agent.egress.proxy import LOOKUPS_PER_JOB
+
+    busy, most, release = 0, 0, asyncio.Event()
+
+    async def resolver(host, port, timeout):
+        nonlocal busy, most
+        busy += 1
+        most = max(most, busy)
+        try:
+            await release.wait()  # far beyond the proxy's wait for it
+            return [ipaddress.ip_address("127.0.0.1")]
+        finally:
+            busy -= 1
+
+    proxy = EgressProxy(socket_root, EgressLimits(resolve_timeout_s=0.2), resolver=resolver)
+    try:
+        rules = [f"*.corp.example:{upstream.port}"]
+        job = await proxy.open_job("a", EgressPolicy(rules, rules), enabled=True)
+        url = "http://slow{}.corp.example:%d/" % upstream.port
+        first = await asyncio.gather(*(exchange(job, get(url.format(i))) for i in range(LOOKUPS_PER_JOB)))
+        assert [status_of(a) for a in first] == [502] * LOOKUPS_PER_JOB
+        later = asyncio.create_task(exchange(job, get(url.format("later"))))
+        await asyncio.sleep(0.3)
+        # The timed-out lookups still hold their slots: the next waits instead of taking a third thread.
+        assert busy == most == LOOKUPS_PER_JOB and not later.done()
+        release.set()
+        await later
+        assert busy == 0
+    finally:
+        release.set()
+        await proxy.close()
