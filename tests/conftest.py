@@ -27,6 +27,14 @@ _EMPTY_ENV_FILE = Path(tempfile.mkdtemp(prefix="agentvine-tests-")) / "empty.env
 _EMPTY_ENV_FILE.touch(mode=0o600)
 os.environ["AGENTVINE_ENV_FILE"] = str(_EMPTY_ENV_FILE)
 
+@pytest.fixture
+def needs_root() -> None:
+    """Tests of what only root may do (chown to uid 1000, switching the git user): skipped for a user,
+    failed in CI (root there), so a broken install never hides behind a skip."""
+    if os.geteuid() != 0:
+        unavailable("needs root")
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     if not WEBHOOKS.is_dir():

@@ -55,7 +55,7 @@ def test_a_symlinked_or_missing_settings_file_is_refused(tmp_path):
         load_settings({"AGENTVINE_ENV_FILE": str(tmp_path / "nowhere.env")})
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+@pytest.mark.usefixtures("needs_root")  # only root can give a file to another user
 def test_a_settings_file_of_another_user_is_refused(tmp_path):
     env = write_env(tmp_path / "agentvine.env", "AGENTVINE_APP_ID=1\n")
     os.chown(env, 65534, 65534)

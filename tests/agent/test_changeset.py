@@ -83,7 +83,7 @@ async def test_checkout_is_byte_exact_and_the_host_repository_is_apart(ws):
     assert changes(ws).changes == [] and changes(ws).refused == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the git user is only switched when running as root")
+@pytest.mark.usefixtures("needs_root")  # the git user is only switched when running as root
 async def test_host_git_runs_as_the_unprivileged_git_user(ws):
     assert ws.git_user.uid == 65534
     owners = {os.lstat(os.path.join(d, n)).st_uid for d, _, names in os.walk(ws.git_dir) for n in names}

@@ -9,7 +9,7 @@ import pytest
 from app.agent.sandbox.caches import RepoCaches
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="caches are chowned to uid 1000 (root only)")
+@pytest.mark.usefixtures("needs_root")  # caches are chowned to uid 1000
 def test_prune_removes_the_caches(tmp_path):
     pip = RepoCaches(tmp_path / "caches", "o/r", 1 << 20).prepare()[0]["/cache/pip"]
     (pip / "wheel").write_bytes(b"w")

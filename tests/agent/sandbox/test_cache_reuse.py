@@ -10,7 +10,6 @@ on the host's loopback, so the command names it trusted, as a repository with su
 from __future__ import annotations
 
 import base64
-import os
 import random
 
 import pytest
@@ -21,7 +20,7 @@ from app.agent.sandbox.container import SandboxSpec
 from app.agent.sandbox.runner import run_sandbox
 from tests.support.package_index import local_pypi
 
-pytestmark = [pytest.mark.docker, pytest.mark.skipif(os.geteuid() != 0, reason="caches are chowned to uid 1000")]
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("needs_root")]  # caches are chowned to uid 1000
 
 MB = 4  # random bytes in base64: a wheel of about 3 MB, many relay buffers' worth
 

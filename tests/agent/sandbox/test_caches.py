@@ -8,7 +8,7 @@ import pytest
 
 from app.agent.sandbox.caches import RepoCaches, measure, prune, repo_key, trim
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="caches are chowned to uid 1000 (root only)")
+pytestmark = pytest.mark.usefixtures("needs_root")  # caches are chowned to uid 1000
 
 
 def test_a_symlink_planted_in_the_cache_is_never_followed(tmp_path):
