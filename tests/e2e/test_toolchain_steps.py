@@ -67,18 +67,27 @@ PY_TEST = ("import unittest\n\nimport agvhelper\nimport calc\n\n\nclass AddTest(
            "    def test_add(self):\n        self.assertEqual(calc.add(2, 3), agvhelper.FIVE)\n")
 
 
+def steps_config(install: str, port: int, verify: str) -> str:
+    """Setup installs from the local server (and probes egress), verify runs the tests; egress names the server."""
+    return (f"setup:\n  - {json.dumps(install)}\n  - {json.dumps(probes(port))}\nverify: [{json.dumps(verify)}]\n"
+            f"egress: {{allow: ['127.0.0.1:{port}']}}\n")
+
+
+def wrong_then_right(path: str, wrong: str, right: str) -> list[ScriptedTurn]:
+    """The agent's first fix fails verify; the resumed session's second passes it."""
+    return [write(path, wrong, "Fixing add."), ScriptedTurn(text="add() multiplies now."),
+            write(path, right, "The test wants 5."), ScriptedTurn(text="add() adds now.")]
+
+
 async def test_python_setup_from_a_local_index_verify_fails_then_the_resumed_fix_passes(tmp_path, full_image):
     async with local_pypi("agvhelper", "1.0", {"agvhelper/__init__.py": "FIVE = 5\n"}) as index:
         install = (f"{THROUGH_PROXY} python3 -m pip install --user --break-system-packages "
                    f"--disable-pip-version-check --index-url {index.url}/simple/ agvhelper")
-        config = (f"setup:\n  - {json.dumps(install)}\n  - {json.dumps(probes(index.port))}\nverify: ['python3 -m unittest -v']\n"
-                  f"egress: {{allow: ['127.0.0.1:{index.port}']}}\n")
+        config = steps_config(install, index.port, "python3 -m unittest -v")
         files = {"README.md": "# calc\n", "calc.py": "def add(a, b):\n    return a - b\n",
                  "test_calc.py": PY_TEST, ".github/agentvine.yml": config}
-        script = [write("/workspace/calc.py", "def add(a, b):\n    return a * b\n", "Fixing add."),
-                  ScriptedTurn(text="add() multiplies now."),
-                  write("/workspace/calc.py", "def add(a, b):\n    return a + b\n", "The test wants 5."),
-                  ScriptedTurn(text="add() adds now.")]
+        script = wrong_then_right("/workspace/calc.py", "def add(a, b):\n    return a * b\n",
+                                  "def add(a, b):\n    return a + b\n")
         async with end_to_end(tmp_path, full_image, script, files=files,
                               egress_allow=f"127.0.0.1:{index.port}") as (bot, model):
             job, run = await run_job(bot)
@@ -98,14 +107,11 @@ JS_TEST = ("const assert = require('assert');\nconst { FIVE } = require('agv-fiv
 async def test_node_setup_from_a_local_registry_verify_fails_then_the_resumed_fix_passes(tmp_path, full_image):
     async with local_npm("agv-five", "1.0.0", {"index.js": "exports.FIVE = 5;\n"}) as registry:
         install = f"{THROUGH_PROXY} npm install --no-audit --no-fund --registry {registry.url}/ agv-five"
-        config = (f"setup:\n  - {json.dumps(install)}\n  - {json.dumps(probes(registry.port))}\nverify: ['node test.js']\n"
-                  f"egress: {{allow: ['127.0.0.1:{registry.port}']}}\n")
+        config = steps_config(install, registry.port, "node test.js")
         files = {"README.md": "# calc\n", "calc.js": "exports.add = (a, b) => a - b;\n", "test.js": JS_TEST,
                  ".gitignore": "node_modules/\npackage.json\npackage-lock.json\n", ".github/agentvine.yml": config}
-        script = [write("/workspace/calc.js", "exports.add = (a, b) => a * b;\n", "Fixing add."),
-                  ScriptedTurn(text="add() multiplies now."),
-                  write("/workspace/calc.js", "exports.add = (a, b) => a + b;\n", "The test wants 5."),
-                  ScriptedTurn(text="add() adds now.")]
+        script = wrong_then_right("/workspace/calc.js", "exports.add = (a, b) => a * b;\n",
+                                  "exports.add = (a, b) => a + b;\n")
         async with end_to_end(tmp_path, full_image, script, files=files,
                               egress_allow=f"127.0.0.1:{registry.port}") as (bot, _):
             job, run = await run_job(bot)

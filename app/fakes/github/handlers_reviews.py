@@ -8,6 +8,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from . import render
+from .handlers_pulls import _pull
 from .rest import ApiRequest, ApiResponse, Handler, not_found, unprocessable_simple
 from .suggestions import suggestion_blocks
 
@@ -22,11 +23,6 @@ SUGGESTION_LEFT = "A suggested change must be on the RIGHT side of the diff (Git
 SUGGESTION_UNCLOSED = "A suggested change's block must be closed (GitHub would take the rest of the comment as code)"
 SUGGESTION_NOT_ON_LINES = "A suggested change must be on lines of the diff (line, and start_line for several)"
 SUGGESTION_MANY = "A comment holds at most one suggested change (GitHub commits one per comment)"
-
-
-def _pull(fake: "FakeGitHub", req: ApiRequest) -> dict[str, Any] | None:
-    assert req.repo is not None
-    return fake._pull_index.get((req.repo.full_name.lower(), req.int_param("pull_number")))
 
 
 def _same_hunk(change: "FileChange", side: str, first: int, last: int) -> bool:
