@@ -16,6 +16,7 @@ import gidgethub.sansio
 from cachetools import LRUCache
 
 from app import metrics
+from app.domain.lease import check_current
 from app.github.auth import AppAuth, InstallationToken, InstallationTokens, TokenScope, parse_expires_at
 from app.github.retry import backoff, retry_delay
 
@@ -112,6 +113,8 @@ class InstallationAPI:
         self.scope = scope  # None: the whole installation (only for calls about no one repository)
 
     async def _call(self, verb: str, url: str, **kwargs: Any) -> Any:
+        if verb != "getitem":
+            check_current()  # a worker that lost the job's lease publishes nothing (app/domain/lease.py)
         token = await self.token()
         try:
             return await getattr(self._api, verb)(url, oauth_token=token, **kwargs)

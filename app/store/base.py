@@ -1,11 +1,13 @@
-"""The narrow interface the rest of the app uses, so a PostgreSQL backend can follow."""
+"""The narrow interface the rest of the app uses; SQLite (app/store/sqlite.py) and PostgreSQL
+(app/store/postgres.py) implement it, with their queries shared in app/store/sql.py."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,7 +64,33 @@ class JobPage(BaseModel):
     next: JobCursor | None = None  # None: no older job matches
 
 
+@dataclass(frozen=True)
+class StageClaim:
+    """What a stage claims: jobs in `state`, and those left in one of `interrupted` by a worker whose
+    lease ran out (a run that a dead worker was running); at most `per_repo` and `per_installation` of
+    the stage's live leases, over every worker."""
+
+    name: str
+    state: JobState
+    interrupted: tuple[JobState, ...] = ()
+    per_repo: int | None = None
+    per_installation: int | None = None
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """A delivery a web instance stored in the inbox table (PostgreSQL), as GitHub sent it."""
+
+    id: int
+    delivery_id: str
+    event: str
+    received_at: float
+    body: bytes
+
+
 class JobStore(Protocol):
+    backend: str  # "sqlite" or "postgresql"
+
     def record_delivery(
         self, delivery: Delivery, jobs: Iterable[Job] = (), commands: Iterable[JobCommand] = ()
     ) -> bool:
@@ -70,9 +98,13 @@ class JobStore(Protocol):
 
         Returns False (and stores nothing) when the delivery id was seen before."""
 
-    def record_deliveries(self, batch: list[DeliveryRecord], inbox_position: tuple[str, int] | None = None) -> list[bool]:
+    def record_deliveries(self, batch: list[DeliveryRecord], inbox_position: tuple[str, int] | None = None,
+                          inbox_rows: Sequence[int] = ()) -> list[bool]:
         """record_delivery for several deliveries in one transaction, which also moves the
-        inbox position (segment, offset) past them when given."""
+        inbox position (segment, offset) past them, or removes their `inbox_rows`, when given."""
+
+    def claim_inbox(self, holder: str, lease_s: float, limit: int) -> list[InboxRow]:
+        """The oldest deliveries of the inbox table no live claim holds, claimed for `lease_s`."""
 
     def inbox_offset(self, segment: str) -> int:
         """How far the inbox segment has been read into the store (0 if not at all)."""
@@ -122,6 +154,30 @@ class JobStore(Protocol):
 
     def pending_commands(self) -> list[tuple[int, JobCommand]]:
         """Commands not yet carried out, oldest first, with their sequence number."""
+
+    def claim_commands(self, holder: str, lease_s: float, limit: int = 50) -> list[tuple[int, JobCommand]]:
+        """Pending commands no live claim holds, claimed for `lease_s`; one per issue at a time."""
+
+    # --- leases (docs/scale-out.md) -----------------------------------------------------------
+
+    def claim_jobs(self, stage: StageClaim, holder: str, home: str, *, limit: int,
+                   lease_s: float) -> list[tuple[Job, int]]:
+        """Up to `limit` jobs for the stage, each leased to `holder` with a new epoch (returned with it)."""
+
+    def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
+        """The heartbeat: the leases still held (with whether a cancel was asked for); the rest are lost."""
+
+    def release_lease(self, job_id: str, holder: str, epoch: int, *, home: str | None = None) -> bool: ...
+
+    def lease_of(self, job_id: str) -> tuple[str, int] | None:
+        """The live lease on the job (holder, epoch), if any."""
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask the worker holding the job's live lease to stop it; False when none holds it."""
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another process may have made work (PostgreSQL's LISTEN); runs until
+        cancelled. A backend whose processes share no such signal returns at once."""
 
     def finish_command(self, seq: int, outcome: str) -> None: ...
 

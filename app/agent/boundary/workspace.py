@@ -29,6 +29,7 @@ from app.agent.boundary.hostgit import GitError, GitUser, cat_blobs, git, run_gi
 from app.agent.sandbox.disk import JobDisk, remove_tree
 from app.agent.sandbox.layout import AGENT_GID, AGENT_UID
 from app.domain.ci import BRANCH_PREFIX
+from app.domain.lease import check_current
 
 __all__ = ["BaseEntry", "GitError", "Workspace", "branch_name", "discard", "prepare", "push"]
 
@@ -205,6 +206,7 @@ def _sandbox_git_dir(ws: Workspace, commit: str) -> None:
 
 async def push(ws: Workspace, commit: str, token: str, *, expected_remote: str | None) -> None:
     """Push `commit` to the job branch; replaces the remote branch only if it is still what the job saw."""
+    check_current()  # the job's lease, checked last before the branch is published
     lease = f"--force-with-lease=refs/heads/{ws.branch}:{expected_remote or ''}"
     await ws.git("push", "--quiet", lease, "origin", f"{commit}:refs/heads/{ws.branch}", token=token)
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from app.agent.claude.command import CLAUDE_CODE_ENV
+from app.domain.lease import lease_labels
 
 from .layout import (
     AGENT_GID,
@@ -297,7 +298,8 @@ def container_settings(spec: SandboxSpec) -> dict[str, Any]:
         image=spec.image,
         command=list(spec.command),
         name=container_name(spec.job_id),
-        labels={LABEL: "1", LABEL_JOB: spec.job_id},
+        # The lease it runs under, when a worker holds one: the janitor's test of an orphan (orphans.py).
+        labels={LABEL: "1", LABEL_JOB: spec.job_id, **lease_labels()},
         user=f"{AGENT_UID}:{AGENT_GID}",
         working_dir=WORKSPACE,
         environment=_environment(spec),

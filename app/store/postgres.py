@@ -1,0 +1,118 @@
+"""PostgreSQL job store, for several web and worker instances on several machines
+(AGENTVINE_DATABASE_URL=postgresql://…): the queries of app/store/sql.py over psycopg 3.
+
+psycopg 3, not asyncpg: the store's interface is synchronous (its calls are one short transaction
+each, made from the event loop as with SQLite, docs/performance.md), and psycopg is the one of the
+two with both a synchronous pool and an asynchronous connection, which LISTEN and the web's inbox
+writer use (app/store/pg_inbox.py). Claims of one kind are serialised with transaction-level
+advisory locks; rows are taken with FOR UPDATE SKIP LOCKED; liveness is in the rows (lease_until,
+workers.seen_at, on the database's clock), never in a session, which a dead machine can leave
+open for hours."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from app.store import schema
+from app.store.sql import SQLJobStore
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "agentvine_work"  # NOTIFY'd when a transaction made work another process may take
+CONNECT_TIMEOUT_S = 5
+POOL_TIMEOUT_S = 10  # a call waits this long for a connection, then fails (the caller retries later)
+LISTEN_BACKOFF_S = (0.5, 1, 2, 5, 10)
+_MIGRATION_LOCK = 0x61677631  # "agv1": one migrating process at a time
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return bool(url) and url.split(":", 1)[0] in ("postgresql", "postgres")
+
+
+class PostgresJobStore(SQLJobStore):
+    backend = "postgresql"
+    IntegrityError = psycopg.IntegrityError
+    _skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str, *, max_connections: int = 4) -> None:
+        self.url = url
+        self._pool = ConnectionPool(
+            url, min_size=1, max_size=max_connections, timeout=POOL_TIMEOUT_S, open=False, name="agentvine",
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "agentvine"},
+        )
+        self._pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+        self._migrate()
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Connection]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection]:
+        with self._pool.connection() as conn:
+            yield conn
+
+    def _serialise(self, db: psycopg.Connection, what: str) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("agentvine:" + what,))
+
+    def _notify(self, db: psycopg.Connection) -> None:
+        db.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))  # web and worker instances start together
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                version = row[0] if row else 0
+                for number, migration in enumerate(schema.MIGRATIONS[version:], start=version + 1):
+                    with conn.transaction():
+                        for statement in schema.statements(migration, self.backend):
+                            conn.execute(statement)
+                        conn.execute("DELETE FROM schema_version")
+                        conn.execute("INSERT INTO schema_version VALUES (%s)", (number,))
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as db:
+            return db.execute("SELECT version FROM schema_version").fetchone()[0]
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """LISTEN on its own connection; a lost connection is made again with backoff (and `wake` is
+        called then: a notification sent meanwhile was missed)."""
+        failures = 0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    failures = 0
+                    wake()
+                    async for _ in conn.notifies():
+                        wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the database went away: listen again when it is back
+                delay = LISTEN_BACKOFF_S[min(failures, len(LISTEN_BACKOFF_S) - 1)]
+                failures += 1
+                log.warning("LISTEN %s lost (%s); again in %.1f s", CHANNEL, exc, delay)
+                await asyncio.sleep(delay)
+
+    def healthy(self) -> bool:
+        try:
+            with self._read() as db:
+                return db.execute("SELECT 1").fetchone() == (1,)
+        except (psycopg.Error, Exception):  # noqa: BLE001 - the pool's timeout too: unreachable is unhealthy
+            return False
+
+    def close(self) -> None:
+        self._pool.close()
