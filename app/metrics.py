@@ -89,6 +89,10 @@ class _Metrics:
         self.cost = Counter("agentvine_model_cost_usd", "Estimated cost of those tokens in US dollars "
                             "(app/agent/policy.py PRICES), by model", ["model"], registry=r)
         self.restarts = Counter("agentvine_worker_restarts", "Worker processes restarted after they died", registry=r)
+        self.leases_lost = Counter("agentvine_leases_lost", "Job leases this worker lost (another worker may have "
+                                   "taken the job over), by stage", ["stage"], registry=r)
+        self.taken_over = Counter("agentvine_jobs_taken_over", "Jobs a worker took over after the lease of the "
+                                  "worker running them ran out, by stage", ["stage"], registry=r)
         self.events, self.models, self.installations = _Bounded(100), _Bounded(50), _Bounded(2000)
         self.operations = _Bounded(200)  # route templates are the code's, but a caller could pass a full path
         self.children: dict[tuple[Any, ...], Any] = {}
@@ -201,6 +205,14 @@ def model_tokens(model: str, kind: str, tokens: int) -> None:
 def model_cost(model: str, usd: float) -> None:
     if usd > 0:
         _m.child(_m.cost, _m.models(model)).inc(usd)
+
+
+def lease_lost(stage: str) -> None:
+    _m.child(_m.leases_lost, stage).inc()
+
+
+def job_taken_over(stage: str) -> None:
+    _m.child(_m.taken_over, stage).inc()
 
 
 def worker_replaced(dead_pid: int | None) -> None:

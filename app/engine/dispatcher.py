@@ -1,21 +1,26 @@
 """Takes stored work and runs it: one asyncio task per job stage, under concurrency limits.
 
-A stage is the work for jobs in one state (queued → acknowledge; acknowledged → run, in the
-next issue). Each stage has its own limits, so a quick acknowledgement never waits behind a
-long agent run in the same repository. On start it puts back what a crash interrupted."""
+A stage is the work for jobs in one state (queued → acknowledge; acknowledged → run). Each stage
+has its own limits, so a quick acknowledgement never waits behind a long agent run in the same
+repository. Several dispatchers (worker processes, on several machines) share one store: each job
+a stage takes is claimed with a lease that a heartbeat renews (app/engine/leases.py), and the
+stage runs with that lease as its `current_lease`, so all it writes and publishes is fenced. A
+job whose worker died (its lease ran out) is taken over: an interrupted run starts again."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app import metrics
 from app.domain.intents import JobCommand
 from app.domain.job import Job, JobState
-from app.store.base import JobStore
+from app.domain.lease import Lease, LeaseLost, current_lease
+from app.engine.leases import LEASE_S, LeaseKeeper, WorkerIdentity
+from app.store.base import Claimed, JobStore, StageClaim
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,9 @@ class Hooks:
     on_command: Callable[[JobCommand], Awaitable[str]] | None = None  # carries out a command; returns its outcome
     on_error: Callable[[Job, BaseException], Awaitable[None]] | None = None  # records a stage's failure on the job
     before_start: Callable[[], None] | None = None  # each pass, after the commands, before jobs start (no await)
+    # The job an interrupted stage left (its worker died or restarted), as it goes back to where the
+    # stage starts (`back_to`), given whose lease ran out (None: no worker's); by default its reason stays.
+    on_interrupted: Callable[[Job, JobState, str | None], Job] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class _Active:
     job: Job
     task: asyncio.Task[None]
     cancel: asyncio.Event
+    lease: Lease
 
 
 class Dispatcher:
@@ -62,6 +71,8 @@ class Dispatcher:
         *,
         interrupted_states: dict[JobState, JobState] | None = None,
         poll_interval: float = 2.0,
+        identity: WorkerIdentity | None = None,
+        lease_s: float = LEASE_S,
     ) -> None:
         # In one process the web app wakes the dispatcher at once; in a worker process of its
         # own, the poll interval is how soon new work is seen.
@@ -76,6 +87,9 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._idle = asyncio.Event()
+        self.identity = identity or WorkerIdentity.new()
+        self.leases = LeaseKeeper(store, self.identity, lease_s, on_cancel=self.cancel)
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -98,24 +112,79 @@ class Dispatcher:
         return True
 
     async def start(self) -> None:
+        # What an earlier process on this machine held died with it: no need to wait for its leases.
+        expired = self._store.expire_leases_of(self.identity.name, self.identity.holder)
+        if expired:
+            log.warning("%d job(s) were under way when this worker last stopped; they go on", expired)
         self.recover()
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="heartbeat")
 
     async def stop(self) -> None:
         self._stopping = True  # the loop ends at its next turn even if a cancellation is lost
-        if self._loop_task:
-            self._loop_task.cancel()
+        loops = [task for task in (self._loop_task, self._heartbeat_task) if task is not None]
+        for task in loops:
+            task.cancel()
         tasks = [active.task for active in self._active.values()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, *( [self._loop_task] if self._loop_task else []), return_exceptions=True)
+        await asyncio.gather(*tasks, *loops, return_exceptions=True)
 
     def recover(self) -> None:
+        """Take over interrupted work for every stage, as far as its limits allow (each pass does it too)."""
+        for stage in self._stages:
+            self._take_over(stage)
+
+    def _take_over(self, stage: Stage) -> list[tuple[Job, Lease]]:
+        """Jobs a dead worker left mid-stage (in a state the stage moves them through, their lease run
+        out), claimed for `stage` and moved back to where it starts, under the new lease."""
+        taken: list[tuple[Job, Lease]] = []
         for state, back_to in self._interrupted.items():
-            for job in self._store.list_jobs([state]):
-                self._store.save_job(job.moved_to(back_to, job.reason), "recovered", interrupted_in=state.value)
+            if back_to is not stage.state:
+                continue
+            for claimed in self._claim(stage, state, self._free(stage) - len(taken)):
+                job, lease = claimed.job, self._lease(stage, claimed)
+                moved = (self._hooks.on_interrupted(job, back_to, claimed.previous_holder) if self._hooks.on_interrupted
+                         else job.moved_to(back_to, job.reason))
+                extra = {"previous_holder": claimed.previous_holder} if claimed.previous_holder else {}
+                token = current_lease.set(lease)
+                try:
+                    self._store.save_job(moved, "recovered", interrupted_in=state.value, **extra)
+                except LeaseLost:
+                    continue
+                finally:
+                    current_lease.reset(token)
                 metrics.job_moved(job.worker, back_to.value, False, None, 0.0)
-                log.warning("job %s was %s when the service stopped; it goes on from %s", job.id, state, back_to)
+                if claimed.previous_holder is not None:
+                    metrics.job_taken_over(stage.name)
+                log.warning("job %s was %s when its worker stopped; it goes on from %s", job.id, state, back_to)
+                taken.append((moved, lease))
+        for job, lease in taken:
+            self._launch(stage, job, lease)
+        return taken
+
+    def _claim(self, stage: Stage, state: JobState, limit: int) -> list[Claimed]:
+        claim = StageClaim(stage.name, state, per_repo=stage.limits.per_repo,
+                           per_installation=stage.limits.per_installation)
+        self._claimed_at = time.monotonic()  # before the request: the lease's time is counted from here
+        return self._store.claim_jobs(claim, self.identity.holder, self.identity.name, limit=limit,
+                                      lease_s=self.leases.seconds)
+
+    def _lease(self, stage: Stage, claimed: Claimed) -> Lease:
+        return self.leases.lease(claimed.job.id, claimed.epoch, stage.name, self._claimed_at, self._lost)
+
+    def _lost(self, lease: Lease) -> None:
+        """Another worker may have the job now: stop what this one does for it (its container too)."""
+        log.warning("job %s: the lease is lost; its work here stops and publishes nothing", lease.job_id)
+        metrics.lease_lost(lease.stage)
+        active = self._active.get(lease.job_id)
+        if active is not None and active.lease is lease:
+            active.cancel.set()
+
+    async def _heartbeat(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.leases.interval)
+            await asyncio.to_thread(self.leases.beat)  # off the loop: a slow database must not stall the webhook
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """For tests and the demo: until no stage has work it could start."""
@@ -157,7 +226,7 @@ class Dispatcher:
     async def _drain_commands(self) -> None:
         if self._hooks.on_command is None:
             return
-        for seq, command in self._store.pending_commands():
+        for seq, command in self._store.claim_commands(self.identity.holder, self.leases.seconds):
             try:
                 outcome = await self._hooks.on_command(command)
             except Exception as exc:
@@ -165,39 +234,28 @@ class Dispatcher:
                 outcome = f"error: {exc}"
             self._store.finish_command(seq, outcome)
 
+    def _free(self, stage: Stage) -> int:
+        return stage.limits.total - sum(1 for active in self._active.values() if active.stage is stage)
+
     def _start_ready(self) -> None:
+        """Claim what each stage has room for (this worker's `total`; the per-repository and
+        per-installation limits hold over every worker's claims) and start it."""
         waiting = self._store.count_jobs({stage.state for stage in self._stages})
         for stage in self._stages:
             metrics.queue_depth(stage.name, waiting.get(stage.state, 0))
-            running = [active.job for active in self._active.values() if active.stage is stage]
-            if len(running) >= stage.limits.total:
+            if self._free(stage) <= 0:
                 continue
-            # Look at a bounded window of the oldest jobs: a backlog must not make every pass
-            # (which shares the event loop with the webhook) cost more.
-            window = len(self._active) + stage.limits.total * 8
-            for job in self._store.list_jobs([stage.state], limit=window):
-                if job.id in self._active:
-                    continue
-                if not self._fits(stage.limits, running, job):
-                    continue
-                cancel = asyncio.Event()
-                task = asyncio.create_task(self._run(stage, job, cancel), name=f"{stage.name}:{job.id}")
-                self._active[job.id] = _Active(stage, job, task, cancel)
-                running.append(job)
+            self._take_over(stage)
+            for claimed in self._claim(stage, stage.state, self._free(stage)):
+                self._launch(stage, claimed.job, self._lease(stage, claimed))
 
-    @staticmethod
-    def _fits(limits: Limits, running: list[Job], job: Job) -> bool:
-        if len(running) >= limits.total:
-            return False
-        if limits.per_installation is not None:
-            if Counter(j.installation_id for j in running)[job.installation_id] >= limits.per_installation:
-                return False
-        if limits.per_repo is not None:
-            if Counter(j.repo for j in running)[job.repo] >= limits.per_repo:
-                return False
-        return True
+    def _launch(self, stage: Stage, job: Job, lease: Lease) -> None:
+        cancel = asyncio.Event()
+        task = asyncio.create_task(self._run(stage, job, cancel, lease), name=f"{stage.name}:{job.id}")
+        self._active[job.id] = _Active(stage, job, task, cancel, lease)
 
-    async def _run(self, stage: Stage, job: Job, cancel: asyncio.Event) -> None:
+    async def _run(self, stage: Stage, job: Job, cancel: asyncio.Event, lease: Lease) -> None:
+        current_lease.set(lease)  # this task's context only: every write below is fenced by it
         try:
             await stage.run(job, cancel)
             after = self._store.get_job(job.id)
@@ -205,13 +263,32 @@ class Dispatcher:
                 raise RuntimeError(f"stage {stage.name} left the job {stage.state}")  # would loop forever
         except asyncio.CancelledError:
             raise
+        except LeaseLost:
+            log.warning("job %s: stage %s stopped, its lease lost; whoever holds it now goes on", job.id, stage.name)
         except Exception as exc:
-            log.exception("job %s failed in stage %s", job.id, stage.name)
-            if self._hooks.on_error is not None:
-                try:
-                    await self._hooks.on_error(job, exc)
-                except Exception:
-                    log.exception("could not record the failure of job %s", job.id)
+            if lease.lost:  # whatever failed, the job is another worker's now: nothing to record
+                log.warning("job %s: stage %s failed after its lease was lost: %s", job.id, stage.name, exc)
+            else:
+                log.exception("job %s failed in stage %s", job.id, stage.name)
+                if self._hooks.on_error is not None:
+                    try:
+                        await self._hooks.on_error(job, exc)
+                    except Exception:
+                        log.exception("could not record the failure of job %s", job.id)
         finally:
             self._active.pop(job.id, None)
+            self.leases.forget(lease)
+            self._release(job.id, lease)
             self.wake()
+
+    def _release(self, job_id: str, lease: Lease) -> None:
+        """The stage is done with the job (or was stopped): another stage, or worker, may take it. A job
+        waiting for an answer keeps this machine as its home: its workspace and session are here."""
+        if lease.lost:
+            return
+        try:
+            after = self._store.get_job(job_id)
+            home = self.identity.name if after is not None and after.state is JobState.WAITING_FOR_ANSWER else None
+            self._store.release_lease(job_id, lease.holder, lease.epoch, home=home)
+        except Exception:  # noqa: BLE001 - the lease runs out by itself
+            log.exception("could not release the lease on job %s", job_id)

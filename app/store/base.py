@@ -66,15 +66,20 @@ class JobPage(BaseModel):
 
 @dataclass(frozen=True)
 class StageClaim:
-    """What a stage claims: jobs in `state`, and those left in one of `interrupted` by a worker whose
-    lease ran out (a run that a dead worker was running); at most `per_repo` and `per_installation` of
-    the stage's live leases, over every worker."""
+    """What a stage claims: jobs in `state` that no live lease holds; at most `per_repo` and
+    `per_installation` of the stage's live leases, over every worker."""
 
     name: str
     state: JobState
-    interrupted: tuple[JobState, ...] = ()
     per_repo: int | None = None
     per_installation: int | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    job: Job
+    epoch: int  # the lease's, raised by this claim
+    previous_holder: str | None  # whose lease ran out, if anyone's (None: no worker had it)
 
 
 @dataclass(frozen=True)
@@ -161,13 +166,16 @@ class JobStore(Protocol):
     # --- leases (docs/scale-out.md) -----------------------------------------------------------
 
     def claim_jobs(self, stage: StageClaim, holder: str, home: str, *, limit: int,
-                   lease_s: float) -> list[tuple[Job, int]]:
-        """Up to `limit` jobs for the stage, each leased to `holder` with a new epoch (returned with it)."""
+                   lease_s: float) -> list[Claimed]:
+        """Up to `limit` jobs for the stage, each leased to `holder` with a new epoch."""
 
     def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
         """The heartbeat: the leases still held (with whether a cancel was asked for); the rest are lost."""
 
     def release_lease(self, job_id: str, holder: str, epoch: int, *, home: str | None = None) -> bool: ...
+
+    def expire_leases_of(self, name: str, holder: str) -> int:
+        """The leases of earlier processes on machine `name` (all but `holder`'s) end now."""
 
     def lease_of(self, job_id: str) -> tuple[str, int] | None:
         """The live lease on the job (holder, epoch), if any."""

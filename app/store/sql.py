@@ -22,7 +22,7 @@ from app.domain.intents import JobCommand
 from app.domain.job import Delivery, Job, JobEvent, JobState
 from app.domain.lease import Lease, LeaseLost, current_lease
 from app.store import schema
-from app.store.base import DeliveryRecord, InboxRow, JobCursor, JobPage, JobQuery, StageClaim
+from app.store.base import Claimed, DeliveryRecord, InboxRow, JobCursor, JobPage, JobQuery, StageClaim
 
 # The deliveries table's columns in table order: one list for the row written and the row read.
 _DELIVERY_COLUMNS = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome", "body_sha256")
@@ -253,7 +253,7 @@ class SQLJobStore:
     # --- leases -------------------------------------------------------------------------------
 
     def claim_jobs(self, stage: StageClaim, holder: str, home: str, *, limit: int,
-                   lease_s: float) -> list[tuple[Job, int]]:
+                   lease_s: float) -> list[Claimed]:
         """Up to `limit` of the oldest jobs in the stage's states that no live lease holds, each leased to
         `holder` for `lease_s` with its epoch raised; with the epoch. A job waiting for its answer on
         another worker's machine (`home`) is left to that worker while it is alive. The stage's
@@ -261,7 +261,7 @@ class SQLJobStore:
         stage are serialised, so two workers cannot both take the last place."""
         if limit <= 0:
             return []
-        states = [s.value for s in (stage.state, *stage.interrupted)]
+        states = [stage.state.value]
         with self._write() as db:
             self._serialise(db, "claim:" + stage.name)
             live = self._run(db, "SELECT repo, installation_id FROM jobs WHERE lease_stage=? AND lease_until >= {now}",
@@ -270,7 +270,7 @@ class SQLJobStore:
             per_installation = Counter(installation for _, installation in live)
             candidates = self._run(
                 db,
-                f"SELECT id, repo, installation_id FROM jobs WHERE state IN ({','.join('?' * len(states))}) "
+                f"SELECT id, repo, installation_id, lease_owner FROM jobs WHERE state IN ({','.join('?' * len(states))}) "
                 "AND (lease_until IS NULL OR lease_until < {now}) "
                 "AND (home IS NULL OR home=? OR NOT EXISTS "
                 "     (SELECT 1 FROM workers WHERE workers.name=jobs.home AND workers.seen_at >= {now} - ?)) "
@@ -278,7 +278,7 @@ class SQLJobStore:
                 (*states, home, lease_s, (limit + len(live)) * CLAIM_WINDOW),
             ).fetchall()
             claimed = []
-            for job_id, repo, installation in candidates:
+            for job_id, repo, installation, before in candidates:
                 if len(claimed) >= limit:
                     break
                 if stage.per_repo is not None and per_repo[repo] >= stage.per_repo:
@@ -291,7 +291,7 @@ class SQLJobStore:
                     (holder, lease_s, stage.name, job_id)).fetchone()
                 per_repo[repo] += 1
                 per_installation[installation] += 1
-                claimed.append((Job.model_validate_json(doc), epoch))
+                claimed.append(Claimed(Job.model_validate_json(doc), epoch, before))
         return claimed
 
     def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
@@ -319,6 +319,14 @@ class SQLJobStore:
                             (home, job_id, holder, epoch))
             self._notify(db)
         return cur.rowcount > 0
+
+    def expire_leases_of(self, name: str, holder: str) -> int:
+        """At a worker's start: the leases an earlier process on this machine (`name`) held died with it,
+        so its jobs need not wait a lease's length. How many there were."""
+        pattern = name.replace("!", "!!").replace("%", "!%").replace("_", "!_") + ":%"
+        with self._write() as db:
+            return self._run(db, "UPDATE jobs SET lease_until={now} - 1 WHERE lease_owner LIKE ? ESCAPE '!' "
+                                 "AND lease_owner <> ? AND lease_until >= {now}", (pattern, holder)).rowcount
 
     def lease_of(self, job_id: str) -> tuple[str, int] | None:
         """The live lease on a job (holder, epoch), if any."""
