@@ -134,7 +134,7 @@ class PrivateCluster:
 
     def stop(self) -> None:
         """Fast shutdown (open sessions are ended), then the folder goes; idempotent."""
-        if self.running:
+        if self.running or (self.data / "postmaster.pid").exists():  # also a start that timed out
             with contextlib.suppress(PostgresStartError, subprocess.TimeoutExpired):
                 self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", str(TIMEOUT_S), "stop")
             self.running = False
