@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,32 @@ def team_image(docker_client, sandbox_image) -> str:
     from tests.support.team_images import team_image as make
 
     return make(docker_client, sandbox_image)
+
+
+# --- PostgreSQL: one private server per session, one empty database per test (tests/support/postgres.py) ---
+
+POSTGRES_HINT = "the PostgreSQL tests must run; see .ci/install-postgres.sh"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The server of AGENTVINE_TEST_DATABASE_URL, else a private one (initdb and start: about 0.5 s)."""
+    from tests.support.postgres import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer.for_tests()
+    except PostgresUnavailable as exc:
+        unavailable(str(exc), POSTGRES_HINT)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> Iterator[str]:
+    """The URL of a new empty database (UTF-8, C collation) for this test alone, dropped after it
+    with the sessions it left open."""
+    with postgres_server.fresh_database() as url:
+        yield url
 
 
 # --- the GitHub fake with one repository, and AgentVine acknowledging without running agents ---

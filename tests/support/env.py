@@ -29,11 +29,13 @@ def as_bytes(payload: dict) -> bytes:
     return json.dumps(payload).encode()
 
 
-def unavailable(message: str):
-    """Skip locally; fail in CI (CI=true) where the sandbox must be tested for real."""
+DOCKER_HINT = "the Docker tests must run; see .ci/install-docker.sh"
+
+
+def unavailable(message: str, hint: str = DOCKER_HINT):
+    """Skip locally; fail in CI (CI=true) where the sandbox (and whatever else `hint` names) must be tested for real."""
     if IN_CI:
-        pytest.fail(f"{message} (CI=true: the Docker tests must run; see .ci/install-docker.sh)",
-                    pytrace=False)
+        pytest.fail(f"{message} (CI=true: {hint})", pytrace=False)
     pytest.skip(message)
 
 
