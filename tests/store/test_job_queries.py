@@ -19,14 +19,7 @@ def _job(n: int, *, repo: str = "o/r", worker: str | None = "bugfix", state: Job
                trigger=Trigger(kind="label"), worker=worker, state=state, created_at=1000.0 + n if at is None else at)
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = SQLiteJobStore(tmp_path / "db.sqlite")
-    yield store
-    store.close()
-
-
-def _add(store: SQLiteJobStore, *jobs: Job) -> None:
+def _add(store, *jobs: Job) -> None:
     for job in jobs:
         store.record_delivery(Delivery(id=job.delivery_id, event="issues"), [job])
 

@@ -1,7 +1,6 @@
 from app.domain.intents import JobCommand
 from app.domain.job import Delivery, InvalidTransition, Job, JobState, Trigger
-from app.store import SQLiteJobStore
-from app.store.sqlite import MIGRATIONS
+from app.store.schema import MIGRATIONS
 
 import pytest
 
@@ -11,8 +10,7 @@ def _job(delivery="d1") -> Job:
                trigger=Trigger(kind="label", label="agentvine:bugfix"))
 
 
-def test_delivery_is_stored_once_with_its_jobs(tmp_path):
-    store = SQLiteJobStore(tmp_path / "db.sqlite")
+def test_delivery_is_stored_once_with_its_jobs(store):
     job = _job()
     assert store.record_delivery(Delivery(id="d1", event="issues"), [job])
     assert not store.record_delivery(Delivery(id="d1", event="issues"), [_job()])
@@ -20,14 +18,13 @@ def test_delivery_is_stored_once_with_its_jobs(tmp_path):
     assert store.get_delivery("d1").event == "issues"
 
 
-def test_jobs_events_and_commands_survive_reopening(tmp_path):
-    path = tmp_path / "db.sqlite"
-    store = SQLiteJobStore(path)
+def test_jobs_events_and_commands_survive_reopening(open_store):
+    store = open_store()
     job = _job()
     store.record_delivery(Delivery(id="d1", event="issues"), [job], [JobCommand(name="cancel", installation_id=1, repo="o/r", sender="bob")])
     store.save_job(job.moved_to(JobState.ACKNOWLEDGED), "acknowledged")
     store.close()
-    again = SQLiteJobStore(path)
+    again = open_store()
     assert again.schema_version == len(MIGRATIONS)
     assert again.get_job(job.id).state is JobState.ACKNOWLEDGED
     assert [e.kind for e in again.events(job.id)] == ["created", "acknowledged"]
@@ -47,8 +44,7 @@ def test_state_machine_refuses_impossible_moves():
         rejected.moved_to(JobState.RUNNING)
 
 
-def test_prune_forgets_old_idle_deliveries_and_done_commands_but_keeps_jobs(tmp_path):
-    store = SQLiteJobStore(tmp_path / "db.sqlite")
+def test_prune_forgets_old_idle_deliveries_and_done_commands_but_keeps_jobs(store):
     old, new = 1_000.0, 10_000.0
     job = _job("with-job")
     store.record_delivery(Delivery(id="with-job", event="issues", received_at=old), [job])
@@ -69,24 +65,21 @@ def time_after_now() -> float:
     return time.time() + 1
 
 
-def test_a_batch_that_fails_part_way_stores_nothing_and_the_store_goes_on(tmp_path):
-    import sqlite3
-
-    store = SQLiteJobStore(tmp_path / "db.sqlite")
+def test_a_batch_that_fails_part_way_stores_nothing_and_the_store_goes_on(open_store):
+    store = open_store()
     orphan = _job("no-such-delivery")  # its delivery_id names no delivery: the foreign key refuses it
     batch = [(Delivery(id="d1", event="issues"), [_job("d1")], []), (Delivery(id="d2", event="issues"), [orphan], [])]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(store.IntegrityError):
         store.record_deliveries(batch, inbox_position=("seg", 42))
     assert store.get_delivery("d1") is None and store.list_jobs() == []
     assert store.inbox_offset("seg") == 0
     # The failed transaction was rolled back, not left open: the next write commits on its own.
     assert store.record_delivery(Delivery(id="d1", event="issues"), [_job("d1")])
     store.close()
-    assert [j.delivery_id for j in SQLiteJobStore(tmp_path / "db.sqlite").list_jobs()] == ["d1"]
+    assert [j.delivery_id for j in open_store().list_jobs()] == ["d1"]
 
 
-def test_a_delivery_reads_back_field_for_field(tmp_path):
-    store = SQLiteJobStore(tmp_path / "db.sqlite")
+def test_a_delivery_reads_back_field_for_field(store):
     delivery = Delivery(id="d9", event="issue_comment", action="created", installation_id=7, repo="o/r",
                         received_at=123.5, outcome="1 job")
     store.record_delivery(delivery)
