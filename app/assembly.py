@@ -24,12 +24,14 @@ from app.engine.supervisor import WorkerSupervisor
 from app.engine.worker import Worker
 from app.settings import Settings, load_settings
 from app.store import SQLiteJobStore
+from app.store.urls import is_postgres_url
 from app.store.base import JobStore
 from app.web.server import make_web_app
 
 log = logging.getLogger(__name__)
 
 WORKER_POLL_S = 0.1  # how soon a worker process sees a delivery the web process put in the inbox
+LISTEN_POLL_S = 2.0  # on PostgreSQL, NOTIFY wakes the workers at once: polling is only the fallback
 IN_PROCESS_POLL_S = 2.0  # a worker beside the web app is woken at once (on_stored), polling is a fallback
 
 # Every webhook parses a payload of thousands of small objects. They are freed by reference
@@ -46,7 +48,15 @@ def tune_gc() -> None:
 
 
 def open_store(settings: Settings) -> JobStore:
-    return SQLiteJobStore(settings.database_path)  # opening migrates
+    """PostgreSQL when AGENTVINE_DATABASE_URL names one, else SQLite in the data directory; opening migrates."""
+    if settings.database_url is None:
+        return SQLiteJobStore(settings.database_path)
+    url = settings.database_url.get_secret_value()
+    if not is_postgres_url(url):
+        raise ValueError("AGENTVINE_DATABASE_URL must be a postgresql:// URL (unset: SQLite in the data directory)")
+    from app.store.postgres import PostgresJobStore  # psycopg is loaded only where it is used
+
+    return PostgresJobStore(url)
 
 
 def load_service_config(settings: Settings) -> BotConfig:
@@ -107,6 +117,22 @@ class Service:
         return build_web(self.settings, self.store, self.worker, on_stored=self.worker.dispatcher.wake)
 
 
+class _Elsewhere:
+    """`serve --role web`: the workers run in processes of their own (`serve --role worker`), on this
+    machine or others, and share the store."""
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+def make_web_only_app(settings: Settings) -> web.Application:
+    """`agentvine serve --role web`: the web app alone (several behind a load balancer, on PostgreSQL)."""
+    return build_web(settings, open_store(settings), _Elsewhere())
+
+
 def make_production_app(settings: Settings, log_level: str) -> web.Application:
     """The web app, with the worker in a child process of its own (restarted if it dies)."""
     store = open_store(settings)  # migrates before the worker process opens it
@@ -141,7 +167,8 @@ async def _stop_when_orphaned(stopping: asyncio.Event, parent: int) -> None:
 async def run_worker(settings: Settings, *, parent: int | None = None) -> None:
     """Run a worker until SIGINT or SIGTERM (or until `parent` is gone), then stop its stages and close
     the store."""
-    worker = build_worker(settings, poll_interval=WORKER_POLL_S)
+    store = open_store(settings)
+    worker = build_worker(settings, store, poll_interval=WORKER_POLL_S if store.backend == "sqlite" else LISTEN_POLL_S)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

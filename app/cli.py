@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
 from aiohttp import web
 
 from app.agent.sandbox import __main__ as sandbox_cli
-from app.assembly import Service, load_service_config, make_production_app, tune_gc
+from app.assembly import Service, load_service_config, make_production_app, make_web_only_app, run_worker, tune_gc
 from app.domain.config import ConfigError
 from app.observability import init_sentry
 from app.operator import jobs as jobs_command
@@ -40,8 +41,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     init_sentry(settings)
     tune_gc()
+    if args.role == "worker":  # no HTTP at all: the workers of a scaled-out service (docs/scale-out.md)
+        asyncio.run(run_worker(settings))
+        return 0
     if args.single_process:
         app = Service(settings).make_app()
+    elif args.role == "web":
+        app = make_web_only_app(settings)
     else:
         app = make_production_app(settings, args.log_level.upper())
     web.run_app(app, host=args.host, port=args.port, access_log=None)
@@ -68,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--single-process", action="store_true", help="run the worker in the web process")
+    serve.add_argument("--role", choices=("both", "web", "worker"), default="both",
+                       help="web: the webhook and pages only; worker: a worker only; both (default): a web "
+                            "process and its worker process")
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="the whole flow on embedded fakes (no GitHub App, no API key)")
     demo.add_argument("--keep-running", action="store_true", help="keep the fakes and AgentVine up afterwards")

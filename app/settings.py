@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     git_url: str = "https://github.com"
     data_dir: Path = Path(".agentvine")
+    # postgresql://… : the store several web and worker instances share (docs/scale-out.md); unset, SQLite
+    # in data_dir. A secret: it may hold the database's password.
+    database_url: SecretStr | None = None
+    # This machine's name among the workers (a job waiting for an answer keeps its files on it); the host
+    # name by default. Two machines must not share one.
+    worker_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    lease_seconds: float = Field(default=30.0, ge=1.0)  # a dead worker's jobs are taken over after this
     # Where links in check runs point (the job page of this service).
     public_url: str = "http://localhost:8080"
     # Lets the operator list jobs (GET /jobs, `agentvine jobs`); unset, the list is refused.

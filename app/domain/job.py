@@ -167,6 +167,9 @@ class Job(BaseModel):
 
     state: JobState = JobState.QUEUED
     reason: str | None = None  # why it is in this state, in words a person can act on
+    # What interrupted an earlier run of this job (its worker stopped, another took it over): shown for
+    # the rest of the job's life on the tracking comment and the check run.
+    interruption: str | None = None
     conclusion: str | None = None  # the check run's conclusion once terminal
 
     # Decided by the pipeline from the repository's config.
@@ -227,6 +230,11 @@ class Job(BaseModel):
         """It pushed commits that skipped CI, and a maintainer may now let CI run (Run CI)."""
         pushed = self.outcome is not None and self.outcome.pr_number is not None and self.worker != "review"
         return pushed and self.commits_skip_ci and self.state is JobState.SUCCEEDED
+
+    @property
+    def resumes_session(self) -> bool:
+        """An answer came and the agent's session, kept on this machine, goes on with it."""
+        return self.answer is not None and self.session_id is not None
 
     def moved_to(self, state: JobState, reason: str | None = None, *, conclusion: str | None = None) -> Job:
         """A copy of the job in `state`; raises InvalidTransition for a move the rules forbid."""

@@ -19,7 +19,7 @@ from app import metrics
 from app.domain.intents import JobCommand
 from app.domain.job import Job, JobState
 from app.domain.lease import Lease, LeaseLost, current_lease
-from app.engine.leases import LEASE_S, LeaseKeeper, WorkerIdentity
+from app.engine.leases import LeaseKeeper, WorkerIdentity
 from app.store.base import Claimed, JobStore, StageClaim
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,6 @@ class Dispatcher:
         interrupted_states: dict[JobState, JobState] | None = None,
         poll_interval: float = 2.0,
         identity: WorkerIdentity | None = None,
-        lease_s: float = LEASE_S,
     ) -> None:
         # In one process the web app wakes the dispatcher at once; in a worker process of its
         # own, the poll interval is how soon new work is seen.
@@ -88,7 +87,7 @@ class Dispatcher:
         self._stopping = False
         self._idle = asyncio.Event()
         self.identity = identity or WorkerIdentity.new()
-        self.leases = LeaseKeeper(store, self.identity, lease_s, on_cancel=self.cancel)
+        self.leases = LeaseKeeper(store, self.identity, on_cancel=self.cancel)
         self._heartbeat_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:

@@ -28,22 +28,22 @@ HEARTBEATS_PER_LEASE = 3  # renewals per lease: two can fail before the lease is
 class WorkerIdentity:
     name: str
     holder: str
+    lease_s: float = LEASE_S  # how long its claims hold unless renewed
 
     @classmethod
-    def new(cls, name: str | None = None) -> WorkerIdentity:
+    def new(cls, name: str | None = None, lease_s: float = LEASE_S) -> WorkerIdentity:
         name = name or socket.gethostname()
-        return cls(name=name, holder=f"{name}:{os.getpid()}:{secrets.token_hex(4)}")
+        return cls(name=name, holder=f"{name}:{os.getpid()}:{secrets.token_hex(4)}", lease_s=lease_s)
 
 
 class LeaseKeeper:
     """Renews the leases of the jobs this process works on; a lease it cannot renew is lost (its
     `on_lost` stops the job's work), and a cancel asked for through another worker is handed on."""
 
-    def __init__(self, store: JobStore, identity: WorkerIdentity, seconds: float,
-                 on_cancel: Callable[[str], None]) -> None:
+    def __init__(self, store: JobStore, identity: WorkerIdentity, on_cancel: Callable[[str], None]) -> None:
         self._store = store
         self.identity = identity
-        self.seconds = seconds
+        self.seconds = identity.lease_s
         self._on_cancel = on_cancel
         self.leases: dict[str, Lease] = {}
 

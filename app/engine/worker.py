@@ -30,6 +30,9 @@ from app.pipeline.run import RunDeps, run_job
 from app.agent.sandbox import remove_orphans
 from app.agent.sandbox.disk import JobDisk, choose_mode
 from app.agent.sandbox.layout import LABEL_JOB
+from app.domain.lease import LABEL_EPOCH, LABEL_HOLDER
+from app.engine.leases import WorkerIdentity
+from app.pipeline.present import texts
 from app.settings import Settings
 from app.store.base import JobStore
 from app.agent.boundary.hostgit import GitError, GitUser
@@ -66,13 +69,15 @@ class Worker:
                 ),
             ],
             Hooks(intake=self.importer.import_new, on_command=self._command, on_error=self._failed,
-                  before_start=self._before_start),
+                  before_start=self._before_start, on_interrupted=self._interrupted),
             poll_interval=poll_interval,
-            # A run that a restart interrupted starts again from the default branch.
+            # A run that a restart interrupted, or a dead worker left, starts again from the default branch.
             interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
+            identity=WorkerIdentity.new(settings.worker_name, settings.lease_seconds),
         )
         self.queue = QueueWatch(self.dispatcher, store, self._redraw, interval=settings.progress_interval)
-        self.commands = CommandHandler(self.context, store, config, cancel_running=self.dispatcher.cancel)
+        self.commands = CommandHandler(self.context, store, config, cancel_running=self._cancel_running)
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         app_id, pem = self.settings.app_credentials()
@@ -91,10 +96,13 @@ class Worker:
         await self.dispatcher.start()
         self.queue.start()
         self._housekeeper = asyncio.create_task(self._housekeeping())
+        # Work another process made (a web instance's delivery, a cancel through another worker) wakes us.
+        self._watcher = asyncio.create_task(self.store.watch(self.dispatcher.wake), name="store-watch")
 
     async def stop(self) -> None:
-        if self._housekeeper is not None:
-            self._housekeeper.cancel()
+        for task in (self._housekeeper, self._watcher):
+            if task is not None:
+                task.cancel()
         await self.queue.stop()
         await self.dispatcher.stop()
         if self.run_deps.gateway is not None:
@@ -108,23 +116,41 @@ class Worker:
             await self.clients.close()
 
     def _remove_orphan_containers(self) -> None:
-        """Containers of this store's jobs that no process of ours is running any more. The
-        Docker client made here serves every job after (one client, not one per run)."""
-        try:
-            import docker
+        """The janitor of this machine's engine: containers of this store's jobs that no live lease runs
+        (their worker died, or lost the job to another). The Docker client made here at start serves
+        every job after (one client, not one per run)."""
+        client = self.run_deps.docker_client
+        if client is None:
+            try:
+                import docker
 
-            client = docker.from_env(timeout=120)
-            labelled = client.containers.list(all=True, ignore_removed=True, filters={"label": LABEL_JOB})
-        except Exception as exc:  # no Docker here: nothing can be orphaned; runs will say so
-            log.info("orphan check skipped: %s", exc)
-            return
-        self.run_deps.docker_client = client
-        # Only this store's jobs: another instance's containers (on this Docker host), and one started
-        # between the two listings, are not ours to remove.
-        ours = {job_id for job_id in {c.labels.get(LABEL_JOB, "") for c in labelled} if self.store.get_job(job_id)}
-        removed = remove_orphans(client, only=frozenset(ours))
+                client = docker.from_env(timeout=120)
+                client.ping()
+            except Exception as exc:  # no Docker here: nothing can be orphaned; runs will say so
+                log.info("orphan check skipped: %s", exc)
+                return
+            self.run_deps.docker_client = client
+        removed = remove_orphans(client, keep_if=self._container_is_live)
         if removed:
-            log.warning("removed containers left by a previous run: %s", ", ".join(removed))
+            log.warning("removed containers no live worker runs: %s", ", ".join(removed))
+
+    def _container_is_live(self, labels: dict[str, str]) -> bool:
+        """Whether a job container (by its labels) belongs to work under way, here or by a live worker.
+        Another store's jobs (another instance on this engine) are not ours to judge: kept."""
+        job_id = labels.get(LABEL_JOB, "")
+        if self.dispatcher.is_active(job_id) or self.store.get_job(job_id) is None:
+            return True
+        lease = self.store.lease_of(job_id)
+        return lease is not None and lease == (labels.get(LABEL_HOLDER), _int(labels.get(LABEL_EPOCH)))
+
+    def _cancel_running(self, job_id: str) -> bool:
+        """Stop the job's run: here, or through the store on the worker that holds it."""
+        return self.dispatcher.cancel(job_id) or self.store.request_cancel(job_id)
+
+    def _interrupted(self, job: Job, back_to: JobState, previous_holder: str | None) -> Job:
+        note = texts.INTERRUPTED_RESTART if previous_holder is None or previous_holder.startswith(
+            self.dispatcher.identity.name + ":") else texts.INTERRUPTED_TAKEN_OVER
+        return job.moved_to(back_to, job.reason).model_copy(update={"interruption": note})
 
     def _check_job_files(self) -> None:
         """At start: host git must reach the job folders, and the operator hears when there is no quota."""
@@ -199,9 +225,17 @@ class Worker:
             now = time.time()
             self.store.prune(now - self.settings.retention_days * 86400)
             await asyncio.to_thread(self._tidy_job_files, at_start=False)
+            await asyncio.to_thread(self._remove_orphan_containers)
             for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER]):
                 if question_expired(job, self.config, now):
                     try:
                         await expire_question(self.context(job), self.config)
                     except Exception:
                         log.exception("could not expire the question of job %s", job.id)
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

@@ -31,7 +31,7 @@ import math
 import os
 import secrets
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,7 +165,12 @@ class FakeModelAPI:
         *,
         api_key: str = DEFAULT_API_KEY,
         subagent_script: list[ScriptedTurn] | None = None,
+        respond: Callable[[dict[str, Any]], ScriptedTurn] | None = None,
     ) -> None:
+        # `respond`, when given, answers each main-loop turn from the request alone, as the real API does
+        # (it keeps no state between requests): for many conversations at once, where one script's order
+        # would hand one job's turns to another.
+        self.respond = respond
         self.script: list[ScriptedTurn] = list(script or [])
         self.subagent_script: list[ScriptedTurn] = list(subagent_script or [])
         self.api_key = api_key
@@ -320,6 +325,10 @@ class FakeModelAPI:
             played = idx < len(self.subagent_script)
             turn = self.subagent_script[idx] if played else ScriptedTurn(text=EXHAUSTED_TEXT)
             self._record(request, body, "subagent", turn_index=idx if played else None)
+        elif is_main_loop_request(body) and self.respond is not None:
+            self.turns_played += 1
+            turn = self.respond(body)
+            self._record(request, body, "main", turn_index=None)
         elif is_main_loop_request(body):
             idx = self.turns_played
             self.turns_played += 1

@@ -19,7 +19,7 @@ from app.pipeline.outcome import AgentRun, ended, finish
 from app.pipeline.present import render, texts
 from app.pipeline.present import steps as steps_text
 from app.pipeline.prompt import build_prompt
-from app.pipeline.questions import ask, parse_question
+from app.pipeline.questions import ask, asked, parse_question
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,11 @@ class ChangeFlow:
 
     async def prompt(self, ctx: JobContext) -> str:
         job = ctx.job
-        if job.answer is not None:  # the session resumes: it knows the task, it gets the answer
+        if job.resumes_session:  # it knows the task, it gets the answer
             return texts.ANSWER_RESUME.format(answered_by=job.answered_by, answer=job.answer)
+        if job.answer is not None:  # the session was lost with its machine: the task again, and the answer
+            return await build_prompt(ctx) + texts.ANSWER_FRESH.format(
+                question=asked(ctx), answered_by=job.answered_by, answer=job.answer) + texts.QUESTION_CONVENTION
         if job.trigger.ci is not None:  # CI failed on AgentVine's pull request: the failure is the task
             return await build_ci_prompt(ctx) + texts.QUESTION_CONVENTION
         return await build_prompt(ctx) + texts.QUESTION_CONVENTION

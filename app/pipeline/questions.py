@@ -36,6 +36,14 @@ async def ask(ctx: JobContext, reporter: ProgressReporter, question: str) -> Non
                            log={"question": question}, question=question, answer=None)
 
 
+def asked(ctx: JobContext) -> str:
+    """The question the job last asked (its log has it; the job forgets it once answered)."""
+    for event in reversed(ctx.store.events(ctx.job.id)):
+        if event.kind == "question" and isinstance(event.data.get("question"), str):
+            return event.data["question"]
+    return ""
+
+
 def expiry_hours(job: Job, config: BotConfig) -> float:
     """How long a question waits: the job's own setting, else the shipped default."""
     return job.run.question_expiry_hours if job.run else config.questions.expire_hours

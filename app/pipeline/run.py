@@ -98,11 +98,13 @@ async def _workspace(ctx: JobContext) -> workspace.Workspace:
     job = ctx.job
     assert job.branch is not None
     ws = ctx.workspace()
-    if job.answer is not None:
-        if not ws.exists():
-            raise RuntimeError("the workspace kept for the answer is gone; `retry` starts again")
-        await asyncio.to_thread(ws.disk.mount)
-        return ws
+    if job.resumes_session:
+        if ws.exists():
+            await asyncio.to_thread(ws.disk.mount)
+            return ws
+        # Kept on a machine that is gone (another worker took the job over): the run starts again from
+        # the beginning, with the question and its answer in the instructions (ChangeFlow.prompt).
+        ctx.update("session_lost", session_id=None, interruption=texts.SESSION_LOST)
     token = await ctx.api.token()
     remote_sha = await workspace.prepare(ws, ctx.settings.clone_url(job.repo), job.base_branch or job.default_branch, token)
     ctx.update("workspace", log={"branch": job.branch}, remote_sha=remote_sha)
@@ -144,7 +146,7 @@ async def _run_agent(ctx: JobContext, deps: RunDeps, launch: Launch, transcript:
             permission_mode="bypassPermissions",  # the container is the boundary
             allowed_tools=None,
             tools=tools,
-            resume_session=launch.resume or (job.session_id if job.answer is not None else None),
+            resume_session=launch.resume or (job.session_id if job.resumes_session else None),
         ))
         spec = SandboxSpec(
             job_id=job.id, image=plan.image, command=command, workspace=ws.path, home=ws.home,
@@ -177,7 +179,7 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
     job = ctx.job
     assert job.run is not None and job.branch is not None
     started = time.time()
-    ctx.update("started", to=JobState.RUNNING, log={"resumed": job.answer is not None})
+    ctx.update("started", to=JobState.RUNNING, log={"resumed": job.resumes_session})
     flow = flow_for(job.worker)
     reporter = ProgressReporter(
         ctx, Progress(steps=flow.steps), prefix=ctx.service_config.command_prefix, interval=deps.progress_interval
@@ -242,7 +244,7 @@ async def _setup_agent_verify(ctx: JobContext, deps: RunDeps, launch: Launch, fl
     assert job.run is not None
     steps = StepsRunner(ctx, _step_spec(ctx, launch), run.reporter, deps.docker_client, run.cancel,
                         ws.disk.over_quota, launch.outbound)
-    if job.answer is None:  # a resumed session's workspace was set up before its question
+    if not job.resumes_session:  # a resumed session's workspace was set up before its question
         failed = await steps.phase("setup", job.run.setup)
         if failed is not None:
             outcome = ended(ctx, "setup_failed", command=command(failed), how=how(failed))

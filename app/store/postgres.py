@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from app.store import schema
 from app.store.sql import SQLJobStore
+from app.store.urls import is_postgres_url  # noqa: F401 - where callers found it first
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 10  # a call waits this long for a connection, then fails (the caller retries later)
 LISTEN_BACKOFF_S = (0.5, 1, 2, 5, 10)
 _MIGRATION_LOCK = 0x61677631  # "agv1": one migrating process at a time
-
-
-def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and url.split(":", 1)[0] in ("postgresql", "postgres")
 
 
 class PostgresJobStore(SQLJobStore):

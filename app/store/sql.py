@@ -4,16 +4,14 @@ A backend gives the connections (`_write`: one transaction; `_read`: outside one
 differences: how `?` is written, what serialises claims, whether it wakes other processes. The
 queries here use only SQL both understand (ON CONFLICT, RETURNING, IS NOT DISTINCT FROM).
 
-Leases (docs/scale-out.md): a claim makes the claimer the job's holder until `lease_until` (the
-database's clock) and raises the job's epoch; only the holder of the current epoch may save the job
-(`save_job` under app/domain/lease.py's current lease), renew or release it."""
+Claims and leases are in app/store/claims.py; the fence is here: under app/domain/lease.py's current
+lease, `save_job` and `add_event` write only while that lease is the job's."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache
 from typing import Any
@@ -22,7 +20,8 @@ from app.domain.intents import JobCommand
 from app.domain.job import Delivery, Job, JobEvent, JobState
 from app.domain.lease import Lease, LeaseLost, current_lease
 from app.store import schema
-from app.store.base import Claimed, DeliveryRecord, InboxRow, JobCursor, JobPage, JobQuery, StageClaim
+from app.store.base import DeliveryRecord, JobCursor, JobPage, JobQuery
+from app.store.claims import ClaimQueries
 
 # The deliveries table's columns in table order: one list for the row written and the row read.
 _DELIVERY_COLUMNS = ("id", "event", "action", "installation_id", "repo", "received_at", "outcome", "body_sha256")
@@ -32,7 +31,6 @@ _EVENT_COLUMNS = "seq, job_id, at, kind, data"
 # Saving a job in one of these may give a worker something to do (another worker may be the one).
 _WAKING_STATES = frozenset({JobState.QUEUED, JobState.ACKNOWLEDGED})
 
-CLAIM_WINDOW = 8  # candidates looked at per job wanted: a backlog must not make every claim cost more
 
 
 def _event(row: Sequence[Any]) -> JobEvent:
@@ -40,7 +38,7 @@ def _event(row: Sequence[Any]) -> JobEvent:
     return JobEvent(job_id=job_id, seq=seq, at=at, kind=kind, data=json.loads(data))
 
 
-class SQLJobStore:
+class SQLJobStore(ClaimQueries):
     backend: str  # "sqlite" or "postgresql": schema.WORDS' key
 
     # --- what a backend provides ------------------------------------------------------------
@@ -117,21 +115,6 @@ class SQLJobStore:
     def forget_inbox_segment(self, segment: str) -> None:
         with self._write() as db:
             self._run(db, "DELETE FROM inbox_progress WHERE segment=?", (segment,))
-
-    def claim_inbox(self, holder: str, lease_s: float, limit: int) -> list[InboxRow]:
-        """Deliveries web instances put in the inbox table, oldest first, that no live claim holds: held
-        by `holder` for `lease_s` (a worker that dies with them leaves them to the next)."""
-        with self._write() as db:
-            self._serialise(db, "inbox")
-            ids = [row[0] for row in self._run(
-                db, f"SELECT id FROM inbox WHERE claimed_until IS NULL OR claimed_until < {{now}} "
-                    f"ORDER BY id LIMIT ?{self._skip_locked}", (int(limit),))]
-            rows = []
-            for ident in ids:
-                rows.append(self._run(
-                    db, "UPDATE inbox SET claimed_by=?, claimed_until={now} + ? WHERE id=? "
-                        "RETURNING id, delivery_id, event, received_at, body", (holder, lease_s, ident)).fetchone())
-        return [InboxRow(id=r[0], delivery_id=r[1], event=r[2], received_at=r[3], body=bytes(r[4])) for r in rows]
 
     def inbox_size(self) -> int:
         with self._read() as db:
@@ -250,124 +233,12 @@ class SQLJobStore:
         with self._read() as db:
             return self._run(db, "SELECT COALESCE(MAX(seq), 0) FROM job_events").fetchone()[0]
 
-    # --- leases -------------------------------------------------------------------------------
-
-    def claim_jobs(self, stage: StageClaim, holder: str, home: str, *, limit: int,
-                   lease_s: float) -> list[Claimed]:
-        """Up to `limit` of the oldest jobs in the stage's states that no live lease holds, each leased to
-        `holder` for `lease_s` with its epoch raised; with the epoch. A job waiting for its answer on
-        another worker's machine (`home`) is left to that worker while it is alive. The stage's
-        per-repository and per-installation limits count every worker's live leases: claims of one
-        stage are serialised, so two workers cannot both take the last place."""
-        if limit <= 0:
-            return []
-        states = [stage.state.value]
-        with self._write() as db:
-            self._serialise(db, "claim:" + stage.name)
-            live = self._run(db, "SELECT repo, installation_id FROM jobs WHERE lease_stage=? AND lease_until >= {now}",
-                             (stage.name,)).fetchall()
-            per_repo = Counter(repo for repo, _ in live)
-            per_installation = Counter(installation for _, installation in live)
-            candidates = self._run(
-                db,
-                f"SELECT id, repo, installation_id, lease_owner FROM jobs WHERE state IN ({','.join('?' * len(states))}) "
-                "AND (lease_until IS NULL OR lease_until < {now}) "
-                "AND (home IS NULL OR home=? OR NOT EXISTS "
-                "     (SELECT 1 FROM workers WHERE workers.name=jobs.home AND workers.seen_at >= {now} - ?)) "
-                f"ORDER BY created_at, id LIMIT ?{self._skip_locked}",
-                (*states, home, lease_s, (limit + len(live)) * CLAIM_WINDOW),
-            ).fetchall()
-            claimed = []
-            for job_id, repo, installation, before in candidates:
-                if len(claimed) >= limit:
-                    break
-                if stage.per_repo is not None and per_repo[repo] >= stage.per_repo:
-                    continue
-                if stage.per_installation is not None and per_installation[installation] >= stage.per_installation:
-                    continue
-                doc, epoch = self._run(
-                    db, "UPDATE jobs SET lease_owner=?, lease_epoch=lease_epoch+1, lease_until={now} + ?, "
-                        "lease_stage=?, cancel_requested=0 WHERE id=? RETURNING doc, lease_epoch",
-                    (holder, lease_s, stage.name, job_id)).fetchone()
-                per_repo[repo] += 1
-                per_installation[installation] += 1
-                claimed.append(Claimed(Job.model_validate_json(doc), epoch, before))
-        return claimed
-
-    def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
-        """The worker's heartbeat: `name` (its machine) is alive, and each lease in `held` (job id: epoch)
-        that is still `holder`'s runs `lease_s` from now. Returns the leases kept, each with whether a
-        cancel was asked for it through another worker; a lease not returned is lost."""
-        kept: dict[str, bool] = {}
-        with self._write() as db:
-            self._run(db, "INSERT INTO workers VALUES (?,?,{now}) ON CONFLICT(name) DO UPDATE "
-                          "SET holder=excluded.holder, seen_at=excluded.seen_at", (name, holder))
-            for job_id, epoch in held.items():
-                row = self._run(db, "UPDATE jobs SET lease_until={now} + ? WHERE id=? AND lease_owner=? "
-                                    "AND lease_epoch=? RETURNING cancel_requested",
-                                (lease_s, job_id, holder, epoch)).fetchone()
-                if row is not None:
-                    kept[job_id] = bool(row[0])
-        return kept
-
-    def release_lease(self, job_id: str, holder: str, epoch: int, *, home: str | None = None) -> bool:
-        """The stage is done with the job: any worker may claim it next (its `home` keeps the files of a
-        job waiting for an answer). False when the lease was no longer this holder's."""
-        with self._write() as db:
-            cur = self._run(db, "UPDATE jobs SET lease_owner=NULL, lease_until=NULL, lease_stage=NULL, "
-                                "cancel_requested=0, home=? WHERE id=? AND lease_owner=? AND lease_epoch=?",
-                            (home, job_id, holder, epoch))
-            self._notify(db)
-        return cur.rowcount > 0
-
-    def expire_leases_of(self, name: str, holder: str) -> int:
-        """At a worker's start: the leases an earlier process on this machine (`name`) held died with it,
-        so its jobs need not wait a lease's length. How many there were."""
-        pattern = name.replace("!", "!!").replace("%", "!%").replace("_", "!_") + ":%"
-        with self._write() as db:
-            return self._run(db, "UPDATE jobs SET lease_until={now} - 1 WHERE lease_owner LIKE ? ESCAPE '!' "
-                                 "AND lease_owner <> ? AND lease_until >= {now}", (pattern, holder)).rowcount
-
-    def lease_of(self, job_id: str) -> tuple[str, int] | None:
-        """The live lease on a job (holder, epoch), if any."""
-        with self._read() as db:
-            row = self._run(db, "SELECT lease_owner, lease_epoch FROM jobs WHERE id=? AND lease_owner IS NOT NULL "
-                                "AND lease_until >= {now}", (job_id,)).fetchone()
-        return (row[0], row[1]) if row else None
-
-    def request_cancel(self, job_id: str) -> bool:
-        """Ask whoever holds the job's live lease to stop it (its next heartbeat hears it). False when no
-        live lease holds the job."""
-        with self._write() as db:
-            cur = self._run(db, "UPDATE jobs SET cancel_requested=1 WHERE id=? AND lease_owner IS NOT NULL "
-                                "AND lease_until >= {now}", (job_id,))
-            self._notify(db)
-        return cur.rowcount > 0
-
     # --- commands -----------------------------------------------------------------------------
 
     def pending_commands(self) -> list[tuple[int, JobCommand]]:
         with self._read() as db:
             rows = self._run(db, "SELECT seq, doc FROM commands WHERE done_at IS NULL ORDER BY seq").fetchall()
         return [(seq, JobCommand.model_validate_json(doc)) for seq, doc in rows]
-
-    def claim_commands(self, holder: str, lease_s: float, limit: int = 50) -> list[tuple[int, JobCommand]]:
-        """Commands not carried out and not claimed by a live claim, oldest first, held by `holder` for
-        `lease_s`. At most one per issue at a time, the oldest: an issue's commands run in order."""
-        with self._write() as db:
-            self._serialise(db, "commands")
-            rows = self._run(
-                db, "SELECT seq FROM commands c WHERE done_at IS NULL "
-                    "AND (claimed_until IS NULL OR claimed_until < {now}) AND NOT EXISTS (SELECT 1 FROM commands e "
-                    "  WHERE e.done_at IS NULL AND e.seq < c.seq AND e.repo IS NOT DISTINCT FROM c.repo "
-                    "  AND e.issue_number IS NOT DISTINCT FROM c.issue_number) "
-                    f"ORDER BY seq LIMIT ?{self._skip_locked}", (int(limit),)).fetchall()
-            claimed = []
-            for (seq,) in rows:
-                doc = self._run(db, "UPDATE commands SET claimed_by=?, claimed_until={now} + ? WHERE seq=? "
-                                    "RETURNING doc", (holder, lease_s, seq)).fetchone()[0]
-                claimed.append((seq, JobCommand.model_validate_json(doc)))
-        return claimed
 
     def finish_command(self, seq: int, outcome: str) -> None:
         with self._write() as db:
@@ -430,8 +301,3 @@ def _render(text: str, backend: str) -> str:
     """The backend's words in place of {now} etc., and its placeholder in place of `?` (psycopg: %s)."""
     text = text.replace("{now}", schema.WORDS[backend]["now"])
     return text.replace("?", "%s") if backend == "postgresql" else text
-
-
-def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

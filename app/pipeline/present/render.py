@@ -97,7 +97,7 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 def _tracking_comment(job: Job, prefix: str, public_url: str, steps: str, waiting: str | None) -> str:
     where = f"the full text is on the job's page: {details_url(public_url, job)}"
-    reasons = [line for line in (job.reason if job.outcome is None else None, waiting) if line]
+    reasons = [line for line in (job.interruption, job.reason if job.outcome is None else None, waiting) if line]
     return _clip(where=where, limit=MAX_COMMENT, text=texts.TRACKING_COMMENT.format(
         marker=texts.TRACKING_MARKER.format(job_id=job.id),
         worker=job.worker,
@@ -192,15 +192,20 @@ def check_run_progress(job: Job, progress: Progress) -> dict[str, Any]:
         "actions": buttons(job),
         "output": {
             "title": texts.CHECK_RUN_PROGRESS_TITLE.format(worker=job.worker, issue_number=job.issue_number),
-            "summary": _clip(_checklist(progress) + "\n" + _activity(progress)),
+            "summary": _clip(_interruption(job) + _checklist(progress) + "\n" + _activity(progress)),
         },
     }
+
+
+def _interruption(job: Job) -> str:
+    """What interrupted an earlier run of the job (its worker stopped), above the rest of a check run's summary."""
+    return f"{job.interruption}\n\n" if job.interruption else ""
 
 
 def check_run_final(job: Job, progress: Progress) -> dict[str, Any]:
     outcome = job.outcome
     assert outcome is not None
-    summary = (_outcome_block(outcome) + "\n\n" + check_run_section(job.egress) + _checklist(progress) + "\n"
+    summary = (_interruption(job) + _outcome_block(outcome) + "\n\n" + check_run_section(job.egress) + _checklist(progress) + "\n"
                + _activity(progress))
     if outcome.summary:
         summary += "\n**Claude Code's summary**\n\n" + markdown_block(outcome.summary)

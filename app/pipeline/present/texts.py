@@ -282,6 +282,16 @@ LATER_INSTRUCTION = "\nInstruction from @{author}, in a comment:\n{text}\n"
 FOLLOW_UP_NOTE = ("\nThis follows earlier work on this issue: the checkout is the branch `{branch}`, which holds "
                   "AgentVine's commits for it. Build on that work; do not start over.\n")
 ANSWER_RESUME = "@{answered_by} answered your question:\n\n{answer}\n\nGo on with the task."
+# The session that asked was lost with its machine: a new one gets the task, then the question and answer.
+ANSWER_FRESH = ("\n\nEarlier work on this task asked a question before its workspace was lost:\n\n{question}\n\n"
+                "@{answered_by} answered:\n\n{answer}\n\nStart the task again from the beginning with this answer.")
+# What interrupted an earlier run (job.interruption): on the tracking comment and the check run from then on.
+INTERRUPTED_RESTART = ("⚠️ The worker running this job stopped before the run ended (AgentVine restarted); "
+                       "the run started again from the beginning.")
+INTERRUPTED_TAKEN_OVER = ("⚠️ The worker running this job stopped answering, so another worker took the job "
+                          "over; the run started again from the beginning.")
+SESSION_LOST = ("⚠️ The machine that kept this job's workspace and Claude Code session is gone; the run "
+                "started again from the beginning, with the question and its answer in the instructions.")
 QUESTION_EXPIRED = "No answer came within {hours:g} hours, so the job ended. `{prefix} retry` starts it again."
 
 # CI failing on AgentVine's own pull request (app/pipeline/ci_follow.py): what each round says on the PR.
