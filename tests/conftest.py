@@ -150,6 +150,40 @@ def pg_url(postgres_server) -> Iterator[str]:
         yield url
 
 
+# --- a second Docker engine, another "host" for the scale-out tests (tests/support/engines.py) -----
+
+
+@pytest.fixture(scope="session")
+def extra_engine(docker_client, tmp_path_factory):
+    """An extra dockerd in a network namespace of its own, with the main engine's storage and cgroup
+    drivers and no images: load them with `extra_engine.ensure_image(tag, docker_client)`, or take
+    `extra_sandbox_image`. Its `docker_host` goes into a worker's DOCKER_HOST. Starts in well under a second."""
+    from tests.support.engines import (
+        EngineError,
+        EngineSettings,
+        ExtraEngine,
+        missing_requirements,
+    )
+
+    reason = missing_requirements()
+    if reason:
+        unavailable(reason)
+    engine = ExtraEngine(EngineSettings.like(docker_client))
+    try:
+        engine.start(tmp_path_factory.mktemp("extra-engine"))
+    except EngineError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def extra_sandbox_image(extra_engine, docker_client, sandbox_image) -> str:
+    """The base profile's image in the extra engine too (copied from the main engine, 5-8s)."""
+    extra_engine.ensure_image(sandbox_image, docker_client)
+    return sandbox_image
+
+
 # --- the GitHub fake with one repository, and AgentVine acknowledging without running agents ---
 
 
