@@ -26,6 +26,7 @@ from app.agent.sandbox.caches import RepoCaches
 from app.agent.sandbox.plan import ImagePlan
 from app.agent.sandbox.runtime import NEEDS_BASH
 from app.domain.job import JobState, Outcome
+from app.domain.lease import current_lease
 from app.domain.untrusted import defuse
 from app.pipeline.acknowledge import create_check_run
 from app.pipeline.change import ChangeFlow
@@ -179,7 +180,9 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
     job = ctx.job
     assert job.run is not None and job.branch is not None
     started = time.time()
-    ctx.update("started", to=JobState.RUNNING, log={"resumed": job.resumes_session})
+    lease = current_lease.get()  # which worker runs it, on the job's page (several may share the store)
+    ctx.update("started", to=JobState.RUNNING, log={"resumed": job.resumes_session,
+                                                    **({"holder": lease.holder} if lease else {})})
     flow = flow_for(job.worker)
     reporter = ProgressReporter(
         ctx, Progress(steps=flow.steps), prefix=ctx.service_config.command_prefix, interval=deps.progress_interval

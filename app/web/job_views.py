@@ -10,7 +10,7 @@ from app.domain.job import TERMINAL_STATES, Job, JobEvent, JobState
 
 # The data of an event that may be shown: states, conclusions, numbers. Anything else an event carries
 # (a question, a branch, who asked) is left out rather than trusted to be harmless.
-EVENT_DATA_SHOWN = ("state", "conclusion", "exit_code", "resumed", "interrupted_in")
+EVENT_DATA_SHOWN = ("state", "conclusion", "exit_code", "resumed", "interrupted_in", "holder", "previous_holder")
 Scalar = str | int | float | bool | None
 
 
