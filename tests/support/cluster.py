@@ -58,8 +58,8 @@ class Cluster:
     root: Path
     github: FakeGitHub
     database_url: str
-    model_url: str
-    model_key: str
+    model_url: str | None  # None, with model_key None: no model key, every run ends at once
+    model_key: str | None
     image: str
     settings: dict[str, str] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
@@ -74,9 +74,12 @@ class Cluster:
             "AGENTVINE_WEBHOOK_SECRET": SECRET, "AGENTVINE_GITHUB_API_URL": self.github.api_url,
             "AGENTVINE_GIT_URL": self.github.url, "AGENTVINE_DATA_DIR": str(data / "agentvine"),
             "AGENTVINE_DATABASE_URL": self.database_url, "AGENTVINE_SANDBOX_IMAGE": self.image,
-            "AGENTVINE_MODEL_API_URL": self.model_url, "ANTHROPIC_API_KEY": self.model_key,
             "AGENTVINE_PROGRESS_INTERVAL": "0.5", "PYTHONUNBUFFERED": "1", **self.settings, **extra,
         })
+        if self.model_key is not None:
+            env.update({"AGENTVINE_MODEL_API_URL": self.model_url or "", "ANTHROPIC_API_KEY": self.model_key})
+        else:
+            env.pop("ANTHROPIC_API_KEY", None)
         return env
 
     def _spawn(self, name: str, role: str, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, Path]:
