@@ -135,8 +135,10 @@ async def takeover(server: PostgresServer, lease_s: float, rounds: int) -> dict:
             times.append(time.monotonic() - died)
             watch.cancel()
             await b.stop()
-            for active in list(a._active.values()):  # noqa: SLF001 - what is left of A, for a clean exit
-                active.task.cancel()
+            leftovers = [active.task for active in a._active.values()]  # noqa: SLF001 - what is left of A
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
             store_a.close()
             store_b.close()
     return {"lease_s": lease_s, "poll_s": LISTEN_POLL_S, "rounds": rounds,
