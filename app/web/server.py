@@ -44,6 +44,7 @@ def make_web_app(
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise ValueError("missing settings: AGENTVINE_WEBHOOK_SECRET")
     app = web.Application(client_max_size=settings.max_body_bytes)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # /health reports its file system, inbox or not
     append = add_inbox_sink(app, settings, store)
     app.router.add_post(
         "/webhooks", make_handler(secret=settings.webhook_secret.get_secret_value(), append=append, on_stored=on_stored)
