@@ -89,8 +89,8 @@ class SQLJobStore:
             if inbox_position is not None:
                 self._run(db, "INSERT INTO inbox_progress VALUES (?,?) ON CONFLICT(segment) DO UPDATE "
                               "SET read_to=excluded.read_to", inbox_position)
-            for row in inbox_rows:
-                self._run(db, "DELETE FROM inbox WHERE id=?", (row,))
+            if inbox_rows:  # one statement: a batch's rows leave in one round trip
+                self._run(db, f"DELETE FROM inbox WHERE id IN ({','.join('?' * len(inbox_rows))})", inbox_rows)
             if any(jobs or commands for (_, jobs, commands), new in zip(batch, results) if new):
                 self._notify(db)
         return results
@@ -126,12 +126,11 @@ class SQLJobStore:
             ids = [row[0] for row in self._run(
                 db, f"SELECT id FROM inbox WHERE claimed_until IS NULL OR claimed_until < {{now}} "
                     f"ORDER BY id LIMIT ?{self._skip_locked}", (int(limit),))]
-            rows = []
-            for ident in ids:
-                rows.append(self._run(
-                    db, "UPDATE inbox SET claimed_by=?, claimed_until={now} + ? WHERE id=? "
-                        "RETURNING id, delivery_id, event, received_at, body", (holder, lease_s, ident)).fetchone())
-        return [InboxRow(id=r[0], delivery_id=r[1], event=r[2], received_at=r[3], body=bytes(r[4])) for r in rows]
+            rows = self._run(  # one statement for the batch; RETURNING's order is not the ids', hence sorted
+                db, f"UPDATE inbox SET claimed_by=?, claimed_until={{now}} + ? WHERE id IN ({','.join('?' * len(ids))}) "
+                    "RETURNING id, delivery_id, event, received_at, body", (holder, lease_s, *ids)).fetchall() if ids else []
+        return [InboxRow(id=r[0], delivery_id=r[1], event=r[2], received_at=r[3], body=bytes(r[4]))
+                for r in sorted(rows, key=lambda r: r[0])]
 
     def inbox_size(self) -> int:
         with self._read() as db:
