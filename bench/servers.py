@@ -1,5 +1,6 @@
-"""Servers the benchmarks start in their own processes: the GitHub fake, and a bare aiohttp
-handler that answers 202 (the ceiling the webhook endpoint is compared with)."""
+"""Servers the benchmarks start in their own processes: the GitHub fake, a bare aiohttp handler that
+answers 202 (the ceiling the webhook endpoint is compared with), and AgentVine's web app alone (no
+worker) over a store of either backend, settings from the environment as `agentvine serve` reads them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import tempfile
 from pathlib import Path
 
 from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's app, whatever else is installed
 
 REPO = "octo-org/hello"
 INSTALLATION = 1001
@@ -49,14 +53,44 @@ async def _fake(port: int, key_file: Path) -> None:
     await asyncio.Event().wait()
 
 
+async def _web(port: int, database_url: str | None) -> None:
+    """A web instance as on PostgreSQL (deliveries into the inbox table) or, without a URL, on SQLite
+    (into the file inbox): the webhook's path alone, as `agentvine serve` runs it."""
+    from app.assembly import tune_gc
+    from app.settings import load_settings
+    from app.store import SQLiteJobStore
+    from app.web.server import make_web_app
+
+    settings = load_settings()
+    if database_url:
+        from app.store.postgres import PostgresJobStore
+
+        store = PostgresJobStore(database_url)
+    else:
+        store = SQLiteJobStore(settings.database_path)
+    runner = web.AppRunner(make_web_app(settings, store), access_log=None)
+    await runner.setup()
+    tune_gc()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(json.dumps({"url": f"http://127.0.0.1:{port}", "backend": store.backend}), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["bare", "fake"])
+    parser.add_argument("kind", choices=["bare", "fake", "web"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--key-file", type=Path)
+    parser.add_argument("--database-url", help="web: the PostgreSQL store's (default: SQLite in the data dir)")
     args = parser.parse_args()
+    servers = {"bare": lambda: _bare(args.port), "fake": lambda: _fake(args.port, args.key_file),
+               "web": lambda: _web(args.port, args.database_url)}
     try:
-        asyncio.run(_bare(args.port) if args.kind == "bare" else _fake(args.port, args.key_file))
+        asyncio.run(servers[args.kind]())
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -37,6 +37,10 @@ LAST_TRY_S = 0.5  # the least time a try is given, even past RETRY_FOR_S: every 
 BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 NOTIFY_PAYLOAD = "inbox"
 APPLICATION_NAME = "agentvine-inbox"
+# A body (12 KB is typical) is compressed when stored; PostgreSQL's default, pglz, made the server's share of
+# a delivery cost twice what lz4's does (docs/performance.md). The rows are transient: the cheapest wins.
+# Per session, not in the schema: a server without lz4 (or before PostgreSQL 14) keeps its default.
+TOAST_COMPRESSION = "SET default_toast_compression = lz4"
 # One statement in autocommit: the rows and the notification commit together, in one round trip. Arrays
 # (not one VALUES row per delivery): the same text for any batch, which the server prepares once.
 INSERT = (
@@ -174,8 +178,16 @@ class PostgresInbox:
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(
+            conn = await psycopg.AsyncConnection.connect(
                 self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=APPLICATION_NAME)
+            try:
+                await conn.execute(TOAST_COMPRESSION)
+            except (psycopg.ProgrammingError, psycopg.DataError, psycopg.NotSupportedError) as exc:
+                log.info("bodies are compressed with the server's default (%s)", exc)
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
             self.connects += 1
         return self._conn
 
