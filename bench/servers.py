@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +38,14 @@ async def _bare(port: int) -> None:
 async def _fake(port: int, key_file: Path) -> None:
     from app.fakes.github.state import FakeGitHub
 
-    fake = FakeGitHub(data_dir=Path(tempfile.mkdtemp(prefix="bench-github-")))
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-github-"))
+    try:
+        await _serve_fake(FakeGitHub(data_dir=data_dir), port, key_file)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _serve_fake(fake, port: int, key_file: Path) -> None:  # noqa: ANN001 - the fake's FakeGitHub
     fake.add_installation(INSTALLATION, "octo-org", account_type="Organization")
     fake.add_repo(REPO, installation_id=INSTALLATION)
     fake.add_user("alice")
