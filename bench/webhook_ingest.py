@@ -12,7 +12,13 @@ the load goes on). Measured in one run on one machine:
    job's event log), for deliveries sent one at a time;
 4. how long the worker takes to import the backlog (1) left in the inbox.
 
-Each server runs in its own process. Usage: python bench/webhook_ingest.py [--quick]
+With --store postgresql, (1) and (2) also measure a web instance as on PostgreSQL, which commits each
+delivery to the database's inbox table before its 202 (app/store/pg_inbox.py), in the same alternating
+rounds: the file inbox's figure and the table's side by side. The database is --database-url's, else
+a private server started for the run (tests/support/postgres.py: fsync and synchronous_commit off, as
+for the tests; --durable-commit turns them on, so that each commit waits for its WAL on disk).
+
+Each server runs in its own process. Usage: python bench/webhook_ingest.py [--quick] [--store postgresql]
 """
 
 from __future__ import annotations
@@ -207,11 +213,68 @@ async def ack_latencies(url: str, payload: dict, count: int) -> list[float]:
     return results
 
 
+class Database:
+    """The PostgreSQL database the table's web instance writes to: the one given, or a private server's."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.server = None
+        self.url = args.database_url
+        if self.url is None:
+            from tests.support.postgres import PostgresServer
+
+            self.server = PostgresServer.start_private()
+            self.server.create_database("agentvine_bench")
+            self.url = self.server.url("agentvine_bench")
+            if args.durable_commit:
+                import psycopg
+
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                        conn.execute(f"ALTER SYSTEM SET {setting} = on")
+                    conn.execute("SELECT pg_reload_conf()")
+
+    def counts(self) -> tuple[int, int]:
+        """Rows in the inbox table, and transactions committed in the database so far."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            rows = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            return rows, conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                                      ).fetchone()[0]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+async def table_instance(args: argparse.Namespace, env: dict[str, str], work: Path, procs: list) -> tuple[str, Database]:
+    """A web instance on PostgreSQL (no worker: deliveries pile up in the table, as in the file inbox while the
+    worker is stopped); its URL."""
+    database = Database(args)
+    port = free_port()
+    procs.append(start([sys.executable, "bench/servers.py", "web", "--port", str(port), "--database-url", database.url],
+                       {**env, "AGENTVINE_DATA_DIR": str(work / "agentvine-pg")}, log=work / "agentvine-pg.log"))
+    url = f"http://127.0.0.1:{port}"
+    await wait_up(url + "/health")
+    return url, database
+
+
+def table_results(bare_rounds: list[float], ingest_rounds: list[float], table_rounds: list[float],
+                  latencies: list[float]) -> dict:
+    bare, files, table = (statistics.median(r) for r in (bare_rounds, ingest_rounds, table_rounds))
+    ms = [v * 1000 for v in latencies]
+    return {"ingest_per_s_worker_paused": round(table), "ingest_ratio": round(table / bare, 2),
+            "vs_file_inbox": round(table / files, 2), "rounds": [round(v) for v in table_rounds],
+            "p50_ms": round(pct(ms, 50), 2), "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2)}
+
+
 async def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     key_file = work / "app.pem"
     fake_port, bot_port, bare_port = free_port(), free_port(), free_port()
     # The fake stands in for GitHub, whose CPU is not ours: it runs at the lowest priority.
+    database: Database | None = None
     procs = [start(["nice", "-n", "19", sys.executable, "bench/servers.py", "fake", "--port", str(fake_port), "--key-file", str(key_file)])]
     try:
         fake = json.loads(procs[0].stdout.readline())
@@ -230,6 +293,9 @@ async def run(args: argparse.Namespace) -> dict:
         await wait_up(bare_url + "/")
         payload = labeled_issue(json.loads(EXAMPLE.read_text()), label=args.label, repo=fake["repository"],
                                 issue=fake["issue"], installation_id=1001, sender="alice")
+        table_url, database = await table_instance(args, env, work, procs) if args.store == "postgresql" else (None, None)
+        table_sender = Sender(table_url, payload) if table_url else None
+        table_before = database.counts() if database else (0, 0)
 
         # The first delivery meets a worker process that may still be starting (imports, Docker check).
         cold = (await ack_latencies(bot_url, payload, 1))[0] if args.acks else 0.0
@@ -241,12 +307,14 @@ async def run(args: argparse.Namespace) -> dict:
         await closed_loop(bare_sender, 1, args.concurrency)  # warm-up
         # (a) ingestion capacity: the worker is busy elsewhere (stopped), deliveries only pile up.
         # Rounds alternate between the two servers, so a drift of the machine hits both alike.
-        bare_rounds, ingest_rounds = [], []
+        bare_rounds, ingest_rounds, table_rounds = [], [], []
         os.kill(worker_pid, signal.SIGSTOP)
         try:
             for _ in range(args.rounds):
                 bare_rounds.append(await closed_loop(bare_sender, args.seconds / args.rounds, args.concurrency))
                 ingest_rounds.append(await closed_loop(bot_sender, args.seconds / args.rounds, args.concurrency))
+                if table_sender:
+                    table_rounds.append(await closed_loop(table_sender, args.seconds / args.rounds, args.concurrency))
         finally:
             os.kill(worker_pid, signal.SIGCONT)
         bare_rps, ingest_rps = statistics.median(bare_rounds), statistics.median(ingest_rounds)
@@ -261,6 +329,11 @@ async def run(args: argparse.Namespace) -> dict:
         bare_latencies = await open_loop(bare_sender, args.rate, args.seconds)
         ms = [v * 1000 for v in latencies]
         bare_ms = [v * 1000 for v in bare_latencies]
+        table = table_results(bare_rounds, ingest_rounds, table_rounds, await open_loop(table_sender, args.rate, args.seconds)) \
+            if table_sender else None
+        if table:
+            rows, commits = (after - before for after, before in zip(database.counts(), table_before))
+            table.update(rows_stored=rows, deliveries_per_commit=round(rows / max(commits, 1), 1))
         return {
             "client": CLIENT if CLIENT == "python" or shutil.which("wrk") else "python",
             "label": args.label,
@@ -282,7 +355,9 @@ async def run(args: argparse.Namespace) -> dict:
             "ack_first_ms": round(cold * 1000, 1),
             "ack_median_ms": round(statistics.median(ack) * 1000, 1),
             "ack_max_ms": round(max(ack) * 1000, 1),
-            "statuses": {"agentvine": bot_sender.statuses, "bare": bare_sender.statuses},
+            "statuses": {"agentvine": bot_sender.statuses, "bare": bare_sender.statuses,
+                         **({"postgresql": table_sender.statuses} if table_sender else {})},
+            **({"postgresql": table} if table else {}),
         }
     finally:
         for proc in reversed(procs):  # AgentVine before the fake it talks to
@@ -292,6 +367,8 @@ async def run(args: argparse.Namespace) -> dict:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if database is not None:
+            database.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -304,6 +381,11 @@ def main() -> None:
     parser.add_argument("--acks", type=int, default=20)
     parser.add_argument("--label", default="agentvine:bugfix", help="'bug' measures ingestion alone (no job starts)")
     parser.add_argument("--quick", action="store_true", help="short run, for a smoke test")
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="postgresql: also measure a web instance that writes the PostgreSQL inbox table")
+    parser.add_argument("--database-url", help="--store postgresql: this database (default: a private server)")
+    parser.add_argument("--durable-commit", action="store_true",
+                        help="the private server with fsync and synchronous_commit on (its commits wait for the disk)")
     parser.add_argument("--client", choices=["wrk", "python"], default="wrk",
                         help="closed-loop load generator (python: aiohttp, which caps the bare ceiling)")
     args = parser.parse_args()

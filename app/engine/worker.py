@@ -16,7 +16,7 @@ from app.agent.egress import EgressProxy
 from app.engine.queue import QueueWatch
 from app.agent.gateway import ModelGateway
 from app.github.client import GitHubClients
-from app.intake.ingest import InboxImporter
+from app.intake.ingest import make_importer
 from app.domain.intents import JobCommand
 from app.domain.job import Job, JobState
 from app.pipeline.acknowledge import acknowledge
@@ -51,8 +51,10 @@ class Worker:
         self.clients: GitHubClients | None = None
         self.run_deps = RunDeps(gateway=None, progress_interval=settings.progress_interval)
         self._housekeeper: asyncio.Task[None] | None = None
-        self.importer = InboxImporter(settings.inbox_path, store, command_prefix=config.command_prefix,
-                                      label_prefix=config.label_prefix)
+        identity = WorkerIdentity.new(settings.worker_name, settings.lease_seconds)
+        # The file inbox beside the web process, or (PostgreSQL) the inbox table every web instance writes.
+        self.importer = make_importer(store, settings.inbox_path, holder=identity.holder,
+                                      command_prefix=config.command_prefix, label_prefix=config.label_prefix)
         self.dispatcher = Dispatcher(
             store,
             [
@@ -73,7 +75,7 @@ class Worker:
             poll_interval=poll_interval,
             # A run that a restart interrupted, or a dead worker left, starts again from the default branch.
             interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
-            identity=WorkerIdentity.new(settings.worker_name, settings.lease_seconds),
+            identity=identity,
         )
         self.queue = QueueWatch(self.dispatcher, store, self._redraw, interval=settings.progress_interval)
         self.commands = CommandHandler(self.context, store, config, cancel_running=self._cancel_running)

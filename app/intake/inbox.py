@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.store.base import encode_names
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"AVD1"
@@ -51,13 +53,8 @@ def segments(directory: Path) -> list[Path]:
 
 
 def encode_record(delivery_id: str, event: str, body: bytes, received_at: float) -> list[bytes]:
-    """The buffers of one record. Raises ValueError for one that cannot be stored: a name that is
-    not valid Unicode text (aiohttp hands a non-UTF-8 header byte over as a lone surrogate, which
-    does not encode) or too long for the header's fields. The web process refuses such headers
-    first (app/web/webhook.py); this is what keeps a record that got past it out of the file."""
-    ident, name = delivery_id.encode(), event.encode()  # UnicodeEncodeError is a ValueError
-    if len(ident) > 0xFFFF or len(name) > 0xFFFF or len(body) > 0xFFFFFFFF:
-        raise ValueError("delivery id, event name or body too long for an inbox record")
+    """The buffers of one record. Raises ValueError for one that cannot be stored (encode_names)."""
+    ident, name = encode_names(delivery_id, event, body)
     return [HEADER.pack(MAGIC, len(body), len(ident), len(name), received_at), ident, name, body]
 
 

@@ -1,22 +1,31 @@
 """From the inbox into the store: each delivery is parsed, routed, and recorded with the jobs
 and commands it asks for. Runs in the worker, so the webhook's 202 never waits for it.
 
-Records are imported in batches, one transaction each, which also moves the inbox position:
-a crash between two batches imports nothing twice, and the deliveries table's primary key
-makes a redelivery by GitHub (same X-GitHub-Delivery) start nothing a second time."""
+Two sources, one way of importing (Importer): the file inbox of the web process beside the worker
+(InboxImporter), and the PostgreSQL inbox table that web instances on any machine write (TableImporter,
+which workers on any machine claim rows of). make_importer picks the one for the store.
+
+Deliveries are imported in batches, one transaction each, which also moves the file inbox's position
+or deletes the table's rows: a crash between two batches imports nothing twice, and the deliveries
+table's primary key makes a redelivery by GitHub (same X-GitHub-Delivery) start nothing a second time."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import logging
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from gidgethub import sansio
 
 from app import metrics
-from app.intake.inbox import InboxCorrupt, InboxRecord, read_records, segments
+from app.intake.inbox import InboxCorrupt, read_records, segments
 from app.domain.intents import JobCommand, StartJob
 from app.domain.job import Delivery, Job
 from app.intake.routing import RouteContext, route
@@ -26,6 +35,7 @@ from app.store.base import DeliveryRecord, JobStore
 log = logging.getLogger(__name__)
 
 BATCH = 256  # deliveries per transaction
+INBOX_LEASE_S = 60.0  # a claim on rows of the inbox table: a worker that dies with them leaves them to others then
 OUTCOME_BAD_SHAPE = "rejected: unexpected payload shape: {error}"
 # The delivery page is public to whoever knows the id: the error's text stays in the service log.
 OUTCOME_FAILED = "failed: {error}; the service log has the details (the body is kept in the inbox's rejected/ folder)"
@@ -42,7 +52,20 @@ class RejectedDelivery(ValueError):
     pass
 
 
-async def interpret(record: InboxRecord, ctx: RouteContext) -> DeliveryRecord:
+class RawDelivery(Protocol):
+    """A delivery as GitHub sent it: a file inbox's InboxRecord, or a row of the inbox table (InboxRow)."""
+
+    @property
+    def delivery_id(self) -> str: ...
+    @property
+    def event(self) -> str: ...
+    @property
+    def received_at(self) -> float: ...
+    @property
+    def body(self) -> bytes: ...
+
+
+async def interpret(record: RawDelivery, ctx: RouteContext) -> DeliveryRecord:
     """The delivery, and the jobs and commands it asks for. Raises RejectedDelivery for a payload
     the web process let through (signed, a JSON object) that is not shaped as GitHub documents."""
     delivery = Delivery(id=record.delivery_id, event=record.event, received_at=record.received_at, outcome=OUTCOME_IGNORED)
@@ -73,59 +96,35 @@ def outcome_kind(delivery: Delivery, jobs: list[Job], commands: list[JobCommand]
     return "replayed" if delivery.outcome.startswith(OUTCOME_REPLAYED.split("{", 1)[0]) else "ignored"
 
 
-class InboxImporter:
+class Importer:
+    """What both sources share: a batch of deliveries interpreted, replays refused, recorded in one
+    transaction with how far the source got, and counted. A source says how it reads (`_import`)."""
+
     def __init__(self, directory: Path, store: JobStore, *, command_prefix: str, label_prefix: str) -> None:
-        self._directory = directory
+        self._directory = directory  # rejected bodies are kept in its rejected/ folder
         self._store = store
         self._prefixes = {"command_prefix": command_prefix, "label_prefix": label_prefix}
         self._lock = asyncio.Lock()
 
     async def import_new(self, limit: int = 4 * BATCH) -> int:
-        """Import up to `limit` new deliveries; how many were stored (duplicates not counted)."""
+        """Import up to about `limit` new deliveries; how many were stored (duplicates not counted)."""
         async with self._lock:  # the dispatcher's pass and a test may both ask
-            stored = 0
-            found = segments(self._directory) if self._directory.exists() else []
-            for index, path in enumerate(found):
-                complete = index < len(found) - 1  # the writer only ever appends to the newest
-                try:
-                    stored += await self._import_segment(path, complete, limit - stored)
-                except InboxCorrupt as exc:
-                    log.error("inbox segment set aside for inspection: %s", exc)
-                    path.rename(path.with_suffix(".corrupt"))
-                    self._store.forget_inbox_segment(path.name)
-                if stored >= limit:
-                    break
-            return stored
+            return await self._import(limit)
 
-    async def _import_segment(self, path: Path, complete: bool, limit: int) -> int:
-        offset = self._store.inbox_offset(path.name)
-        stored = 0
-        batch: list[DeliveryRecord] = []
-        end = offset
+    async def _import(self, limit: int) -> int:
+        raise NotImplementedError
+
+    async def _import_batch(self, records: Sequence[RawDelivery], **where: Any) -> int:
+        """Store the deliveries with `where` (record_deliveries' inbox_position or inbox_rows); how many
+        were new (not redeliveries)."""
         seen: dict[str, str] = {}  # body digest -> delivery id, within this batch
-        for record in read_records(path, offset, complete=complete):
-            batch.append(self._unless_replayed(record, await self._interpret(record), seen))
-            end = record.end
-            if len(batch) >= BATCH:
-                stored += self._record(batch, (path.name, end))
-                batch = []
-                if stored >= limit:
-                    return stored
-        if batch:
-            stored += self._record(batch, (path.name, end))
-        if complete:  # everything in it is in the store now
-            path.unlink()
-            self._store.forget_inbox_segment(path.name)
-        return stored
-
-    def _record(self, batch: list[DeliveryRecord], position: tuple[str, int]) -> int:
-        """Store the batch with the inbox position after it; how many were new (not redeliveries)."""
-        stored = self._store.record_deliveries(batch, inbox_position=position)
+        batch = [self._unless_replayed(record, await self._interpret(record), seen) for record in records]
+        stored = self._store.record_deliveries(batch, **where)
         for (delivery, jobs, commands), new in zip(batch, stored):
             metrics.delivery_imported(delivery.event, outcome_kind(delivery, jobs, commands) if new else "duplicate")
         return sum(stored)
 
-    def _unless_replayed(self, record: InboxRecord, interpreted: DeliveryRecord, seen: dict[str, str]) -> DeliveryRecord:
+    def _unless_replayed(self, record: RawDelivery, interpreted: DeliveryRecord, seen: dict[str, str]) -> DeliveryRecord:
         """A signed body that already started work, sent again under a fresh delivery id, starts nothing:
         the signature proves who made the body, not when (anyone who saw it once could replay it)."""
         delivery, jobs, commands = interpreted
@@ -140,19 +139,90 @@ class InboxImporter:
         delivery.body_sha256 = digest
         return delivery, jobs, commands
 
-    async def _interpret(self, record: InboxRecord) -> DeliveryRecord:
+    async def _interpret(self, record: RawDelivery) -> DeliveryRecord:
         try:
             return await interpret(record, RouteContext(**self._prefixes))
         except Exception as exc:  # one bad delivery must not hold up the ones behind it
             outcome = str(exc) if isinstance(exc, RejectedDelivery) else OUTCOME_FAILED.format(error=type(exc).__name__)
-            log.warning("delivery %s (%s) %s", record.delivery_id, record.event, outcome, exc_info=not isinstance(exc, RejectedDelivery))
-            self._keep_rejected(record)
+            log.warning("delivery %s (%s) %s; the body is kept in %s", record.delivery_id, record.event, outcome,
+                        self._keep_rejected(record), exc_info=not isinstance(exc, RejectedDelivery))
             delivery = Delivery(id=record.delivery_id, event=record.event, received_at=record.received_at, outcome=outcome)
             return delivery, [], []
 
-    def _keep_rejected(self, record: InboxRecord) -> None:
+    def _keep_rejected(self, record: RawDelivery) -> Path:
         """Nothing is lost: the body stays, to be looked at or replayed once the cause is fixed."""
         folder = self._directory / "rejected"
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)  # a worker of the inbox table may have no file inbox
         # Neither name is used as it came: the file stays in rejected/, whatever a record says.
-        (folder / f"{_safe_name(record.delivery_id)}.{_safe_name(record.event)}.json").write_bytes(record.body)
+        path = folder / f"{_safe_name(record.delivery_id)}.{_safe_name(record.event)}.json"
+        path.write_bytes(record.body)
+        return path
+
+
+class InboxImporter(Importer):
+    """The file inbox (app/intake/inbox.py): segments oldest first, each from the position stored for it."""
+
+    async def _import(self, limit: int) -> int:
+        stored = 0
+        found = segments(self._directory) if self._directory.exists() else []
+        for index, path in enumerate(found):
+            complete = index < len(found) - 1  # the writer only ever appends to the newest
+            try:
+                stored += await self._import_segment(path, complete, limit - stored)
+            except InboxCorrupt as exc:
+                log.error("inbox segment set aside for inspection: %s", exc)
+                path.rename(path.with_suffix(".corrupt"))
+                self._store.forget_inbox_segment(path.name)
+            if stored >= limit:
+                break
+        return stored
+
+    async def _import_segment(self, path: Path, complete: bool, limit: int) -> int:
+        stored = 0
+        for batch in _chunks(read_records(path, self._store.inbox_offset(path.name), complete=complete), BATCH):
+            stored += await self._import_batch(batch, inbox_position=(path.name, batch[-1].end))
+            if stored >= limit:
+                return stored
+        if complete:  # everything in it is in the store now
+            path.unlink()
+            self._store.forget_inbox_segment(path.name)
+        return stored
+
+
+class TableImporter(Importer):
+    """The PostgreSQL inbox table (app/store/pg_inbox.py): rows claimed for `holder`, so that several
+    workers import disjoint rows; a batch's rows leave the table in the transaction that records them."""
+
+    def __init__(self, directory: Path, store: JobStore, *, holder: str, lease_s: float = INBOX_LEASE_S,
+                 **prefixes: str) -> None:
+        super().__init__(directory, store, **prefixes)
+        self._holder = holder
+        self._lease_s = lease_s
+
+    async def _import(self, limit: int) -> int:
+        stored = taken = 0
+        while taken < limit:
+            rows = self._store.claim_inbox(self._holder, self._lease_s, min(BATCH, limit - taken))
+            if not rows:
+                break
+            taken += len(rows)
+            stored += await self._import_batch(rows, inbox_rows=[row.id for row in rows])
+        return stored
+
+
+def make_importer(store: JobStore, directory: Path, *, holder: str | None = None, **prefixes: str) -> Importer:
+    """The importer for the store: of the inbox table on PostgreSQL (where the web instances write), else
+    of the file inbox in `directory`. `holder` names this worker's claims (default: host and pid);
+    `prefixes` are command_prefix and label_prefix. Rejected bodies are kept under `directory` either way."""
+    if store.backend == "postgresql":
+        return TableImporter(directory, store, holder=holder or f"{socket.gethostname()}:{os.getpid()}", **prefixes)
+    return InboxImporter(directory, store, **prefixes)
+
+
+T = TypeVar("T")
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    rest = iter(items)
+    while chunk := list(islice(rest, size)):
+        yield chunk

@@ -93,6 +93,22 @@ class InboxRow:
     body: bytes
 
 
+# What either inbox (the web's files, the PostgreSQL table) holds of one delivery, at most.
+MAX_NAME_BYTES = 0xFFFF  # a delivery id or an event name: the file record's header field
+MAX_BODY_BYTES = 0xFFFFFFFF
+
+
+def encode_names(delivery_id: str, event: str, body: bytes) -> tuple[bytes, bytes]:
+    """The delivery id and event name as UTF-8. ValueError for a delivery that no inbox can store: a name
+    that is not valid Unicode text (aiohttp hands a non-UTF-8 header byte over as a lone surrogate, which
+    does not encode), or one too long. The web process refuses such headers first (app/web/webhook.py);
+    this is what keeps a record that got past it out of the inbox."""
+    ident, name = delivery_id.encode(), event.encode()  # UnicodeEncodeError is a ValueError
+    if len(ident) > MAX_NAME_BYTES or len(name) > MAX_NAME_BYTES or len(body) > MAX_BODY_BYTES:
+        raise ValueError("delivery id, event name or body too long for an inbox record")
+    return ident, name
+
+
 class JobStore(Protocol):
     backend: str  # "sqlite" or "postgresql"
 

@@ -33,12 +33,11 @@ class ClaimQueries:
             ids = [row[0] for row in self._run(
                 db, f"SELECT id FROM inbox WHERE claimed_until IS NULL OR claimed_until < {{now}} "
                     f"ORDER BY id LIMIT ?{self._skip_locked}", (int(limit),))]
-            rows = []
-            for ident in ids:
-                rows.append(self._run(
-                    db, "UPDATE inbox SET claimed_by=?, claimed_until={now} + ? WHERE id=? "
-                        "RETURNING id, delivery_id, event, received_at, body", (holder, lease_s, ident)).fetchone())
-        return [InboxRow(id=r[0], delivery_id=r[1], event=r[2], received_at=r[3], body=bytes(r[4])) for r in rows]
+            rows = self._run(  # one statement for the batch; RETURNING's order is not the ids', hence sorted
+                db, f"UPDATE inbox SET claimed_by=?, claimed_until={{now}} + ? WHERE id IN ({','.join('?' * len(ids))}) "
+                    "RETURNING id, delivery_id, event, received_at, body", (holder, lease_s, *ids)).fetchall() if ids else []
+        return [InboxRow(id=r[0], delivery_id=r[1], event=r[2], received_at=r[3], body=bytes(r[4]))
+                for r in sorted(rows, key=lambda r: r[0])]
 
     def claim_jobs(self, stage: StageClaim, holder: str, home: str, *, limit: int,
                    lease_s: float) -> list[Claimed]:

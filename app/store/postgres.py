@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "agentvine_work"  # NOTIFY'd when a transaction made work another process may take
 CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 10  # a call waits this long for a connection, then fails (the caller retries later)
+HEALTH_TIMEOUT_S = 2  # /health says "unreachable" sooner than a store call would give up
 LISTEN_BACKOFF_S = (0.5, 1, 2, 5, 10)
 _MIGRATION_LOCK = 0x61677631  # "agv1": one migrating process at a time
 
@@ -106,7 +107,7 @@ class PostgresJobStore(SQLJobStore):
 
     def healthy(self) -> bool:
         try:
-            with self._read() as db:
+            with self._pool.connection(timeout=HEALTH_TIMEOUT_S) as db:
                 return db.execute("SELECT 1").fetchone() == (1,)
         except (psycopg.Error, Exception):  # noqa: BLE001 - the pool's timeout too: unreachable is unhealthy
             return False

@@ -87,8 +87,8 @@ class SQLJobStore(ClaimQueries):
             if inbox_position is not None:
                 self._run(db, "INSERT INTO inbox_progress VALUES (?,?) ON CONFLICT(segment) DO UPDATE "
                               "SET read_to=excluded.read_to", inbox_position)
-            for row in inbox_rows:
-                self._run(db, "DELETE FROM inbox WHERE id=?", (row,))
+            if inbox_rows:  # one statement: a batch's rows leave in one round trip
+                self._run(db, f"DELETE FROM inbox WHERE id IN ({','.join('?' * len(inbox_rows))})", inbox_rows)
             if any(jobs or commands for (_, jobs, commands), new in zip(batch, results) if new):
                 self._notify(db)
         return results

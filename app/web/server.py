@@ -1,21 +1,26 @@
 """The HTTP side: POST /webhooks, GET /health, GET /deliveries/{id}, GET /metrics, and the job views
-(app/web/jobs.py). It appends to the inbox and reads the store; the worker (in this process or another) does
-everything that talks to GitHub."""
+(app/web/jobs.py). It appends to the inbox (app/web/inbox_sink.py) and reads the store; the worker (in this
+process or another) does everything that talks to GitHub."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable
 
 from aiohttp import web
 
-from app.intake.inbox import InboxWriter
 from app.settings import Settings
 from app.store.base import JobStore
+from app.web.inbox_sink import add_inbox_sink
 from app.web.jobs import add_job_routes
 from app.web.live import LiveOptions
 from app.web.metrics import add_metrics_route
 from app.web.webhook import make_handler
+
+
+HEALTH_STORE_DOWN = "store unavailable"
+HEALTH_WORKER_DOWN = "worker not running"
 
 
 def _disk(settings: Settings) -> dict[str, int]:
@@ -39,22 +44,22 @@ def make_web_app(
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise ValueError("missing settings: AGENTVINE_WEBHOOK_SECRET")
     app = web.Application(client_max_size=settings.max_body_bytes)
-    inbox = InboxWriter(settings.inbox_path)
-
-    async def close_inbox(_app: web.Application) -> None:
-        inbox.close()
-
-    app.on_cleanup.append(close_inbox)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # /health reports its file system, inbox or not
+    append = add_inbox_sink(app, settings, store)
     app.router.add_post(
-        "/webhooks", make_handler(secret=settings.webhook_secret.get_secret_value(), inbox=inbox, on_stored=on_stored)
+        "/webhooks", make_handler(secret=settings.webhook_secret.get_secret_value(), append=append, on_stored=on_stored)
     )
 
     async def health(_request: web.Request) -> web.Response:
-        if not store.healthy():
-            return web.json_response({"status": "store unavailable"}, status=503)
+        # In a thread: a database that does not answer must not hold up the webhooks meanwhile.
+        reachable = await asyncio.to_thread(store.healthy)
+        about_store = {"backend": store.backend, "reachable": reachable}
+        if not reachable:
+            return web.json_response({"status": HEALTH_STORE_DOWN, "store": about_store}, status=503)
         if not worker_alive():
-            return web.json_response({"status": "worker not running"}, status=503)
-        return web.json_response({"status": "ok", "worker_pid": worker_pid(), "data_dir": _disk(settings)})
+            return web.json_response({"status": HEALTH_WORKER_DOWN, "store": about_store}, status=503)
+        return web.json_response({"status": "ok", "worker_pid": worker_pid(), "data_dir": _disk(settings),
+                                  "store": about_store})
 
     async def delivery_page(request: web.Request) -> web.Response:
         """What became of a delivery: 404 until the worker has taken it from the inbox."""

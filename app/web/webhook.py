@@ -1,5 +1,6 @@
 """POST /webhooks: verify, validate, append to the inbox, answer 202. Nothing slow happens here:
-no GitHub API call, no database; the worker interprets the delivery (app/intake/ingest.py)."""
+no GitHub API call, no parsing; the worker interprets the delivery (app/intake/ingest.py). The inbox
+is the file inbox beside the worker, or the PostgreSQL inbox table (app/web/inbox_sink.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from aiohttp import web
 from gidgethub import ValidationFailure, sansio
 
 from app import metrics
-from app.intake.inbox import GroupAppend, InboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,11 @@ DELIVERY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 EVENT_NAME = re.compile(r"[a-z_]{1,64}", re.ASCII)
 # What each answer means, for agentvine_webhook_deliveries_total (a 200 is a ping's pong or a duplicate).
 OUTCOMES = {202: "accepted", 400: "bad_request", 401: "bad_signature", 413: "too_large", 503: "not_stored"}
+NOT_STORED = "the delivery could not be stored; GitHub may redeliver it"
+
+# Stores one delivery (delivery_id, event, body, received_at) durably, returning once it is: ValueError
+# for one that can never be stored (400), OSError when it is not stored now (503; a redelivery may be).
+Append = Callable[[str, str, bytes, float], Awaitable[None]]
 
 
 def _json(status: int, data: dict) -> web.Response:
@@ -83,14 +88,13 @@ def _counted(receive: Handler) -> Handler:
     return handle
 
 
-def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], None]) -> Handler:
+def make_handler(*, secret: str, append: Append, on_stored: Callable[[], None]) -> Handler:
     if not secret:
         raise ValueError("a webhook secret is mandatory")
     is_json_object = JsonObjectCheck()
     # A fast answer for redeliveries seen lately; the store's primary key is what makes
     # de-duplication durable (a redelivery after a restart is imported as nothing).
     recent: OrderedDict[str, None] = OrderedDict()
-    append = GroupAppend(inbox)
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()  # aiohttp answers 413 past client_max_size
@@ -126,7 +130,7 @@ def make_handler(*, secret: str, inbox: InboxWriter, on_stored: Callable[[], Non
             return _error(400, f"the delivery cannot be stored: {exc}")
         except OSError as exc:
             log.error("delivery %s (%s) could not be stored: %s", delivery_id, event, exc)
-            return _error(503, "the delivery could not be stored; GitHub may redeliver it")
+            return _error(503, NOT_STORED)
         recent[delivery_id] = None
         if len(recent) > RECENT_DELIVERIES:
             recent.popitem(last=False)

@@ -170,3 +170,12 @@ def test_a_rejected_record_with_a_hostile_event_name_stays_inside_rejected(tmp_p
     assert not list(tmp_path.rglob("escaped*"))
     (kept,) = (tmp_path / "inbox" / "rejected").iterdir()
     assert kept.read_bytes() == b'[1]' and "/" not in kept.name and ".." not in kept.name
+
+
+async def test_the_importer_for_sqlite_reads_the_file_inbox(tmp_path, store):
+    from app.intake.ingest import make_importer
+
+    imported = make_importer(store, tmp_path / "inbox", holder="w:1", command_prefix="/agentvine", label_prefix="agentvine:")
+    assert isinstance(imported, InboxImporter)
+    InboxWriter(tmp_path / "inbox").append_many([("d1", "issues", labeled(), 0.0)])
+    assert await imported.import_new() == 1 and len(store.delivery_jobs("d1")) == 1

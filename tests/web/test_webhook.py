@@ -181,12 +181,15 @@ async def test_ping_is_200(service):
 async def test_health(service):
     response = await service.client.get("/health")
     assert response.status == 200
+    assert (await response.json())["store"] == {"backend": "sqlite", "reachable": True}
     disk = (await response.json())["data_dir"]
     assert 0 < disk["free_bytes"] <= disk["total_bytes"] and disk["job_folders"] == 0
     (service.settings.jobs_dir / "leftover").mkdir(parents=True)
     assert (await (await service.client.get("/health")).json())["data_dir"]["job_folders"] == 1
     service.store.close()
-    assert (await service.client.get("/health")).status == 503
+    response = await service.client.get("/health")
+    assert response.status == 503
+    assert await response.json() == {"status": "store unavailable", "store": {"backend": "sqlite", "reachable": False}}
 
 
 def test_a_webhook_secret_is_mandatory(tmp_path, app_private_key):
