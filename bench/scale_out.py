@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,14 +64,14 @@ async def ack_latency(server: PostgresServer, workers: int, singles: int, burst:
                 for n in range(singles + 1):
                     number = github.add_issue(REPO, title=f"single {n}", user="alice")["number"]
                     sent = time.time()
-                    await cluster.deliver(web, number, delivery_id=f"s-{workers}-{n}")
+                    await cluster.deliver(web, number, delivery_id=str(uuid.uuid4()))
                     job = await until(lambda: _job_for(store, number), 30, "imported", interval=0.005)
                     at = await until(lambda: acknowledged_at(store, job.id), 30, "acknowledged", interval=0.005)
                     if n:  # the first warms up connections and caches
                         singles_s.append(at - sent)
                 numbers = [github.add_issue(REPO, title=f"burst {n}", user="alice")["number"] for n in range(burst)]
                 sent = time.time()
-                await asyncio.gather(*(cluster.deliver(web, number, delivery_id=f"b-{workers}-{number}")
+                await asyncio.gather(*(cluster.deliver(web, number, delivery_id=str(uuid.uuid4()))
                                        for number in numbers))
                 jobs = await until(lambda: all(_job_for(store, n) for n in numbers) and [_job_for(store, n) for n in numbers],
                                    120, "the burst imported", interval=0.05)

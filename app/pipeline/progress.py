@@ -13,6 +13,7 @@ import time
 
 from app.pipeline.present import render
 from app.domain.job import Job, JobState
+from app.domain.lease import LeaseLost
 from app.pipeline.context import JobContext
 from app.pipeline.present.render import Progress
 
@@ -51,6 +52,8 @@ class ProgressReporter:
         await asyncio.sleep(max(0.0, self._last_sent + self._interval - time.monotonic()))
         try:
             await self.send()
+        except LeaseLost:
+            pass  # the job is another worker's now: the dispatcher has said so, and stops the stage
         except Exception:
             log.warning("progress edit for job %s failed; the next one retries", self._ctx.job.id, exc_info=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import uuid
 
 import pytest
 
@@ -50,7 +51,9 @@ def pulls_for(github, branch: str) -> list[dict]:
 async def test_two_web_instances_and_two_workers_share_one_postgres(tmp_path, pg_url, sandbox_image, docker_client,
                                                                     extra_engine, extra_sandbox_image):
     model = FakeModelAPI(respond=respond)
-    async with running_fake(tmp_path) as github, serve_fake_model_api(model) as running_model:
+    hosts = {"machine-a": "127.0.0.2", "machine-b": "127.0.0.3"}  # how the fake tells the workers apart
+    async with running_fake(tmp_path, also_on=tuple(hosts.values())) as github, \
+            serve_fake_model_api(model) as running_model:
         arrange_github(github)
         cluster = Cluster(tmp_path, github, pg_url, running_model.url, model.api_key, sandbox_image, settings={
             "AGENTVINE_LEASE_SECONDS": str(LEASE_S), "AGENTVINE_MAX_CONCURRENT_JOBS": "3",
@@ -59,16 +62,16 @@ async def test_two_web_instances_and_two_workers_share_one_postgres(tmp_path, pg
         engines = {"machine-a": (None, docker_client), "machine-b": (extra_engine.docker_host, extra_engine.client())}
         try:
             webs = [await cluster.start_web("web1"), await cluster.start_web("web2")]
-            workers = {name: cluster.start_worker(name, host) for name, (host, _) in engines.items()}
+            workers = {name: cluster.start_worker(name, host, hosts[name]) for name, (host, _) in engines.items()}
 
             # --- 20 issues over both web instances, 6 redelivered to the other one --------------------
             issues = [github.add_issue(REPO, title=f"Add x number {n}", user="alice")["number"] for n in range(JOBS)]
-            bodies = {}
+            bodies, ids = {}, {number: str(uuid.uuid4()) for number in issues}
             for i, number in enumerate(issues):
-                status, bodies[number] = await cluster.deliver(webs[i % 2], number, delivery_id=f"d-{number}")
+                status, bodies[number] = await cluster.deliver(webs[i % 2], number, delivery_id=ids[number])
                 assert status == 202
             for i, number in enumerate(issues[:6]):
-                status, _ = await cluster.deliver(webs[(i + 1) % 2], number, delivery_id=f"d-{number}",
+                status, _ = await cluster.deliver(webs[(i + 1) % 2], number, delivery_id=ids[number],
                                                   body=bodies[number])
                 assert status == 202
             jobs = await until(lambda: _all_ended(store, JOBS), 600, "20 jobs ended")
@@ -78,6 +81,7 @@ async def test_two_web_instances_and_two_workers_share_one_postgres(tmp_path, pg
             assert len({j.outcome.pr_number for j in jobs}) == JOBS
             holders = [e.data["holder"] for j in jobs for e in store.events(j.id) if e.kind == "started"]
             assert len(holders) == JOBS and {h.split(":")[0] for h in holders} == set(engines)  # both worked
+            assert {_machine(hosts, host) for _, _, _, host in github.writes} >= set(engines)  # and published
 
             # --- kill -9 the worker running a job: the other takes it over -----------------------------
             job, holder = await _slow_job_running(cluster, github, store, webs[0], engines)
@@ -96,7 +100,7 @@ async def test_two_web_instances_and_two_workers_share_one_postgres(tmp_path, pg
             assert texts.INTERRUPTED_TAKEN_OVER in tracking
             engine = engines[victim.name][1]
             assert job_containers(engine, job.id), "the dead worker's container is still on its machine"
-            workers[victim.name] = cluster.start_worker(victim.name, engines[victim.name][0])  # its machine again
+            workers[victim.name] = cluster.start_worker(victim.name, engines[victim.name][0], hosts[victim.name])
             await until(lambda: not job_containers(engine, job.id), 60, "its machine's janitor removed the container")
 
             # --- SIGSTOP a worker past its lease: once awake it publishes nothing ----------------------
@@ -106,6 +110,7 @@ async def test_two_web_instances_and_two_workers_share_one_postgres(tmp_path, pg
             paused.kill(signal.SIGSTOP)
             await until(lambda: any(e.kind == "recovered" for e in store.events(job.id)), 60, "another took it over")
             events_before = len(store.events(job.id))
+            woke = time.time()
             paused.kill(signal.SIGCONT)
             await until(lambda: not job_containers(engine, job.id), 60, "the paused worker stopped its container")
             done = await until(lambda: (j := store.get_job(job.id)).terminal and j, 300, "the job ends")
@@ -113,10 +118,12 @@ async def test_two_web_instances_and_two_workers_share_one_postgres(tmp_path, pg
             later = store.events(job.id)[events_before:]
             assert not [e for e in later if e.data.get("holder") == holder]
             assert "the lease is lost" in paused.output()
+            # Nothing at all reached GitHub from the paused worker once it woke: no comment, no check run, no push.
+            assert [w for w in github.writes if w[0] >= woke and _machine(hosts, w[3]) == paused.name] == []
 
             # --- kill -9 a web instance right after its 202: the delivery is still imported ------------
             number = github.add_issue(REPO, title="Add x, after the web died", user="alice")["number"]
-            status, _ = await cluster.deliver(webs[1], number, delivery_id="d-web-died")
+            status, _ = await cluster.deliver(webs[1], number, delivery_id=str(uuid.uuid4()))
             webs[1].kill()
             assert status == 202
             job = await until(lambda: next((j for j in store.list_jobs() if j.issue_number == number), None), 60,
@@ -129,6 +136,10 @@ async def test_two_web_instances_and_two_workers_share_one_postgres(tmp_path, pg
             store.close()
 
 
+def _machine(hosts: dict[str, str], host_header: str) -> str | None:
+    return next((name for name, address in hosts.items() if host_header.split(":")[0] == address), None)
+
+
 def _all_ended(store, count: int):
     jobs = store.list_jobs()
     return jobs if len(jobs) >= count and all(j.terminal for j in jobs) else None
@@ -137,7 +148,7 @@ def _all_ended(store, count: int):
 async def _slow_job_running(cluster: Cluster, github, store, web: Instance, engines: dict):
     """A job whose model thinks a while, running in its sandbox: the job, and its lease's holder."""
     number = github.add_issue(REPO, title=f"Add x, {SLOW}", body=SLOW, user="alice")["number"]
-    status, _ = await cluster.deliver(web, number, delivery_id=f"d-slow-{number}")
+    status, _ = await cluster.deliver(web, number, delivery_id=str(uuid.uuid4()))
     assert status == 202
     job = await until(lambda: next((j for j in store.list_jobs([JobState.RUNNING]) if j.issue_number == number), None),
                       120, "the slow job runs")

@@ -66,8 +66,8 @@ class Cluster:
     events: int = 0
 
     def _env(self, name: str, **extra: str) -> dict[str, str]:
+        (self.root / name).mkdir(parents=True, exist_ok=True)
         data = reachable_by_host_git(self.root / name)
-        data.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update({
             "AGENTVINE_APP_ID": str(self.github.app_id), "AGENTVINE_PRIVATE_KEY": self.github.private_key_pem,
@@ -107,12 +107,16 @@ class Cluster:
                     raise AssertionError(f"web instance {name} did not start:\n{instance.output()[-3000:]}")
                 await asyncio.sleep(0.2)
 
-    def start_worker(self, name: str, docker_host: str | None = None) -> Instance:
+    def start_worker(self, name: str, docker_host: str | None = None, github_host: str | None = None) -> Instance:
         """A worker on machine `name` (its data directory and engine); another with the same name is that
-        machine's worker started again."""
+        machine's worker started again. `github_host`: the loopback address it reaches the fake at
+        (running_fake's `also_on`), which tells its requests apart in `github.writes`."""
         extra = {"AGENTVINE_WORKER_NAME": name}
         if docker_host:
             extra["DOCKER_HOST"] = docker_host
+        if github_host:
+            extra["AGENTVINE_GITHUB_API_URL"] = self.github.api_url.replace("127.0.0.1", github_host, 1)
+            extra["AGENTVINE_GIT_URL"] = self.github.url.replace("127.0.0.1", github_host, 1)
         process, log = self._spawn(name, "worker", self._env(name, **extra))
         instance = Instance(name, "worker", process, log)
         self.instances.append(instance)

@@ -52,6 +52,8 @@ def make_app(fake: "FakeGitHub") -> web.Application:
     app[FAKE_KEY] = fake
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD") and not request.path.endswith("/git-upload-pack"):
+            fake.writes.append((time.time(), request.method, request.path, request.host))
         if git_http.is_git_path(request.path):
             return await git_http.handle(fake, request)
         if fake.api_prefix:  # GitHub Enterprise Server: the REST API under /api/v3, git at the root

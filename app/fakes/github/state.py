@@ -153,6 +153,8 @@ class FakeGitHub:
         self.calls: list[RecordedCall] = []
         self.git_calls: list[RecordedCall] = []
         self.violations: list[str] = []
+        # Every request that is not a read (REST and git pushes): (time, method, path, Host header).
+        self.writes: list[tuple[float, str, str, str]] = []
         self.git_errors: list[str] = []  # stderr of failed `git http-backend` runs
         self.tokens = TokenStore()
         self.faults: list[Fault] = []

@@ -21,10 +21,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextlib.asynccontextmanager
 async def running_fake(tmp_path: Path, *, host: str = "127.0.0.1", port: int | None = None,
-                       **kwargs: Any) -> AsyncIterator[FakeGitHub]:
+                       also_on: tuple[str, ...] = (), **kwargs: Any) -> AsyncIterator[FakeGitHub]:
     """Start a FakeGitHub (kwargs go to its constructor) and yield it with `.url` set.
 
-    `data_dir` defaults to `tmp_path / "github"`. The server stops when the block exits.
+    `data_dir` defaults to `tmp_path / "github"`. `also_on`: more loopback addresses it answers on, at
+    the same port (a client given one of them is told apart by its Host header, in `fake.writes`).
+    The server stops when the block exits.
     """
     kwargs.setdefault("data_dir", Path(tmp_path) / "github")
     fake = FakeGitHub(**kwargs)
@@ -34,6 +36,8 @@ async def running_fake(tmp_path: Path, *, host: str = "127.0.0.1", port: int | N
     site = web.TCPSite(runner, host, port or 0)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
+    for other in also_on:
+        await web.TCPSite(runner, other, bound).start()
     fake.url = f"http://{host}:{bound}"
     try:
         yield fake
