@@ -101,56 +101,61 @@ def _job_for(store: PostgresJobStore, number: int) -> Job | None:
 async def takeover(server: PostgresServer, lease_s: float, rounds: int) -> dict:
     """A stage that holds its job until told; dispatcher A's heartbeat and loop stop without releasing
     anything (its machine is gone), B takes the job over."""
-    times = []
-    with server.fresh_database() as url:
-        for n in range(rounds):
-            store_a, store_b = PostgresJobStore(url), PostgresJobStore(url)
-            job = Job(delivery_id=f"t{n}", installation_id=1, repo="o/r", issue_number=n, requester="a",
-                      trigger=Trigger(kind="label"), state=JobState.ACKNOWLEDGED)
-            store_a.record_delivery(Delivery(id=f"t{n}", event="issues"), [job])
-            started = {"a": asyncio.Event(), "b": asyncio.Event()}
+    times, after_end = [], []  # since A died; since its lease ran out
+    for n in range(rounds):
+        with server.fresh_database() as url:  # a round's leftovers (its job, stopped mid-run) stay in its own
+                store_a, store_b = PostgresJobStore(url), PostgresJobStore(url)
+                job = Job(delivery_id=f"t{n}", installation_id=1, repo="o/r", issue_number=n, requester="a",
+                          trigger=Trigger(kind="label"), state=JobState.ACKNOWLEDGED)
+                store_a.record_delivery(Delivery(id=f"t{n}", event="issues"), [job])
+                started = {"a": asyncio.Event(), "b": asyncio.Event()}
 
-            def stage(who: str, store: PostgresJobStore):
-                async def run(job: Job, cancel: asyncio.Event) -> None:
-                    store.save_job(job.moved_to(JobState.RUNNING), "running")
-                    started[who].set()
-                    await cancel.wait()  # until the dispatcher stops it
-                return run
+                def stage(who: str, store: PostgresJobStore):
+                    async def run(job: Job, cancel: asyncio.Event) -> None:
+                        store.save_job(job.moved_to(JobState.RUNNING), "running")
+                        started[who].set()
+                        await cancel.wait()  # until the dispatcher stops it
+                    return run
 
-            def dispatcher(who: str, store: PostgresJobStore) -> Dispatcher:
-                return Dispatcher(store, [Stage("run", JobState.ACKNOWLEDGED, stage(who, store), Limits(total=1))],
-                                  Hooks(), interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
-                                  poll_interval=LISTEN_POLL_S, identity=WorkerIdentity.new(f"m-{who}", lease_s))
-            a = dispatcher("a", store_a)
-            await a.start()
-            a.wake()
-            await asyncio.wait_for(started["a"].wait(), 30)
-            b = dispatcher("b", store_b)
-            await b.start()
-            watch = asyncio.create_task(store_b.watch(b.wake))
-            await asyncio.sleep(lease_s * 0.5)  # somewhere in A's lease
-            for task in (a._heartbeat_task, a._loop_task):  # noqa: SLF001 - the machine dies
-                task.cancel()
-            died = time.monotonic()
-            await asyncio.wait_for(started["b"].wait(), lease_s * 3 + 10)
-            times.append(time.monotonic() - died)
-            watch.cancel()
-            await b.stop()
-            leftovers = [active.task for active in a._active.values()]  # noqa: SLF001 - what is left of A
-            for task in leftovers:
-                task.cancel()
-            await asyncio.gather(*leftovers, return_exceptions=True)
-            store_a.close()
-            store_b.close()
+                def dispatcher(who: str, store: PostgresJobStore) -> Dispatcher:
+                    return Dispatcher(store, [Stage("run", JobState.ACKNOWLEDGED, stage(who, store), Limits(total=1))],
+                                      Hooks(), interrupted_states={JobState.RUNNING: JobState.ACKNOWLEDGED},
+                                      poll_interval=LISTEN_POLL_S, identity=WorkerIdentity.new(f"m-{who}", lease_s))
+                a = dispatcher("a", store_a)
+                await a.start()
+                a.wake()
+                await asyncio.wait_for(started["a"].wait(), 30)
+                b = dispatcher("b", store_b)
+                await b.start()
+                watch = asyncio.create_task(store_b.watch(b.wake))
+                await asyncio.sleep(lease_s * 0.5)  # somewhere in A's lease
+                for task in (a._heartbeat_task, a._loop_task):  # noqa: SLF001 - the machine dies
+                    task.cancel()
+                died = time.monotonic()
+                with store_b._read() as db:  # noqa: SLF001 - how much of A's lease was left when it died
+                    left = store_b._run(db, "SELECT lease_until - {now} FROM jobs WHERE id=?", (job.id,)).fetchone()[0]
+                await asyncio.wait_for(started["b"].wait(), lease_s * 3 + 10)
+                times.append(time.monotonic() - died)
+                after_end.append(times[-1] - left)
+                watch.cancel()
+                await b.stop()
+                leftovers = [active.task for active in a._active.values()]  # noqa: SLF001 - what is left of A
+                for task in leftovers:
+                    task.cancel()
+                await asyncio.gather(*leftovers, return_exceptions=True)
+                store_a.close()
+                store_b.close()
     return {"lease_s": lease_s, "poll_s": LISTEN_POLL_S, "rounds": rounds,
-            "takeover_median_s": round(statistics.median(times), 2), "takeover_max_s": round(max(times), 2)}
+            "takeover_median_s": round(statistics.median(times), 2), "takeover_max_s": round(max(times), 2),
+            "after_lease_end_median_s": round(statistics.median(after_end), 2),
+            "after_lease_end_max_s": round(max(after_end), 2)}
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    singles, burst, rounds = (5, 10, 1) if args.quick else (20, 40, 3)
+    singles, burst, rounds = (5, 20, 1) if args.quick else (20, 200, 3)
     server = PostgresServer.for_tests()
     try:
         results = {"ack": [await ack_latency(server, n, singles, burst) for n in (1, 2)],
