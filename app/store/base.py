@@ -19,6 +19,9 @@ from app.domain.job import Delivery, Job, JobEvent, JobState
 # A delivery with the jobs and commands it asks for.
 DeliveryRecord = tuple[Delivery, list[Job], list[JobCommand]]
 
+# A job saved, or released, in one of these may give a worker (another process's) something to do.
+WAKING_STATES = frozenset({JobState.QUEUED, JobState.ACKNOWLEDGED})
+
 MAX_PAGE = 100  # jobs in one page of find_jobs, at most
 MAX_CURSOR_CHARS = 200
 

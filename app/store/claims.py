@@ -9,8 +9,8 @@ from collections import Counter
 from typing import Any
 
 from app.domain.intents import JobCommand
-from app.domain.job import Job
-from app.store.base import Claimed, InboxRow, StageClaim
+from app.domain.job import Job, JobState
+from app.store.base import WAKING_STATES, Claimed, InboxRow, StageClaim
 
 CLAIM_WINDOW = 8  # candidates looked at per job wanted: a backlog must not make every claim cost more
 
@@ -101,11 +101,12 @@ class ClaimQueries:
         """The stage is done with the job: any worker may claim it next (its `home` keeps the files of a
         job waiting for an answer). False when the lease was no longer this holder's."""
         with self._write() as db:
-            cur = self._run(db, "UPDATE jobs SET lease_owner=NULL, lease_until=NULL, lease_stage=NULL, "
-                                "cancel_requested=0, home=? WHERE id=? AND lease_owner=? AND lease_epoch=?",
-                            (home, job_id, holder, epoch))
-            self._notify(db)
-        return cur.rowcount > 0
+            row = self._run(db, "UPDATE jobs SET lease_owner=NULL, lease_until=NULL, lease_stage=NULL, "
+                                "cancel_requested=0, home=? WHERE id=? AND lease_owner=? AND lease_epoch=? "
+                                "RETURNING state", (home, job_id, holder, epoch)).fetchone()
+            if row is not None and JobState(row[0]) in WAKING_STATES:  # another stage, or worker, may take it now
+                self._notify(db)
+        return row is not None
 
     def expire_leases_of(self, name: str, holder: str) -> int:
         """At a worker's start: the leases an earlier process on this machine (`name`) held died with it,

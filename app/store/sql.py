@@ -20,7 +20,7 @@ from app.domain.intents import JobCommand
 from app.domain.job import Delivery, Job, JobEvent, JobState
 from app.domain.lease import Lease, LeaseLost, current_lease
 from app.store import schema
-from app.store.base import DeliveryRecord, JobCursor, JobPage, JobQuery
+from app.store.base import WAKING_STATES, DeliveryRecord, JobCursor, JobPage, JobQuery
 from app.store.claims import ClaimQueries
 
 # The deliveries table's columns in table order: one list for the row written and the row read.
@@ -28,8 +28,6 @@ _DELIVERY_COLUMNS = ("id", "event", "action", "installation_id", "repo", "receiv
 _JOB_COLUMNS = ("id", "delivery_id", "installation_id", "repo", "issue_number", "state", "created_at", "updated_at",
                 "doc", "worker")
 _EVENT_COLUMNS = "seq, job_id, at, kind, data"
-# Saving a job in one of these may give a worker something to do (another worker may be the one).
-_WAKING_STATES = frozenset({JobState.QUEUED, JobState.ACKNOWLEDGED})
 
 
 
@@ -203,7 +201,9 @@ class SQLJobStore(ClaimQueries):
         with self._write() as db:
             self._write_job(db, job)
             self._write_event(db, job.id, event, {"state": job.state.value, **data})
-            if job.state in _WAKING_STATES or job.terminal:
+            # A job a stage holds wakes the others when its lease is released (claims.py), not at each save.
+            lease = current_lease.get()
+            if (job.state in WAKING_STATES or job.terminal) and (lease is None or lease.job_id != job.id):
                 self._notify(db)
 
     def add_event(self, job_id: str, kind: str, **data: object) -> None:
