@@ -25,6 +25,10 @@ from app.store.base import Claimed, JobStore, StageClaim
 log = logging.getLogger(__name__)
 
 
+PASS_BACKOFF_S = 0.5  # after a failed pass (the database away), doubled each time, up to the maximum
+PASS_BACKOFF_MAX_S = 15.0
+
+
 @dataclass(frozen=True)
 class Limits:
     total: int
@@ -203,6 +207,7 @@ class Dispatcher:
     async def _loop(self) -> None:
         # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as the wait
         # ends, and a busy inbox (a wake on every pass) then kept stop() waiting for ever.
+        failures = 0
         while not self._stopping:
             try:
                 async with asyncio.timeout(self._poll_interval):
@@ -217,8 +222,13 @@ class Dispatcher:
                 if self._hooks.before_start is not None:
                     self._hooks.before_start()
                 self._start_ready()
+                failures = 0
             except Exception:  # the loop must survive anything one pass runs into
-                log.exception("dispatcher pass failed")
+                failures += 1
+                # The store out of reach fails every pass: back off (and say it once per wait, not per wake).
+                delay = min(PASS_BACKOFF_S * 2 ** (failures - 1), PASS_BACKOFF_MAX_S)
+                log.exception("dispatcher pass failed (%d in a row); the next in %.1f s", failures, delay)
+                await asyncio.sleep(delay)
             if not self._active:
                 self._idle.set()
 

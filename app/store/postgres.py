@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -33,6 +34,16 @@ LISTEN_BACKOFF_S = (0.5, 1, 2, 5, 10)
 _MIGRATION_LOCK = 0x61677631  # "agv1": one migrating process at a time
 
 
+def _check_idle(conn: psycopg.Connection) -> None:
+    """The pool's check of a connection it hands out. An idle connection has nothing to read unless the
+    server ended it (a restart, pg_terminate_backend: its notice, then EOF): only then a round trip,
+    which raises for a dead one, so the pool replaces it before a store call meets it. A round trip on
+    every call would double a local query's cost (~75 -> ~170 µs measured)."""
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        conn.execute("")
+
+
 class PostgresJobStore(SQLJobStore):
     backend = "postgresql"
     IntegrityError = psycopg.IntegrityError
@@ -42,6 +53,7 @@ class PostgresJobStore(SQLJobStore):
         self.url = url
         self._pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, timeout=POOL_TIMEOUT_S, open=False, name="agentvine",
+            check=_check_idle,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "agentvine"},
         )
         self._pool.open(wait=True, timeout=POOL_TIMEOUT_S)
