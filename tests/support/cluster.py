@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from app.fakes.github.testing import free_port
 from app.fakes.github.state import FakeGitHub
 from app.fakes.github.webhooks import delivery_headers
 from tests.support import payloads
@@ -25,11 +25,6 @@ from tests.support.harness import INSTALLATION, REPO
 
 READY_S = 60.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -11,7 +11,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+from app.fakes.github.testing import free_port
 
 DATABASE_URL_ENV = "AGENTVINE_TEST_DATABASE_URL"
 SERVER_USER = "postgres"  # the OS user Debian's package creates; the server refuses to run as root
@@ -86,11 +87,6 @@ def run_as_prefix() -> tuple[list[str], pwd.struct_passwd | None]:
         raise PostgresUnavailable(NO_RUNUSER)
     return ["runuser", "-u", SERVER_USER, "--"], user
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
