@@ -24,7 +24,6 @@ from app.engine.supervisor import WorkerSupervisor
 from app.engine.worker import Worker
 from app.settings import Settings, load_settings
 from app.store import SQLiteJobStore
-from app.store.urls import is_postgres_url
 from app.store.base import JobStore
 from app.web.server import make_web_app
 
@@ -51,12 +50,9 @@ def open_store(settings: Settings) -> JobStore:
     """PostgreSQL when AGENTVINE_DATABASE_URL names one, else SQLite in the data directory; opening migrates."""
     if settings.database_url is None:
         return SQLiteJobStore(settings.database_path)
-    url = settings.database_url.get_secret_value()
-    if not is_postgres_url(url):
-        raise ValueError("AGENTVINE_DATABASE_URL must be a postgresql:// URL (unset: SQLite in the data directory)")
     from app.store.postgres import PostgresJobStore  # psycopg is loaded only where it is used
 
-    return PostgresJobStore(url)
+    return PostgresJobStore(settings.database_url.get_secret_value())  # a postgresql:// URL (Settings checks)
 
 
 def load_service_config(settings: Settings) -> BotConfig:

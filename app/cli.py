@@ -8,6 +8,7 @@ import logging
 import sys
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from app.agent.sandbox import __main__ as sandbox_cli
 from app.assembly import Service, load_service_config, make_production_app, make_web_only_app, run_worker, tune_gc
@@ -26,6 +27,11 @@ def _serve(args: argparse.Namespace) -> int:
         settings = load_settings()
     except SettingsFileError as exc:
         print(f"agentvine serve: cannot start, the settings file cannot be used: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print("agentvine serve: cannot start, these settings are not valid:", file=sys.stderr)
+        for error in exc.errors():
+            print(f"  AGENTVINE_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}", file=sys.stderr)
         return 2
     missing = settings.missing_for_serve()
     if missing:

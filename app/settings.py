@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return tuple(name.strip() for name in value.split(",") if name.strip()) if isinstance(value, str) else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().split(":", 1)[0] not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL (unset: SQLite in the data directory)")
+        return value
+
     @field_validator("sandbox_image")
     @classmethod
     def _profile_tag(cls, value: str) -> str:

@@ -145,3 +145,13 @@ def test_a_worker_is_never_built_over_defaults_above_a_ceiling(tmp_path):
 
     with pytest.raises(ConfigError, match="AGENTVINE_MAX_CPUS"):
         build_worker(Settings(data_dir=tmp_path, max_cpus=0.5))
+
+
+def test_serve_names_a_setting_that_is_not_valid(monkeypatch, capsys):
+    from app.cli import main
+
+    monkeypatch.setenv("AGENTVINE_DATABASE_URL", "mysql://db/agentvine")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "AGENTVINE_DATABASE_URL: Value error, must be a postgresql:// URL" in err
+    assert "Traceback" not in err

@@ -22,7 +22,6 @@ from psycopg_pool import ConnectionPool
 
 from app.store import schema
 from app.store.sql import SQLJobStore
-from app.store.urls import is_postgres_url  # noqa: F401 - where callers found it first
 
 log = logging.getLogger(__name__)
 
