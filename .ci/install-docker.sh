@@ -23,8 +23,9 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install o
 
 missing=()
 # e2fsprogs and mount: each job's own filesystem (app/agent/sandbox/disk.py). chromium: the job
-# pages' test in a real headless browser (tests/web/test_jobs_browser.py).
-for pkg in mmdebstrap socat git ca-certificates e2fsprogs mount chromium; do
+# pages' test in a real headless browser (tests/web/test_jobs_browser.py). iproute2 and util-linux
+# (ip netns, nsenter): the scale-out tests' extra engines in network namespaces (tests/support/engines.py).
+for pkg in mmdebstrap socat git ca-certificates e2fsprogs mount chromium iproute2 util-linux; do
     installed "$pkg" || missing+=("$pkg")
 done
 # Any Docker engine will do (docker.io, or docker-ce installed by other means).
