@@ -153,7 +153,8 @@ class Dispatcher:
                 token = current_lease.set(lease)
                 try:
                     self._store.save_job(moved, "recovered", interrupted_in=state.value, **extra)
-                except LeaseLost:
+                except LeaseLost:  # taken by another meanwhile
+                    self.leases.forget(lease)
                     continue
                 finally:
                     current_lease.reset(token)
