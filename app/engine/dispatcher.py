@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from app import metrics
 from app.domain.intents import JobCommand
@@ -87,7 +88,8 @@ class Dispatcher:
         self._stopping = False
         self._idle = asyncio.Event()
         self.identity = identity or WorkerIdentity.new()
-        self.leases = LeaseKeeper(store, self.identity, on_cancel=self.cancel)
+        self._event_loop: asyncio.AbstractEventLoop | None = None  # the loop start() runs on
+        self.leases = LeaseKeeper(store, self.identity, on_cancel=self._on_loop(self.cancel))
         self._heartbeat_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -110,7 +112,20 @@ class Dispatcher:
         active.cancel.set()
         return True
 
+    def _on_loop(self, callback: Callable[[Any], object]) -> Callable[[Any], None]:
+        """`callback`, run on the dispatcher's event loop whichever thread calls it: the heartbeat
+        renews in a thread of its own, and an asyncio.Event set there wakes no waiter reliably (in
+        asyncio's debug mode it raises, which ended the heartbeat and left the stage waiting)."""
+        def call(arg: Any) -> None:
+            loop = self._event_loop
+            if loop is None or _running_loop() is loop:
+                callback(arg)
+            else:
+                loop.call_soon_threadsafe(callback, arg)
+        return call
+
     async def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         # What an earlier process on this machine held died with it: no need to wait for its leases.
         expired = self._store.expire_leases_of(self.identity.name, self.identity.holder)
         if expired:
@@ -170,7 +185,7 @@ class Dispatcher:
                                       lease_s=self.leases.seconds)
 
     def _lease(self, stage: Stage, claimed: Claimed) -> Lease:
-        return self.leases.lease(claimed.job.id, claimed.epoch, stage.name, self._claimed_at, self._lost)
+        return self.leases.lease(claimed.job.id, claimed.epoch, stage.name, self._claimed_at, self._on_loop(self._lost))
 
     def _lost(self, lease: Lease) -> None:
         """Another worker may have the job now: stop what this one does for it (its container too)."""
@@ -291,3 +306,10 @@ class Dispatcher:
             self._store.release_lease(job_id, lease.holder, lease.epoch, home=home)
         except Exception:  # noqa: BLE001 - the lease runs out by itself
             log.exception("could not release the lease on job %s", job_id)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a thread without an event loop (the heartbeat's)
+        return None
