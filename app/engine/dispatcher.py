@@ -25,6 +25,8 @@ from app.store.base import Claimed, JobStore, StageClaim
 
 log = logging.getLogger(__name__)
 
+COMMANDS_PER_PASS = 50  # a busy stream of commands must not keep a pass from starting jobs
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -240,7 +242,14 @@ class Dispatcher:
     async def _drain_commands(self) -> None:
         if self._hooks.on_command is None:
             return
-        for seq, command in self._store.claim_commands(self.identity.holder, self.leases.seconds):
+        # Claimed one at a time, each just before it is carried out: of a batch claimed at once, the
+        # later commands' claims ran out while the first ones were carried out, and another worker
+        # carried them out again.
+        for _ in range(COMMANDS_PER_PASS):
+            claimed = self._store.claim_commands(self.identity.holder, self.leases.seconds, limit=1)
+            if not claimed:
+                return
+            ((seq, command),) = claimed
             try:
                 outcome = await self._hooks.on_command(command)
             except Exception as exc:
