@@ -6,13 +6,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from app.agent.sandbox.image import BuildError, BuildOptions, build_image, image_exists
 from app.agent.sandbox.recipe import PROFILE_IMAGES
+from app.store.base import JobStore
 from tests.support.env import TESTDATA, WEBHOOKS, unavailable
 from tests.support.model import (  # noqa: F401  (pytest finds fixtures by name)
     claude_bin,
@@ -148,6 +149,37 @@ def pg_url(postgres_server) -> Iterator[str]:
     with the sessions it left open."""
     with postgres_server.fresh_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request, tmp_path) -> Iterator[Callable[[], JobStore]]:
+    """Opens the backend's store on one database: each call another connection to the same data (a
+    second process, or the next one after a restart). Every store it opened is closed after the test.
+    Parametrized: a test that takes it runs against SQLite in a file and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        from app.store import SQLiteJobStore
+
+        def factory() -> JobStore:
+            return SQLiteJobStore(tmp_path / "db.sqlite")
+    else:
+        from app.store.postgres import PostgresJobStore
+
+        url = request.getfixturevalue("pg_url")
+
+        def factory() -> JobStore:
+            return PostgresJobStore(url)
+    opened: list[JobStore] = []
+
+    def open_one() -> JobStore:
+        opened.append(factory())
+        return opened[-1]
+
+    yield open_one
+    for store in opened:
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 - closed by the test already
+            pass
 
 
 # --- a second Docker engine, another "host" for the scale-out tests (tests/support/engines.py) -----

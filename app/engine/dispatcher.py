@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from app import metrics
 from app.domain.intents import JobCommand
@@ -23,6 +24,8 @@ from app.engine.leases import LeaseKeeper, WorkerIdentity
 from app.store.base import Claimed, JobStore, StageClaim
 
 log = logging.getLogger(__name__)
+
+COMMANDS_PER_PASS = 50  # a busy stream of commands must not keep a pass from starting jobs
 
 
 PASS_BACKOFF_S = 0.5  # after a failed pass (the database away), doubled each time, up to the maximum
@@ -91,7 +94,8 @@ class Dispatcher:
         self._stopping = False
         self._idle = asyncio.Event()
         self.identity = identity or WorkerIdentity.new()
-        self.leases = LeaseKeeper(store, self.identity, on_cancel=self.cancel)
+        self._event_loop: asyncio.AbstractEventLoop | None = None  # the loop start() runs on
+        self.leases = LeaseKeeper(store, self.identity, on_cancel=self._on_loop(self.cancel))
         self._heartbeat_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -114,7 +118,20 @@ class Dispatcher:
         active.cancel.set()
         return True
 
+    def _on_loop(self, callback: Callable[[Any], object]) -> Callable[[Any], None]:
+        """`callback`, run on the dispatcher's event loop whichever thread calls it: the heartbeat
+        renews in a thread of its own, and an asyncio.Event set there wakes no waiter reliably (in
+        asyncio's debug mode it raises, which ended the heartbeat and left the stage waiting)."""
+        def call(arg: Any) -> None:
+            loop = self._event_loop
+            if loop is None or _running_loop() is loop:
+                callback(arg)
+            else:
+                loop.call_soon_threadsafe(callback, arg)
+        return call
+
     async def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         # What an earlier process on this machine held died with it: no need to wait for its leases.
         expired = self._store.expire_leases_of(self.identity.name, self.identity.holder)
         if expired:
@@ -175,7 +192,7 @@ class Dispatcher:
                                       lease_s=self.leases.seconds)
 
     def _lease(self, stage: Stage, claimed: Claimed) -> Lease:
-        return self.leases.lease(claimed.job.id, claimed.epoch, stage.name, self._claimed_at, self._lost)
+        return self.leases.lease(claimed.job.id, claimed.epoch, stage.name, self._claimed_at, self._on_loop(self._lost))
 
     def _lost(self, lease: Lease) -> None:
         """Another worker may have the job now: stop what this one does for it (its container too)."""
@@ -236,7 +253,14 @@ class Dispatcher:
     async def _drain_commands(self) -> None:
         if self._hooks.on_command is None:
             return
-        for seq, command in self._store.claim_commands(self.identity.holder, self.leases.seconds):
+        # Claimed one at a time, each just before it is carried out: of a batch claimed at once, the
+        # later commands' claims ran out while the first ones were carried out, and another worker
+        # carried them out again.
+        for _ in range(COMMANDS_PER_PASS):
+            claimed = self._store.claim_commands(self.identity.holder, self.leases.seconds, limit=1)
+            if not claimed:
+                return
+            ((seq, command),) = claimed
             try:
                 outcome = await self._hooks.on_command(command)
             except Exception as exc:
@@ -302,3 +326,10 @@ class Dispatcher:
             self._store.release_lease(job_id, lease.holder, lease.epoch, home=home)
         except Exception:  # noqa: BLE001 - the lease runs out by itself
             log.exception("could not release the lease on job %s", job_id)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a thread without an event loop (the heartbeat's)
+        return None

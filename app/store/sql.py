@@ -197,7 +197,8 @@ class SQLJobStore(ClaimQueries):
 
     def save_job(self, job: Job, event: str, **data: object) -> None:
         """Under a lease on this job (app/domain/lease.py), only while the lease is still this holder's:
-        LeaseLost, and nothing written, once another worker took the job over."""
+        LeaseLost, and nothing written, once another worker took the job over or the holder lost the
+        lease itself (`Lease.lost`: not renewed in time, so another may take the job any moment)."""
         with self._write() as db:
             self._write_job(db, job)
             self._write_event(db, job.id, event, {"state": job.state.value, **data})
@@ -263,6 +264,8 @@ class SQLJobStore(ClaimQueries):
                   job.created_at, job.updated_at, job.model_dump_json(), job.worker)
         lease = current_lease.get()
         if lease is not None and lease.job_id == job.id:
+            if lease.lost:  # given up by its holder (not renewed in time): it changes nothing, whatever the row says
+                self._lost(lease)
             # A stage's write: only the lease's holder, at the lease's epoch (the fence).
             cur = self._run(db, "UPDATE jobs SET state=?, updated_at=?, doc=?, worker=? WHERE id=? AND lease_owner=? "
                                 "AND lease_epoch=?", (*values[5:6], *values[7:], job.id, lease.holder, lease.epoch))
@@ -279,6 +282,8 @@ class SQLJobStore(ClaimQueries):
     def _fence(self, db: Any, lease: Lease) -> None:
         """Within a write transaction: LeaseLost unless `lease` is still the job's (and the row stays
         locked until the commit, so no claim slips in between)."""
+        if lease.lost:
+            self._lost(lease)
         row = self._run(db, f"SELECT 1 FROM jobs WHERE id=? AND lease_owner=? AND lease_epoch=?"
                             f"{' FOR UPDATE' if self.backend == 'postgresql' else ''}",
                         (lease.job_id, lease.holder, lease.epoch)).fetchone()
