@@ -26,6 +26,9 @@ from app.store.base import Claimed, JobStore, StageClaim
 log = logging.getLogger(__name__)
 
 COMMANDS_PER_PASS = 50  # a busy stream of commands must not keep a pass from starting jobs
+# A command's claim is not renewed: long enough for any one command (replies, a redraw, Run CI's push);
+# a worker that dies in the middle of one leaves it to another after this.
+COMMAND_CLAIM_S = 300.0
 
 
 PASS_BACKOFF_S = 0.5  # after a failed pass (the database away), doubled each time, up to the maximum
@@ -205,7 +208,10 @@ class Dispatcher:
     async def _heartbeat(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.leases.interval)
-            await asyncio.to_thread(self.leases.beat)  # off the loop: a slow database must not stall the webhook
+            try:
+                await asyncio.to_thread(self.leases.beat)  # off the loop: a slow database must not stall the webhook
+            except Exception:  # noqa: BLE001 - a heartbeat that stopped would lose every lease
+                log.exception("heartbeat failed; the next one tries again")
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """For tests and the demo: until no stage has work it could start."""
@@ -257,7 +263,7 @@ class Dispatcher:
         # later commands' claims ran out while the first ones were carried out, and another worker
         # carried them out again.
         for _ in range(COMMANDS_PER_PASS):
-            claimed = self._store.claim_commands(self.identity.holder, self.leases.seconds, limit=1)
+            claimed = self._store.claim_commands(self.identity.holder, COMMAND_CLAIM_S, limit=1)
             if not claimed:
                 return
             ((seq, command),) = claimed
