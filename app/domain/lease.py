@@ -16,6 +16,16 @@ from dataclasses import dataclass
 # rest covers a publish already under way and clocks that run at slightly different rates.
 USABLE = 0.8
 
+# The clock a lease's time is kept on. On Linux it counts the time the machine was suspended
+# (CLOCK_BOOTTIME), as the database's clock does: a laptop that slept past its leases must find them
+# run out when it wakes, not go on publishing for jobs another worker (or its own next pass) took.
+_CLOCK = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def lease_clock() -> float:
+    return time.clock_gettime(_CLOCK) if _CLOCK is not None else time.monotonic()
+
+
 LABEL_HOLDER = "agentvine.holder"
 LABEL_EPOCH = "agentvine.epoch"
 
@@ -36,7 +46,7 @@ class Lease:
     epoch: int  # raised by every claim: an older holder's writes no longer match
     stage: str
     seconds: float
-    valid_until: float = 0.0  # time.monotonic() by which it must have been renewed
+    valid_until: float = 0.0  # lease_clock() by which it must have been renewed
     lost: bool = False
     # Asks the store at once whether the lease is still held (and renews it): for a holder that was
     # paused past `valid_until` and may still own the job.
@@ -44,7 +54,7 @@ class Lease:
     on_lost: Callable[[Lease], None] | None = None  # stops the job's work (its container) once
 
     def renewed(self, started: float) -> None:
-        """The store renewed it by a request sent at `started` (monotonic)."""
+        """The store renewed it by a request sent at `started` (lease_clock())."""
         if not self.lost:
             self.valid_until = started + self.seconds * USABLE
 
@@ -58,7 +68,7 @@ class Lease:
         """LeaseLost unless this holder may still publish for the job."""
         if self.lost:
             raise LeaseLost(self.job_id)
-        if time.monotonic() < self.valid_until:
+        if lease_clock() < self.valid_until:
             return
         if self.revalidate is None or not self.revalidate(self):
             self.lose()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from app import metrics
 from app.domain.intents import JobCommand
 from app.domain.job import Job, JobState
-from app.domain.lease import Lease, LeaseLost, current_lease
+from app.domain.lease import Lease, LeaseLost, current_lease, lease_clock
 from app.engine.leases import LeaseKeeper, WorkerIdentity
 from app.store.base import Claimed, JobStore, StageClaim
 
@@ -135,13 +134,17 @@ class Dispatcher:
 
     async def start(self) -> None:
         self._event_loop = asyncio.get_running_loop()
-        # What an earlier process on this machine held died with it: no need to wait for its leases.
-        expired = self._store.expire_leases_of(self.identity.name, self.identity.holder)
-        if expired:
-            log.warning("%d job(s) were under way when this worker last stopped; they go on", expired)
+        self.expire_predecessors()
         self.recover()
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="heartbeat")
+
+    def expire_predecessors(self) -> None:
+        """What an earlier process on this machine held died with it: no need to wait for its leases
+        (and the janitor, run after this, removes its containers). Once is enough; again is harmless."""
+        expired = self._store.expire_leases_of(self.identity.name, self.identity.holder)
+        if expired:
+            log.warning("%d job(s) were under way when this worker last stopped; they go on", expired)
 
     async def stop(self) -> None:
         self._stopping = True  # the loop ends at its next turn even if a cancellation is lost
@@ -165,7 +168,7 @@ class Dispatcher:
         for state, back_to in self._interrupted.items():
             if back_to is not stage.state:
                 continue
-            for claimed in self._claim(stage, state, self._free(stage) - len(taken)):
+            for claimed in self._claim(stage, state, self._free(stage)):
                 job, lease = claimed.job, self._lease(stage, claimed)
                 moved = (self._hooks.on_interrupted(job, back_to, claimed.previous_holder) if self._hooks.on_interrupted
                          else job.moved_to(back_to, job.reason))
@@ -176,23 +179,29 @@ class Dispatcher:
                 except LeaseLost:  # taken by another meanwhile
                     self.leases.forget(lease)
                     continue
+                except Exception:  # the store failed: let the job go, for the next pass (or worker)
+                    log.exception("could not take over job %s", job.id)
+                    self.leases.forget(lease)
+                    self._release(job.id, lease)
+                    continue
                 finally:
                     current_lease.reset(token)
                 metrics.job_moved(job.worker, back_to.value, False, None, 0.0)
                 if claimed.previous_holder is not None:
                     metrics.job_taken_over(stage.name)
                 log.warning("job %s was %s when its worker stopped; it goes on from %s", job.id, state, back_to)
+                self._launch(stage, moved, lease, claimed.cancel_requested)
                 taken.append((moved, lease))
-        for job, lease in taken:
-            self._launch(stage, job, lease)
         return taken
 
     def _claim(self, stage: Stage, state: JobState, limit: int) -> list[Claimed]:
         claim = StageClaim(stage.name, state, per_repo=stage.limits.per_repo,
                            per_installation=stage.limits.per_installation)
-        self._claimed_at = time.monotonic()  # before the request: the lease's time is counted from here
+        self._claimed_at = lease_clock()  # before the request: the lease's time is counted from here
+        # Not what runs here still: after a suspend its lease may have run out while its task goes on
+        # (the task finds its lease lost at its next write); claiming it again would run it twice.
         return self._store.claim_jobs(claim, self.identity.holder, self.identity.name, limit=limit,
-                                      lease_s=self.leases.seconds)
+                                      lease_s=self.leases.seconds, exclude=list(self._active))
 
     def _lease(self, stage: Stage, claimed: Claimed) -> Lease:
         return self.leases.lease(claimed.job.id, claimed.epoch, stage.name, self._claimed_at, self._on_loop(self._lost))
@@ -287,10 +296,12 @@ class Dispatcher:
                 continue
             self._take_over(stage)
             for claimed in self._claim(stage, stage.state, self._free(stage)):
-                self._launch(stage, claimed.job, self._lease(stage, claimed))
+                self._launch(stage, claimed.job, self._lease(stage, claimed), claimed.cancel_requested)
 
-    def _launch(self, stage: Stage, job: Job, lease: Lease) -> None:
+    def _launch(self, stage: Stage, job: Job, lease: Lease, cancelled: bool = False) -> None:
         cancel = asyncio.Event()
+        if cancelled:  # asked for while another stage or worker held the job
+            cancel.set()
         task = asyncio.create_task(self._run(stage, job, cancel, lease), name=f"{stage.name}:{job.id}")
         self._active[job.id] = _Active(stage, job, task, cancel, lease)
 
@@ -316,7 +327,8 @@ class Dispatcher:
                     except Exception:
                         log.exception("could not record the failure of job %s", job.id)
         finally:
-            self._active.pop(job.id, None)
+            if (active := self._active.get(job.id)) is not None and active.lease is lease:
+                del self._active[job.id]
             self.leases.forget(lease)
             self._release(job.id, lease)
             self.wake()

@@ -11,11 +11,10 @@ import logging
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.domain.lease import Lease
+from app.domain.lease import Lease, lease_clock
 from app.store.base import JobStore
 
 log = logging.getLogger(__name__)
@@ -64,18 +63,23 @@ class LeaseKeeper:
             del self.leases[lease.job_id]
 
     def beat(self) -> None:
-        """One heartbeat: this worker is alive, and every lease still held runs a lease's length on."""
-        started = time.monotonic()
-        held = {job_id: lease.epoch for job_id, lease in self.leases.items() if not lease.lost}
+        """One heartbeat: this worker is alive, and every lease still held runs a lease's length on.
+        Runs in a thread while the loop releases and claims: only a lease that is still the one sent
+        (same job, same epoch) is renewed or lost by the answer."""
+        started = lease_clock()
+        sent = {job_id: lease for job_id, lease in dict(self.leases).items() if not lease.lost}  # dict(): one step
         try:
-            kept = self._store.renew_leases(self.identity.holder, self.identity.name, held, self.seconds)
+            kept = self._store.renew_leases(self.identity.holder, self.identity.name,
+                                            {job_id: lease.epoch for job_id, lease in sent.items()}, self.seconds)
         except Exception as exc:  # noqa: BLE001 - the database is away: leases run out by the clock
             log.warning("could not renew leases: %s", exc)
-            for lease in list(self.leases.values()):
-                if time.monotonic() >= lease.valid_until:
+            for lease in sent.values():
+                if lease_clock() >= lease.valid_until:
                     lease.lose()
             return
-        for job_id, lease in list(self.leases.items()):
+        for job_id, lease in sent.items():
+            if self.leases.get(job_id) is not lease:
+                continue  # released meanwhile (and maybe claimed again, under a new epoch)
             if job_id not in kept:
                 lease.lose()
                 continue
@@ -85,7 +89,7 @@ class LeaseKeeper:
 
     def revalidate(self, lease: Lease) -> bool:
         """For a holder past its lease's time (it was paused): does the store still have it as the holder?"""
-        started = time.monotonic()
+        started = lease_clock()
         try:
             kept = self._store.renew_leases(self.identity.holder, self.identity.name, {lease.job_id: lease.epoch},
                                             self.seconds)

@@ -92,6 +92,7 @@ class Worker:
                 socket_dir=Path(tempfile.mkdtemp(prefix="agentvine-gw-")),
             )
         self.run_deps.egress = EgressProxy(Path(tempfile.mkdtemp(prefix="agentvine-eg-")))
+        self.dispatcher.expire_predecessors()  # before the janitor: the last process's containers are orphans
         await asyncio.to_thread(self._remove_orphan_containers)
         await asyncio.to_thread(self._check_job_files)
         await asyncio.to_thread(self._tidy_job_files)
@@ -102,9 +103,10 @@ class Worker:
         self._watcher = asyncio.create_task(self.store.watch(self.dispatcher.wake), name="store-watch")
 
     async def stop(self) -> None:
-        for task in (self._housekeeper, self._watcher):
-            if task is not None:
-                task.cancel()
+        tasks = [task for task in (self._housekeeper, self._watcher) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # the LISTEN connection goes back before the pool closes
         await self.queue.stop()
         await self.dispatcher.stop()
         if self.run_deps.gateway is not None:
@@ -146,8 +148,11 @@ class Worker:
         return lease is not None and lease == (labels.get(LABEL_HOLDER), _int(labels.get(LABEL_EPOCH)))
 
     def _cancel_running(self, job_id: str) -> bool:
-        """Stop the job's run: here, or through the store on the worker that holds it."""
-        return self.dispatcher.cancel(job_id) or self.store.request_cancel(job_id)
+        """Stop the job's work: here, and through the store, where it stays asked for until the run
+        stage acts on it (the worker holding the job hears it; a stage that cannot stop, such as the
+        acknowledgement, hands it on; a takeover keeps it). False when no stage anywhere holds the job."""
+        here = self.dispatcher.cancel(job_id)
+        return self.store.request_cancel(job_id) or here
 
     def _interrupted(self, job: Job, back_to: JobState, previous_holder: str | None) -> Job:
         note = texts.INTERRUPTED_RESTART if previous_holder is None or previous_holder.startswith(

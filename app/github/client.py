@@ -86,6 +86,8 @@ class RetryingGitHubAPI(gidgethub.aiohttp.GitHubAPI):
         attempt = 0
         while True:
             attempt += 1
+            if method != "GET":  # each attempt: a retry may come after a long wait, the lease lost meanwhile
+                check_current()  # a worker that lost the job's lease publishes nothing (app/domain/lease.py)
             self.requests += 1
             try:
                 status, answer_headers, answer = await super()._request(method, url, headers, body)
@@ -113,8 +115,6 @@ class InstallationAPI:
         self.scope = scope  # None: the whole installation (only for calls about no one repository)
 
     async def _call(self, verb: str, url: str, **kwargs: Any) -> Any:
-        if verb != "getitem":
-            check_current()  # a worker that lost the job's lease publishes nothing (app/domain/lease.py)
         token = await self.token()
         try:
             return await getattr(self._api, verb)(url, oauth_token=token, **kwargs)

@@ -182,7 +182,9 @@ class CommandHandler:
             await self._cancel_waiting(self._context(follower), texts.CANCELLED_WITH.format(sender=req.sender, job_id=job.id),
                                        req.sender)
         also = f" and {len(behind)} follow-up(s)" if behind else ""
-        if job.state is JobState.RUNNING and self._cancel_running(job.id):
+        # Held by a stage here or on another worker (running, or being acknowledged): that stage, or the
+        # run after it, ends the job cancelled. Written from here, its next save would overwrite the cancel.
+        if self._cancel_running(job.id):
             self._store.add_event(job.id, "cancel_requested", by=req.sender)  # the run stops and reports
             return f"cancelling {job.id}{also}"
         await self._cancel_waiting(req.ctx, texts.CANCELLED_BY.format(sender=req.sender), req.sender)

@@ -194,6 +194,9 @@ async def run_job(ctx: JobContext, deps: RunDeps, cancel: asyncio.Event) -> None
         if job.answer is not None:
             await _resumed_check_run(ctx)
         await reporter.send()
+        if cancel.is_set():  # asked for before the run began (while another stage or a dead worker held the job)
+            await finish(ctx, reporter, ended(ctx, "cancelled", conclusion="cancelled"))
+            return
         if deps.gateway is None:
             await finish(ctx, reporter, ended(ctx, "no_model_key"))
             return

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -83,6 +83,9 @@ class Claimed:
     job: Job
     epoch: int  # the lease's, raised by this claim
     previous_holder: str | None  # whose lease ran out, if anyone's (None: no worker had it)
+    # A cancel was asked for while another stage or worker held the job (it stays asked until the
+    # run stage ends the job cancelled: a takeover or the next stage must not lose it).
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,8 +188,8 @@ class JobStore(Protocol):
     # --- leases (docs/scale-out.md) -----------------------------------------------------------
 
     def claim_jobs(self, stage: StageClaim, holder: str, home: str, *, limit: int,
-                   lease_s: float) -> list[Claimed]:
-        """Up to `limit` jobs for the stage, each leased to `holder` with a new epoch."""
+                   lease_s: float, exclude: Collection[str] = ()) -> list[Claimed]:
+        """Up to `limit` jobs for the stage (none of `exclude`), each leased to `holder` with a new epoch."""
 
     def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
         """The heartbeat: the leases still held (with whether a cancel was asked for); the rest are lost."""

@@ -6,6 +6,7 @@ whose connections and dialect these queries use."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from app.domain.intents import JobCommand
@@ -40,12 +41,13 @@ class ClaimQueries:
                 for r in sorted(rows, key=lambda r: r[0])]
 
     def claim_jobs(self, stage: StageClaim, holder: str, home: str, *, limit: int,
-                   lease_s: float) -> list[Claimed]:
+                   lease_s: float, exclude: Collection[str] = ()) -> list[Claimed]:
         """Up to `limit` of the oldest jobs in the stage's states that no live lease holds, each leased to
         `holder` for `lease_s` with its epoch raised; with the epoch. A job waiting for its answer on
         another worker's machine (`home`) is left to that worker while it is alive. The stage's
         per-repository and per-installation limits count every worker's live leases: claims of one
-        stage are serialised, so two workers cannot both take the last place."""
+        stage are serialised, so two workers cannot both take the last place. `exclude`: the jobs the
+        claimer still works on itself (after a suspend its lease ran out but its task runs on)."""
         if limit <= 0:
             return []
         states = [stage.state.value]
@@ -62,23 +64,25 @@ class ClaimQueries:
                 "AND (home IS NULL OR home=? OR NOT EXISTS "
                 "     (SELECT 1 FROM workers WHERE workers.name=jobs.home AND workers.seen_at >= {now} - ?)) "
                 f"ORDER BY created_at, id LIMIT ?{self._skip_locked}",
-                (*states, home, lease_s, (limit + len(live)) * CLAIM_WINDOW),
+                (*states, home, lease_s, (limit + len(live) + len(exclude)) * CLAIM_WINDOW),
             ).fetchall()
             claimed = []
             for job_id, repo, installation, before in candidates:
                 if len(claimed) >= limit:
                     break
+                if job_id in exclude:
+                    continue
                 if stage.per_repo is not None and per_repo[repo] >= stage.per_repo:
                     continue
                 if stage.per_installation is not None and per_installation[installation] >= stage.per_installation:
                     continue
-                doc, epoch = self._run(
+                doc, epoch, cancel = self._run(
                     db, "UPDATE jobs SET lease_owner=?, lease_epoch=lease_epoch+1, lease_until={now} + ?, "
-                        "lease_stage=?, cancel_requested=0 WHERE id=? RETURNING doc, lease_epoch",
+                        "lease_stage=? WHERE id=? RETURNING doc, lease_epoch, cancel_requested",
                     (holder, lease_s, stage.name, job_id)).fetchone()
                 per_repo[repo] += 1
                 per_installation[installation] += 1
-                claimed.append(Claimed(Job.model_validate_json(doc), epoch, before))
+                claimed.append(Claimed(Job.model_validate_json(doc), epoch, before, bool(cancel)))
         return claimed
 
     def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
@@ -102,7 +106,7 @@ class ClaimQueries:
         job waiting for an answer). False when the lease was no longer this holder's."""
         with self._write() as db:
             row = self._run(db, "UPDATE jobs SET lease_owner=NULL, lease_until=NULL, lease_stage=NULL, "
-                                "cancel_requested=0, home=? WHERE id=? AND lease_owner=? AND lease_epoch=? "
+                                "home=? WHERE id=? AND lease_owner=? AND lease_epoch=? "
                                 "RETURNING state", (home, job_id, holder, epoch)).fetchone()
             if row is not None and JobState(row[0]) in WAKING_STATES:  # another stage, or worker, may take it now
                 self._notify(db)
@@ -140,8 +144,9 @@ class ClaimQueries:
             rows = self._run(
                 db, "SELECT seq FROM commands c WHERE done_at IS NULL "
                     "AND (claimed_until IS NULL OR claimed_until < {now}) AND NOT EXISTS (SELECT 1 FROM commands e "
-                    "  WHERE e.done_at IS NULL AND e.seq < c.seq AND e.repo IS NOT DISTINCT FROM c.repo "
-                    "  AND e.issue_number IS NOT DISTINCT FROM c.issue_number) "
+                    "  WHERE e.done_at IS NULL AND e.seq < c.seq "  # not IS NOT DISTINCT FROM: SQLite before 3.39 lacks it
+                    "  AND (e.repo = c.repo OR (e.repo IS NULL AND c.repo IS NULL)) "
+                    "  AND (e.issue_number = c.issue_number OR (e.issue_number IS NULL AND c.issue_number IS NULL))) "
                     f"ORDER BY seq LIMIT ?{self._skip_locked}", (int(limit),)).fetchall()
             claimed = []
             for (seq,) in rows:

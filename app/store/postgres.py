@@ -38,8 +38,9 @@ def _check_idle(conn: psycopg.Connection) -> None:
     server ended it (a restart, pg_terminate_backend: its notice, then EOF): only then a round trip,
     which raises for a dead one, so the pool replaces it before a store call meets it. A round trip on
     every call would double a local query's cost (~75 -> ~170 µs measured)."""
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    poller = select.poll()  # not select.select: it fails for a descriptor of 1024 or more
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
         conn.execute("")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from aiohttp import web
 
 from app.domain.intents import JobCommand
 from app.domain.job import Delivery, Job, JobState
-from app.domain.lease import USABLE, Lease, LeaseLost, check_current, current_lease
+from app.domain.lease import USABLE, Lease, LeaseLost, check_current, current_lease, lease_clock
 from app.engine.dispatcher import Dispatcher, Hooks, Limits, Stage
 from app.engine.leases import WorkerIdentity
 from app.engine.worker import Worker
@@ -47,11 +46,11 @@ class Takeovers:
 
     def __init__(self) -> None:
         self.dispatcher: Dispatcher | None = None  # what Worker._interrupted asks for its machine's name
-        self.seen: list[tuple[str, str | None, float]] = []  # job id, previous holder, when (monotonic)
+        self.seen: list[tuple[str, str | None, float]] = []  # job id, previous holder, when (lease_clock)
         self.moved: list[Job] = []  # the job as it went back
 
     def __call__(self, job: Job, back_to: JobState, previous_holder: str | None) -> Job:
-        self.seen.append((job.id, previous_holder, time.monotonic()))
+        self.seen.append((job.id, previous_holder, lease_clock()))
         self.moved.append(Worker._interrupted(self, job, back_to, previous_holder))  # type: ignore[arg-type]
         return self.moved[-1]
 
@@ -210,14 +209,18 @@ class CountingGitHub:
 
 
 @contextlib.asynccontextmanager
-async def counting_github(private_key: str) -> AsyncIterator[CountingGitHub]:
-    """An InstallationAPI for o/r whose GitHub answers every request and writes each one down."""
+async def counting_github(private_key: str, *, busy: int = 0) -> AsyncIterator[CountingGitHub]:
+    """An InstallationAPI for o/r whose GitHub answers every request and writes each one down; the
+    first `busy` requests after the token's are refused with a secondary rate limit (Retry-After)."""
     requests: list[str] = []
 
     async def answer(request: web.Request) -> web.Response:
         requests.append(f"{request.method} {request.path}")
         if request.path.endswith("/access_tokens"):
             return web.json_response({"token": "ghs_test", "expires_at": "2099-01-01T00:00:00Z"}, status=201)
+        if len(requests) - 1 <= busy:
+            return web.json_response({"message": "You have exceeded a secondary rate limit"}, status=429,
+                                     headers={"Retry-After": "1"})
         return web.json_response({"id": 1}, status=201)
 
     app = web.Application()
@@ -439,18 +442,18 @@ async def test_a_paused_holder_goes_on_while_the_store_still_has_it_and_not_once
         await held.entered.wait()
         await freeze(a)  # paused: no heartbeat
         lease = held.lease
-        await until(lambda: time.monotonic() > lease.valid_until + 0.05, timeout=LEASE_S)
+        await until(lambda: lease_clock() > lease.valid_until + 0.05, timeout=LEASE_S)
         # It wakes past its lease's time; nobody took the job: the store says it is still a's.
         assert await held.act(lambda: comment(github.api)) == {"id": 1}
         assert len(github.requests) == 2  # the token, and the comment
-        assert not lease.lost and lease.valid_until > time.monotonic()  # renewed by asking the store
+        assert not lease.lost and lease.valid_until > lease_clock()  # renewed by asking the store
         assert store_a.lease_of(job.id) == (a.holder, lease.epoch)
         await held.act(lambda: store_a.add_event(job.id, "progress", step=1))
         assert kinds(store_a, job)[-1] == "progress"
 
         async with running(b):  # a pauses again; this time b takes the job over
             await until(lambda: b.takeovers.seen, timeout=LEASE_S + POLL + SLACK)
-            assert time.monotonic() > lease.valid_until and not lease.lost
+            assert lease_clock() > lease.valid_until and not lease.lost
             with pytest.raises(LeaseLost):
                 await held.act(check_current)  # asks the store again: another holds it now
             assert lease.lost and held.cancel.is_set()
@@ -470,10 +473,10 @@ async def test_a_cancel_asked_through_another_worker_reaches_the_stage_at_its_wo
     b_worker = SimpleNamespace(dispatcher=b.dispatcher, store=store_b)  # what Worker._cancel_running uses
     async with running(a, b):
         await until(lambda: {job.id, other.id} <= set(stage_a.inside))
-        asked = time.monotonic()
+        asked = lease_clock()
         assert Worker._cancel_running(b_worker, job.id)  # not b's: asked through the store
         await until(lambda: state(store_a, job) is JobState.CANCELLED, timeout=a.dispatcher.leases.interval + SLACK)
-        assert time.monotonic() - asked <= a.dispatcher.leases.interval + SLACK
+        assert lease_clock() - asked <= a.dispatcher.leases.interval + SLACK
         assert not stage_a.cancels[other.id].is_set()
         await until(lambda: not a.dispatcher.is_active(job.id))
         assert store_a.lease_of(job.id) is None  # released as usual
@@ -500,7 +503,7 @@ async def test_a_worker_started_again_on_the_same_machine_goes_on_with_its_jobs_
         again_stage = FakeStage(store_again, JobState.SUCCEEDED, via=JobState.RUNNING, hold=False)
         again = node(store_again, "machine-a", [run_stage(again_stage, Limits(total=1))], lease_s=30)
         assert again.holder != a.holder
-        started = time.monotonic()
+        started = lease_clock()
         async with running(again):
             await until(lambda: state(store_again, job) is JobState.SUCCEEDED, timeout=2)
     ((job_id, previous, at),) = again.takeovers.seen
@@ -578,3 +581,123 @@ async def test_commands_claimed_together_are_not_carried_out_twice_when_they_tak
         await asyncio.sleep(POLL * 2)  # anything still claimable would be taken now
     assert Counter(text for _, _, text in commands.done) == Counter(cmd.text for cmd in sent)
     assert commands.by("a") and commands.by("b")  # the other worker took its share
+
+
+# --- what a suspend, a cancel on a dead worker and a failed save leave ------------------------------
+
+
+async def test_a_write_waiting_out_a_rate_limit_is_not_sent_again_once_the_lease_was_lost(app_private_key):
+    """The retry of a refused write comes after a wait (up to two minutes): the lease may be gone by then."""
+    async with counting_github(app_private_key, busy=1) as github:
+        lease = Lease(job_id="j", holder="w", epoch=1, stage="run", seconds=30, valid_until=lease_clock() + 30)
+        waits: list[float] = []
+
+        async def wait_out(seconds: float) -> None:  # meanwhile the heartbeat finds the lease gone
+            waits.append(seconds)
+            lease.lose()
+
+        github.api._api.sleep = wait_out  # type: ignore[method-assign]
+        token = current_lease.set(lease)
+        try:
+            with pytest.raises(LeaseLost):
+                await comment(github.api)
+        finally:
+            current_lease.reset(token)
+        assert waits == [1]
+        assert github.requests == ["POST /app/installations/1/access_tokens", "POST /repos/o/r/issues/1/comments"]
+
+
+async def test_a_cancel_asked_while_the_runs_worker_was_dead_ends_the_job_where_it_is_taken_over(open_store):
+    store_a, store_b = open_store(), open_store()
+    job = make_job(store_a, 1, state=JobState.ACKNOWLEDGED)
+    held = Held(store_a)
+    b_stage = FakeStage(store_b, JobState.SUCCEEDED, via=JobState.RUNNING)  # saves "cancelled" when stopped
+    a = node(store_a, "machine-a", [run_stage(held, Limits(total=1))])
+    b = node(store_b, "machine-b", [run_stage(b_stage, Limits(total=1))])
+    b_worker = SimpleNamespace(dispatcher=b.dispatcher, store=store_b)  # what Worker._cancel_running uses
+    async with running(a, b):
+        await held.entered.wait()
+        await freeze(a)  # a died; its lease is still live
+        assert Worker._cancel_running(b_worker, job.id)  # "cancelling": asked of a, through the store
+        await until(lambda: b.takeovers.seen, timeout=LEASE_S + POLL + SLACK)
+        await until(lambda: state(store_b, job) is JobState.CANCELLED)
+        assert b_stage.cancels[job.id].is_set() and b_stage.entered == [job.id]
+    assert kinds(store_b, job)[-3:] == ["recovered", "running", "cancelled"]  # stopped as it began: as asked
+
+
+async def test_a_job_still_running_here_is_not_claimed_again_when_its_lease_ran_out(open_store):
+    """A laptop suspended past its leases: the database's clock ran on. Its next pass must not take
+    over its own job (two tasks for one job); the task finds its lease's fate at its next write."""
+    store = open_store()
+    job = make_job(store, 1, state=JobState.ACKNOWLEDGED)
+    stage = FakeStage(store, JobState.SUCCEEDED, via=JobState.RUNNING)  # entered twice: it says so
+    a = node(store, "machine-a", [run_stage(stage, Limits(total=2))])
+    async with running(a):
+        await until(lambda: job.id in stage.inside)
+        heartbeat = a.dispatcher._heartbeat_task
+        assert heartbeat is not None
+        heartbeat.cancel()  # the renewals of the suspended machine did not happen
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        assert store.expire_leases_of("machine-a", "another process") == 1  # run out, by the store's clock
+        for _ in range(3):
+            a.dispatcher.wake()
+            await settle()
+        assert stage.entered == [job.id] and a.takeovers.seen == []
+        stage.release_all()
+        await until(lambda: state(store, job) is JobState.SUCCEEDED)
+    assert a.failures.seen == []
+
+
+async def test_a_takeover_whose_save_fails_lets_the_job_go_for_the_next_pass(open_store, monkeypatch):
+    store_a, store_b = open_store(), open_store()
+    job = make_job(store_a, 1, state=JobState.ACKNOWLEDGED)
+    held = Held(store_a)
+    b_stage = FakeStage(store_b, JobState.SUCCEEDED, via=JobState.RUNNING, hold=False)
+    a = node(store_a, "machine-a", [run_stage(held, Limits(total=1))])
+    b = node(store_b, "machine-b", [run_stage(b_stage, Limits(total=1))])
+    real_save, failed = store_b.save_job, []
+
+    def save_once_failing(saved: Job, kind: str, **data: Any) -> Any:
+        if kind == "recovered" and not failed:
+            failed.append(saved.id)
+            raise ConnectionError("the connection dropped mid-save")
+        return real_save(saved, kind, **data)
+
+    monkeypatch.setattr(store_b, "save_job", save_once_failing)
+    async with running(a, b):
+        await held.entered.wait()
+        await freeze(a)
+        await until(lambda: state(store_b, job) is JobState.SUCCEEDED, timeout=LEASE_S + 4 * POLL + SLACK)
+    assert failed == [job.id] and len(b.takeovers.seen) == 2  # the second pass took it over
+    assert b_stage.entered == [job.id] and b.dispatcher.leases.leases == {}
+
+
+class RacingStore:
+    """A store whose renewal answers after the job was released and claimed again (a new epoch): as
+    the heartbeat's thread sees it when the loop moved on while the request was out."""
+
+    def __init__(self) -> None:
+        self.during: Callable[[], None] = lambda: None
+
+    def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
+        self.during()
+        return {}  # none of the leases sent is held any more
+
+
+def test_a_heartbeat_answered_after_the_job_was_claimed_again_keeps_the_new_lease():
+    from app.engine.leases import LeaseKeeper
+
+    store, lost = RacingStore(), []
+    keeper = LeaseKeeper(store, WorkerIdentity.new("m", 30), on_cancel=lambda _job_id: None)  # type: ignore[arg-type]
+    old = keeper.lease("j", 1, "acknowledge", lease_clock(), on_lost=lost.append)
+
+    def claimed_again() -> None:
+        keeper.forget(old)  # the acknowledgement ended and released the job; the run stage claimed it
+        keeper.lease("j", 2, "run", lease_clock(), on_lost=lost.append)
+
+    store.during = claimed_again
+    keeper.beat()
+    assert lost == [] and not keeper.leases["j"].lost and keeper.leases["j"].epoch == 2
+    store.during = lambda: None
+    keeper.beat()  # the next beat sent epoch 2: not held, so lost
+    assert [lease.epoch for lease in lost] == [2]

@@ -12,7 +12,7 @@ import pytest
 
 from app.domain.intents import JobCommand
 from app.domain.job import Delivery, Job, JobState, Trigger
-from app.domain.lease import Lease, LeaseLost, current_lease
+from app.domain.lease import Lease, LeaseLost, current_lease, lease_clock
 from app.store.base import StageClaim
 
 ACK = StageClaim("acknowledge", JobState.QUEUED)
@@ -29,7 +29,7 @@ def _add(store, *jobs: Job) -> None:
 
 def _as_holder(claimed, holder: str) -> Lease:
     return Lease(job_id=claimed.job.id, holder=holder, epoch=claimed.epoch, stage="acknowledge", seconds=30,
-                 valid_until=time.monotonic() + 30)
+                 valid_until=lease_clock() + 30)
 
 
 def test_a_claimed_job_is_no_one_elses_until_its_lease_runs_out(store):
@@ -187,3 +187,28 @@ def test_inbox_rows_are_claimed_by_one_worker_and_leave_with_their_import(store)
     store.record_deliveries([(Delivery(id=r.delivery_id, event=r.event), [], []) for r in mine],
                             inbox_rows=[r.id for r in mine])
     assert store.inbox_size() == 1 and store.get_delivery("a") is not None
+
+
+def test_a_cancel_asked_for_stays_with_the_job_through_a_takeover_and_a_release(store):
+    """Asked for while w1 ran the job and then died: the worker taking it over hears it, and so does
+    the stage after one that cannot stop (an acknowledgement) and released the job."""
+    job = _job(1)
+    _add(store, job)
+    (first,) = store.claim_jobs(ACK, "w1", "m1", limit=1, lease_s=0.2)
+    assert not first.cancel_requested
+    assert store.request_cancel(job.id)
+    time.sleep(0.4)  # w1 is gone: its lease runs out
+    (taken,) = store.claim_jobs(ACK, "w2", "m2", limit=1, lease_s=30)
+    assert taken.previous_holder == "w1" and taken.cancel_requested
+    assert store.release_lease(job.id, "w2", taken.epoch)
+    (after,) = store.claim_jobs(ACK, "w3", "m3", limit=1, lease_s=30)
+    assert after.cancel_requested
+
+
+def test_a_claim_leaves_out_the_jobs_the_claimer_still_runs(store):
+    """After a suspend a worker's lease may have run out while its own task for the job goes on."""
+    mine, other = _job(1), _job(2)
+    _add(store, mine, other)
+    (claimed,) = store.claim_jobs(ACK, "w1", "m1", limit=2, lease_s=30, exclude=[mine.id])
+    assert claimed.job.id == other.id
+    assert store.lease_of(mine.id) is None
