@@ -14,6 +14,7 @@ import pytest
 from app.pipeline.present import texts
 from app.domain.job import JobState
 from app.fakes.model_api import ScriptedTurn, ToolUse
+from app.store.base import StageClaim
 from tests.support.harness import REPO, end_to_end, job_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.claude]
@@ -125,6 +126,31 @@ async def test_human_required_runs_only_after_approval(tmp_path, sandbox_image):
         assert (job.state, job.conclusion) == (JobState.SUCCEEDED, "success")
         (pull,) = bot.github.pulls
         assert pull["draft"] is True  # human-required, then like supervised
+
+
+async def test_a_cancel_asked_before_the_run_began_ends_it_before_anything_runs(tmp_path, sandbox_image, docker_client):
+    """Asked for while another stage or a dead worker held the job: the run that takes the job next
+    stops as it begins, with no container and no model call."""
+    script = [ScriptedTurn(text="Restructured.")]
+    async with end_to_end(tmp_path, sandbox_image, script) as (bot, model):
+        issue = bot.github.add_issue(REPO, title="Restructure the parser", user="alice")
+        answer = await bot.label(issue["number"], "agentvine:refactor")  # human-required: it waits
+        await bot.settle(timeout=60)
+        job_id = answer["jobs"][0]
+        store = bot.service.store
+        # Another worker's stage held the job when the cancel came, and then that worker died.
+        store.claim_jobs(StageClaim("acknowledge", JobState.WAITING_FOR_APPROVAL), "machine-b:1:ab", "machine-b",
+                         limit=1, lease_s=0.2)
+        assert store.request_cancel(job_id)
+        await asyncio.sleep(0.4)
+        await bot.press(job_id, "approve", sender="mona")
+        await bot.settle(timeout=60)
+        job = bot.job(job_id)
+        assert (job.state, job.conclusion) == (JobState.CANCELLED, "cancelled")
+        run = next(r for r in bot.github.check_runs if r["id"] == job.check_run_id)
+        assert (run["status"], run["conclusion"]) == ("completed", "cancelled")
+        assert model.requests == [] and bot.github.pulls == []
+    assert job_containers(docker_client, job_id) == []
 
 
 REVIEWED = "def parse(line):\n    fields = line.split(' ')\n    return [f for f in fields if f]\n\n\ndef unused():\n    pass\n"

@@ -701,3 +701,30 @@ def test_a_heartbeat_answered_after_the_job_was_claimed_again_keeps_the_new_leas
     store.during = lambda: None
     keeper.beat()  # the next beat sent epoch 2: not held, so lost
     assert [lease.epoch for lease in lost] == [2]
+
+
+async def test_a_cancel_asked_while_another_worker_acknowledges_the_job_ends_it_in_the_run_after(open_store):
+    """An acknowledgement does not stop half-way: the cancel waits with the job, and the run stage that
+    takes it next (on whichever worker) ends it, instead of the command's save being overwritten by the
+    acknowledgement's."""
+    store_a, store_b = open_store(), open_store()
+    job = make_job(store_a, 1)  # queued
+    gate, acknowledging = asyncio.Event(), asyncio.Event()
+
+    async def acknowledge(queued: Job, _cancel: asyncio.Event) -> None:
+        acknowledging.set()
+        await gate.wait()  # takes no notice of the cancel, as app/pipeline/acknowledge.py
+        store_a.save_job(queued.moved_to(JobState.ACKNOWLEDGED, "acknowledged"), "acknowledged")
+
+    run = FakeStage(store_a, JobState.SUCCEEDED, via=JobState.RUNNING)  # saves "cancelled" when stopped
+    a = node(store_a, "machine-a", [Stage("acknowledge", JobState.QUEUED, acknowledge, Limits(total=1)),
+                                    run_stage(run, Limits(total=1))])
+    b = node(store_b, "machine-b", [])
+    b_worker = SimpleNamespace(dispatcher=b.dispatcher, store=store_b)
+    async with running(a, b):
+        await acknowledging.wait()
+        assert Worker._cancel_running(b_worker, job.id)  # held by a's acknowledgement: asked through the store
+        gate.set()
+        await until(lambda: state(store_a, job) is JobState.CANCELLED)
+        assert run.cancels[job.id].is_set()
+    assert kinds(store_a, job) == ["created", "acknowledged", "running", "cancelled"]

@@ -12,6 +12,7 @@ from app.domain.job import Delivery, Job, JobState, Trigger
 from app.domain.queue import Place
 from app.engine.dispatcher import Dispatcher, Hooks, Limits, Stage
 from app.engine.queue import QueueWatch, places
+from app.store.base import StageClaim
 from app.pipeline.present.waiting import wait_line
 from app.store import SQLiteJobStore
 
@@ -148,3 +149,24 @@ async def test_an_edit_that_failed_is_tried_again_though_nothing_moved(store):
     assert len(tries) == 3  # the one that failed, again
     await watch.flush()
     assert len(tries) == 3  # and then nothing: nothing moved
+
+
+async def test_a_job_another_worker_holds_is_not_drawn_over(store):
+    """Its check run and tracking comment are that worker's stage's to show ("Working"), not this
+    worker's queue display (which counts only its own jobs)."""
+    a, b = job(1), job(2)
+    for j in (a, b):
+        store.record_delivery(Delivery(id=j.delivery_id, event="issues"), [j])
+    (held,) = store.claim_jobs(StageClaim("run", JobState.ACKNOWLEDGED), "machine-b:1:ab", "machine-b", limit=1,
+                               lease_s=300)
+    dispatcher = Dispatcher(store, [Stage("run", JobState.ACKNOWLEDGED, HoldingStage(store), Limits(total=0))], Hooks())
+    drawn: list[str] = []
+    watch: QueueWatch | None = None
+
+    async def redraw(j: Job) -> None:
+        drawn.append(j.id)
+        watch.shown(j, watch.wait(j))
+
+    watch = QueueWatch(dispatcher, store, redraw, interval=0)
+    await watch.flush()
+    assert held.job.id == a.id and drawn == [b.id]

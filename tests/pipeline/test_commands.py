@@ -9,6 +9,7 @@ import pytest
 
 from app.pipeline.present import texts
 from app.domain.job import JobState
+from app.store.base import StageClaim
 from tests.support.harness import REPO
 
 
@@ -312,3 +313,18 @@ def test_commits_skip_ci_unless_the_job_is_autonomous():
         message = commit_message(SimpleNamespace(job=job.model_copy(update={"level": level}), settings=Settings()), Outcome(conclusion="success", title=""))
         assert message.endswith(f"\n{SKIP_CI_TRAILER}\n") is skipped, level
         assert "Co-authored-by: alice" in message
+
+
+async def test_cancel_of_a_job_another_worker_holds_is_handed_to_that_worker(bot, github):
+    """Written from here, the cancel would be overwritten by that worker's next save of the job: it is
+    asked of the holder through the store instead (its heartbeat hears it; its run ends the job)."""
+    issue, job = await waiting_job(bot, github)
+    store = bot.service.store
+    holder = "machine-b:1:ab"  # a stage of another worker's has the job (its acknowledgement, say)
+    (claimed,) = store.claim_jobs(StageClaim("acknowledge", JobState.WAITING_FOR_APPROVAL), holder, "machine-b",
+                                  limit=1, lease_s=300)
+    await bot.comment(issue["number"], "/agentvine cancel")
+    await bot.settle()
+    assert bot.job(job.id).state is JobState.WAITING_FOR_APPROVAL  # not written from here
+    assert store.renew_leases(holder, "machine-b", {job.id: claimed.epoch}, 300) == {job.id: True}
+    assert "cancel_requested" in [event.kind for event in store.events(job.id)]
