@@ -299,6 +299,18 @@ class TakenOver:
     took: float  # how long after a's last renewal b took the job over
 
 
+def held_by_a(open_store, *, hold: bool = True) -> tuple[Job, Held, FakeStage, Node, Node]:
+    """Worker a's run holds an acknowledged job (Held, as a paused process would); worker b's run
+    stage (held until released, unless `hold` is False) takes it over once a's lease runs out."""
+    store_a, store_b = open_store(), open_store()
+    job = make_job(store_a, 1, state=JobState.ACKNOWLEDGED)
+    held = Held(store_a)
+    b_stage = FakeStage(store_b, JobState.SUCCEEDED, via=JobState.RUNNING, hold=hold)
+    a = node(store_a, "machine-a", [run_stage(held, Limits(total=1))])
+    b = node(store_b, "machine-b", [run_stage(b_stage, Limits(total=1))])
+    return job, held, b_stage, a, b
+
+
 @contextlib.asynccontextmanager
 async def taken_over(open_store, *, reason: str = "the agent is at work") -> AsyncIterator[TakenOver]:
     """Worker a runs a job and stops answering; b takes the job over once a's lease runs out."""
@@ -432,12 +444,8 @@ async def test_a_lease_that_could_not_be_renewed_in_time_writes_nothing_and_the_
 
 async def test_a_paused_holder_goes_on_while_the_store_still_has_it_and_not_once_another_took_it(
         open_store, app_private_key):
-    store_a, store_b = open_store(), open_store()
-    job = make_job(store_a, 1, state=JobState.ACKNOWLEDGED)
-    held = Held(store_a)
-    b_stage = FakeStage(store_b, JobState.SUCCEEDED, via=JobState.RUNNING, hold=False)
-    a = node(store_a, "machine-a", [run_stage(held, Limits(total=1))])
-    b = node(store_b, "machine-b", [run_stage(b_stage, Limits(total=1))])
+    job, held, b_stage, a, b = held_by_a(open_store, hold=False)
+    store_a, store_b = a.store, b.store
     async with counting_github(app_private_key) as github, running(a):
         await held.entered.wait()
         await freeze(a)  # paused: no heartbeat
@@ -608,12 +616,8 @@ async def test_a_write_waiting_out_a_rate_limit_is_not_sent_again_once_the_lease
 
 
 async def test_a_cancel_asked_while_the_runs_worker_was_dead_ends_the_job_where_it_is_taken_over(open_store):
-    store_a, store_b = open_store(), open_store()
-    job = make_job(store_a, 1, state=JobState.ACKNOWLEDGED)
-    held = Held(store_a)
-    b_stage = FakeStage(store_b, JobState.SUCCEEDED, via=JobState.RUNNING)  # saves "cancelled" when stopped
-    a = node(store_a, "machine-a", [run_stage(held, Limits(total=1))])
-    b = node(store_b, "machine-b", [run_stage(b_stage, Limits(total=1))])
+    job, held, b_stage, a, b = held_by_a(open_store)  # b's stage saves "cancelled" when stopped
+    store_b = b.store
     b_worker = SimpleNamespace(dispatcher=b.dispatcher, store=store_b)  # what Worker._cancel_running uses
     async with running(a, b):
         await held.entered.wait()
@@ -649,12 +653,8 @@ async def test_a_job_still_running_here_is_not_claimed_again_when_its_lease_ran_
 
 
 async def test_a_takeover_whose_save_fails_lets_the_job_go_for_the_next_pass(open_store, monkeypatch):
-    store_a, store_b = open_store(), open_store()
-    job = make_job(store_a, 1, state=JobState.ACKNOWLEDGED)
-    held = Held(store_a)
-    b_stage = FakeStage(store_b, JobState.SUCCEEDED, via=JobState.RUNNING, hold=False)
-    a = node(store_a, "machine-a", [run_stage(held, Limits(total=1))])
-    b = node(store_b, "machine-b", [run_stage(b_stage, Limits(total=1))])
+    job, held, b_stage, a, b = held_by_a(open_store, hold=False)
+    store_b = b.store
     real_save, failed = store_b.save_job, []
 
     def save_once_failing(saved: Job, kind: str, **data: Any) -> Any:
