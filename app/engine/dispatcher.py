@@ -161,10 +161,9 @@ class Dispatcher:
         for stage in self._stages:
             self._take_over(stage)
 
-    def _take_over(self, stage: Stage) -> list[tuple[Job, Lease]]:
+    def _take_over(self, stage: Stage) -> None:
         """Jobs a dead worker left mid-stage (in a state the stage moves them through, their lease run
-        out), claimed for `stage` and moved back to where it starts, under the new lease."""
-        taken: list[tuple[Job, Lease]] = []
+        out), claimed for `stage` and moved back to where it starts, under the new lease, and started."""
         for state, back_to in self._interrupted.items():
             if back_to is not stage.state:
                 continue
@@ -191,8 +190,6 @@ class Dispatcher:
                     metrics.job_taken_over(stage.name)
                 log.warning("job %s was %s when its worker stopped; it goes on from %s", job.id, state, back_to)
                 self._launch(stage, moved, lease, claimed.cancel_requested)
-                taken.append((moved, lease))
-        return taken
 
     def _claim(self, stage: Stage, state: JobState, limit: int) -> list[Claimed]:
         claim = StageClaim(stage.name, state, per_repo=stage.limits.per_repo,

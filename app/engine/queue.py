@@ -161,8 +161,8 @@ class QueueWatch:
         job = self._store.get_job(job_id)  # as it is now, not as the round read it
         if job is None or job.terminal or self._dispatcher.is_active(job_id) or job.state is JobState.RUNNING:
             return
-        if self._store.lease_of(job_id) is not None:
-            return  # a stage on another worker has it: what that stage shows is not to be drawn over
+        if self._store.lease_of(job_id) is not None:  # a stage on another worker has it: it shows the job
+            return
         if job.tracking_comment_id is None or job.check_run_id is None:
             return  # not shown yet: its acknowledgement shows it
         edit = asyncio.ensure_future(self._redraw(job))
