@@ -15,7 +15,7 @@ import asyncio
 import logging
 import select
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -51,6 +51,7 @@ class PostgresJobStore(SQLJobStore):
 
     def __init__(self, url: str, *, max_connections: int = 4) -> None:
         self.url = url
+        self._max_connections = max_connections
         self._pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, timeout=POOL_TIMEOUT_S, open=False, name="agentvine",
             check=_check_idle,
@@ -61,8 +62,20 @@ class PostgresJobStore(SQLJobStore):
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection]:
-        with self._pool.connection() as conn, conn.transaction():
-            yield conn
+        """One transaction. A connection the server ended after the pool's check passed it (its notice
+        not yet arrived: pg_terminate_backend returns before the backend is gone) fails at BEGIN, before
+        anything of the caller ran: it is dropped (the pool discards a broken one) and the next taken."""
+        for spare in range(self._max_connections, -1, -1):
+            with ExitStack() as held:
+                conn = held.enter_context(self._pool.connection())
+                try:
+                    held.enter_context(conn.transaction())
+                except psycopg.OperationalError:
+                    if spare and conn.broken:
+                        continue
+                    raise
+                yield conn
+                return
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection]:

@@ -55,3 +55,28 @@ async def _until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not in time"
         await asyncio.sleep(0.05)
+
+
+def test_a_write_on_a_connection_ended_after_the_pools_check_takes_another(pg_url, monkeypatch):
+    """The race the pool's check cannot close: the server ends a connection after the check passed it.
+    Without the check the pool hands out the dead one every time; the write must still go through."""
+    monkeypatch.setattr("app.store.postgres._check_idle", lambda _conn: None)
+    store = PostgresJobStore(pg_url)
+    try:
+        store.record_delivery(Delivery(id="d1", event="issues"), [_job(1)])
+        assert _cut_every_connection(pg_url) >= 1
+        _until_gone(pg_url)
+        job = _job(2)
+        store.record_delivery(Delivery(id="d2", event="issues"), [job])
+        assert store.get_job(job.id).state is JobState.QUEUED
+    finally:
+        store.close()
+
+
+def _until_gone(url: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as admin:
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'agentvine'"
+                            ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the ended connections are still there"
+            time.sleep(0.05)
