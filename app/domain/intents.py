@@ -28,6 +28,9 @@ class Command(StrEnum):
     REMOVE_INSTALLATION = "remove_installation"  # AgentVine lost access to a repository
     RUN_CI = "run_ci"  # a maintainer read the diff: let the repository's CI run on it
     CI_COMPLETED = "ci_completed"  # the repository's CI finished (or failed) on a branch of AgentVine's
+    # A worker's housekeeping found a question unanswered too long. A command, not a direct write: it is
+    # carried out once across workers and in turn with an answer on the same issue (app/pipeline/questions.py).
+    EXPIRE_QUESTION = "expire_question"
 
 
 #: What people may type after the prefix (`/agentvine approve`); anything else is an instruction.

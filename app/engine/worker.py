@@ -25,7 +25,7 @@ from app.pipeline.context import JobContext, step_permissions
 from app.pipeline.failure import fail_job
 from app.pipeline.followups import release_follow_ups
 from app.pipeline.progress import ProgressReporter
-from app.pipeline.questions import expire_question, question_expired
+from app.pipeline.questions import expiry_request, question_expired
 from app.pipeline.run import RunDeps, run_job
 from app.agent.sandbox import remove_orphans
 from app.agent.sandbox.disk import JobDisk, choose_mode
@@ -226,19 +226,27 @@ class Worker:
 
     async def _housekeeping(self) -> None:
         """Every minute: ends jobs whose question went unanswered too long, removes files no job needs
-        any more, and forgets old deliveries and carried-out commands."""
+        any more, and forgets old deliveries and carried-out commands. A pass that fails (the database
+        away) is tried again the next minute: the loop must outlive it."""
         while True:
             await asyncio.sleep(self.settings.expiry_check_interval)
-            now = time.time()
-            self.store.prune(now - self.settings.retention_days * 86400)
-            await asyncio.to_thread(self._tidy_job_files, at_start=False)
-            await asyncio.to_thread(self._remove_orphan_containers)
-            for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER]):
-                if question_expired(job, self.config, now):
-                    try:
-                        await expire_question(self.context(job), self.config)
-                    except Exception:
-                        log.exception("could not expire the question of job %s", job.id)
+            try:
+                await self._tidy()
+            except Exception:  # noqa: BLE001
+                log.exception("housekeeping failed; again in %.0f s", self.settings.expiry_check_interval)
+
+    async def _tidy(self) -> None:
+        now = time.time()
+        self.store.prune(now - self.settings.retention_days * 86400)
+        await asyncio.to_thread(self._tidy_job_files, at_start=False)
+        await asyncio.to_thread(self._remove_orphan_containers)
+        expired = [job for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER])
+                   if question_expired(job, self.config, now)]
+        for job in expired:
+            delivery, command = expiry_request(job)
+            self.store.record_delivery(delivery, commands=[command])  # another worker's, or an earlier pass's, stays one
+        if expired:
+            self.dispatcher.wake()
 
 
 def _int(text: str | None) -> int | None:

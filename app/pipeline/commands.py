@@ -5,6 +5,7 @@ changes. Each checks the sender's permission; an unauthorized command does nothi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from app.pipeline.ci_follow import CIFollower
 from app.pipeline.context import JobContext
 from app.pipeline.followups import UNDER_WAY, followers
 from app.pipeline.progress import ProgressReporter
+from app.pipeline.questions import expire_question, question_expired
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class CommandHandler:
 
     @property
     def handled(self) -> frozenset[Command]:
-        return frozenset({*self._handlers, Command.REMOVE_INSTALLATION, Command.CI_COMPLETED})
+        return frozenset({*self._handlers, Command.REMOVE_INSTALLATION, Command.CI_COMPLETED, Command.EXPIRE_QUESTION})
 
     # --- finding the job --------------------------------------------------------------------
 
@@ -94,6 +96,8 @@ class CommandHandler:
             return self._remove_installation(command)
         if command.name is Command.CI_COMPLETED:
             return await self._ci.handle(command)
+        if command.name is Command.EXPIRE_QUESTION:  # the housekeeping's own: no person to check
+            return await self._expire(command)
         job = self._job_for(command)
         if command.name is Command.ANSWER and job is None:
             return "ignored: no question waits here"
@@ -244,6 +248,14 @@ class CommandHandler:
         req.ctx.update("answered", to=JobState.ACKNOWLEDGED, reason=f"@{req.sender} answered; resuming",
                        log={"by": req.sender}, answer=req.command.text, answered_by=req.sender, question=None)
         return f"{req.job.id} resumes"
+
+    async def _expire(self, command: JobCommand) -> str:
+        """Carried out in turn with the issue's other commands: an answer taken first leaves nothing to expire."""
+        job = self._store.get_job(command.job_id) if command.job_id else None
+        if job is None or not question_expired(job, self._config, time.time()):
+            return "ignored: no expired question waits"
+        await expire_question(self._context(job), self._config)
+        return f"{job.id}: the question expired"
 
     async def _review_comment(self, req: Request) -> str:
         job = req.job

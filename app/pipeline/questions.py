@@ -9,7 +9,8 @@ import re
 
 from app.pipeline.present import render, texts
 from app.domain.config import BotConfig
-from app.domain.job import Job, JobState, Outcome
+from app.domain.intents import Command, JobCommand
+from app.domain.job import Delivery, Job, JobState, Outcome
 from app.pipeline.context import JobContext
 from app.pipeline.progress import ProgressReporter
 
@@ -51,6 +52,16 @@ def expiry_hours(job: Job, config: BotConfig) -> float:
 
 def question_expired(job: Job, config: BotConfig, now: float) -> bool:
     return job.state is JobState.WAITING_FOR_ANSWER and now - job.updated_at > expiry_hours(job, config) * 3600
+
+
+def expiry_request(job: Job) -> tuple[Delivery, JobCommand]:
+    """What a worker stores when it finds the job's question expired: a command, under a delivery id of
+    the job's waiting state (GitHub's ids are GUIDs, so none is like it). Every worker that finds the
+    same expiry stores the same id, which the store keeps once: one "No answer came", however many look."""
+    delivery = Delivery(id=f"expiry:{job.id}:{job.updated_at!r}", event="agentvine_expiry",
+                        installation_id=job.installation_id, repo=job.repo)
+    return delivery, JobCommand(name=Command.EXPIRE_QUESTION, installation_id=job.installation_id, repo=job.repo,
+                                sender="agentvine", issue_number=job.issue_number, job_id=job.id)
 
 
 async def expire_question(ctx: JobContext, config: BotConfig) -> None:

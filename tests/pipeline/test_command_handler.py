@@ -47,3 +47,22 @@ async def test_losing_access_cancels_waiting_work_and_stops_running_work(tmp_pat
     assert stop_requested == [running.id]  # the run stage stops the container and reports
     assert store.get_job(other.id).state is JobState.QUEUED
     assert discarded == [queued.id]  # a cancelled job's files go (the running one's go when its run ends)
+
+
+async def test_an_expiry_carried_out_after_the_answer_was_taken_changes_nothing(tmp_path):
+    """The housekeeping stored the expiry, then an answer came first in the issue's commands: the job resumed,
+    and the expiry, its turn come, finds no expired question (no GitHub call, which this context could not make)."""
+    from app.pipeline.questions import expiry_request
+
+    store = SQLiteJobStore(tmp_path / "db.sqlite")
+    job = _job()
+    store.record_delivery(Delivery(id="d1", event="issues"), [job])
+    waiting = job.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING).moved_to(JobState.WAITING_FOR_ANSWER)
+    store.save_job(waiting.model_copy(update={"updated_at": 1.0}), "question")
+    _, expiry = expiry_request(store.get_job(job.id))
+    store.save_job(store.get_job(job.id).moved_to(JobState.ACKNOWLEDGED, "@mona answered; resuming"), "answered")
+    settings, config = make_settings(tmp_path, private_key="unused"), load_default()
+    handler = CommandHandler(lambda j: JobContext(j, None, store, settings, config), store, config,  # type: ignore[arg-type]
+                             cancel_running=lambda job_id: False)
+    assert await handler.handle(expiry) == "ignored: no expired question waits"
+    assert store.get_job(job.id).state is JobState.ACKNOWLEDGED
