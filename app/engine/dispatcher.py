@@ -97,7 +97,8 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self.identity = identity or WorkerIdentity.new()
         self._event_loop: asyncio.AbstractEventLoop | None = None  # the loop start() runs on
-        self.leases = LeaseKeeper(store, self.identity, on_cancel=self._on_loop(self.cancel))
+        self.leases = LeaseKeeper(store, self.identity, on_cancel=self._on_loop(self.cancel),
+                                  totals={stage.name: stage.limits.total for stage in stages})
         self._heartbeat_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:

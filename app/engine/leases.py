@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.domain.lease import Lease, lease_clock
@@ -39,9 +39,11 @@ class LeaseKeeper:
     """Renews the leases of the jobs this process works on; a lease it cannot renew is lost (its
     `on_lost` stops the job's work), and a cancel asked for through another worker is handed on."""
 
-    def __init__(self, store: JobStore, identity: WorkerIdentity, on_cancel: Callable[[str], None]) -> None:
+    def __init__(self, store: JobStore, identity: WorkerIdentity, on_cancel: Callable[[str], None],
+                 totals: Mapping[str, int] | None = None) -> None:
         self._store = store
         self.identity = identity
+        self._totals = dict(totals or {})  # each stage's limit here, told with every heartbeat (the queue counts it)
         self.seconds = identity.lease_s
         self._on_cancel = on_cancel
         self.leases: dict[str, Lease] = {}
@@ -70,7 +72,8 @@ class LeaseKeeper:
         sent = {job_id: lease for job_id, lease in dict(self.leases).items() if not lease.lost}  # dict(): one step
         try:
             kept = self._store.renew_leases(self.identity.holder, self.identity.name,
-                                            {job_id: lease.epoch for job_id, lease in sent.items()}, self.seconds)
+                                            {job_id: lease.epoch for job_id, lease in sent.items()}, self.seconds,
+                                            totals=self._totals)
         except Exception as exc:  # noqa: BLE001 - the database is away: leases run out by the clock
             log.warning("could not renew leases: %s", exc)
             for lease in sent.values():

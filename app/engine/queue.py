@@ -4,8 +4,9 @@ the job it waits for. Both are shown from the acknowledgement on and edited as t
 round per progress interval, and a job is edited only when what it shows changes (two GitHub API calls
 each time; places past PLACES_SHOWN read "more than 10 ahead" and are not edited until they come closer).
 
-The dispatcher knows what runs; this module counts the rest (`places`, pure) and keeps the display in step
-(`QueueWatch`, the pipeline's QueueView)."""
+The dispatcher knows what runs here and the store what runs on every worker (each worker's limits come with
+its heartbeat); this module counts the rest (`places`, pure) and keeps the display in step (`QueueWatch`, the
+pipeline's QueueView). With several workers one of them, the live one first by name, edits the queue."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from app.domain.job import Job, JobState
 from app.domain.queue import After, Place, Wait
@@ -84,7 +86,7 @@ class QueueWatch:
             if ahead is None or ahead.terminal:
                 return None  # released at the dispatcher's next pass
             return After(job_id=ahead.id, worker=ahead.worker, state=ahead.state)
-        limits, running = self._dispatcher.running(self._stage)
+        limits, running, _ = self._load()
         waiting = self._waiting(running)
         if all(j.id != job.id for j in waiting):  # being acknowledged: it joins the line where its age puts it
             waiting = sorted([*waiting, job], key=lambda j: (j.created_at, j.id))
@@ -138,21 +140,39 @@ class QueueWatch:
         busy = {j.id for j in running}  # started this instant: still acknowledged in the store
         return [j for j in self._store.list_jobs([JobState.ACKNOWLEDGED], limit=LOOKED_AT) if j.id not in busy]
 
+    def _load(self) -> tuple[Limits, list[Job], bool]:
+        """The stage over every live worker: its limits as one (the per-repository and per-installation ones
+        already hold over all of them; the total is every live worker's room), the jobs it runs anywhere,
+        and whether this worker is the one that draws the queue (the live one first by name: one editor, so
+        no job's place is edited twice, or back and forth)."""
+        limits, here = self._dispatcher.running(self._stage)
+        me = self._dispatcher.identity
+        load = self._store.stage_load(self._stage, me.lease_s)
+        totals = {**load.totals, me.name: limits.total}  # this worker's own, though its first heartbeat is to come
+        running = {j.id: j for j in here} | {j.id: j for j in load.running}  # claimed this instant: not yet stored
+        return (replace(limits, total=sum(totals.values())), sorted(running.values(), key=lambda j: (j.created_at, j.id)),
+                me.name == min(totals))
+
     async def _round(self) -> None:
-        limits, running = self._dispatcher.running(self._stage)
+        limits, running, drawer = self._load()
+        # Released into waiting for approval (by this worker's pass): shown once as that (its Approve button),
+        # then not the queue's.
+        released, self._released = self._released, set()
+        due = [j for j in map(self._store.get_job, released) if j is not None and j.state is JobState.WAITING_FOR_APPROVAL]
+        if not drawer:  # another worker draws the queue; the jobs this one shows itself still ask `wait`
+            self._shown, self._seen = {}, None
+            await asyncio.gather(*(self._show(job.id) for job in due))
+            return
         # Every change to a job is an event: with the same jobs running and no event since, nothing moved.
         seen = (frozenset(j.id for j in running), self._store.last_event_seq())
-        if seen == self._seen and not self._released:
+        if seen == self._seen and not released:
             return
         self._seen = seen
         waiting = self._waiting(running)
         lined = places(limits, running, waiting)
-        due = [j for j in waiting if j.answer is None and self._shown.get(j.id) != (j.state, wait_line(lined.get(j.id)))]
+        due += [j for j in waiting if j.answer is None and self._shown.get(j.id) != (j.state, wait_line(lined.get(j.id)))]
         following = self._store.list_jobs([JobState.WAITING_FOR_JOB], limit=LOOKED_AT)
         due += [j for j in following if self._shown.get(j.id) != (j.state, wait_line(self.wait(j)))]
-        # Released into waiting for approval: shown once as that (its Approve button), then not the queue's.
-        released, self._released = self._released, set()
-        due += [j for j in map(self._store.get_job, released) if j is not None and j.state is JobState.WAITING_FOR_APPROVAL]
         current = {j.id for j in waiting} | {j.id for j in following}
         self._shown = {job_id: shown for job_id, shown in self._shown.items() if job_id in current}
         await asyncio.gather(*(self._show(job.id) for job in due))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,6 +86,14 @@ class Claimed:
     # A cancel was asked for while another stage or worker held the job (it stays asked until the
     # run stage ends the job cancelled: a takeover or the next stage must not lose it).
     cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class StageLoad:
+    """A stage over every live worker: what a queued job's place in line is counted against."""
+
+    running: list[Job]  # the jobs a live lease of the stage holds, on any worker, oldest first
+    totals: dict[str, int]  # each live worker's (by name) limit on the stage's jobs at once
 
 
 @dataclass(frozen=True)
@@ -191,8 +199,13 @@ class JobStore(Protocol):
                    lease_s: float, exclude: Collection[str] = ()) -> list[Claimed]:
         """Up to `limit` jobs for the stage (none of `exclude`), each leased to `holder` with a new epoch."""
 
-    def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
-        """The heartbeat: the leases still held (with whether a cancel was asked for); the rest are lost."""
+    def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float,
+                     totals: Mapping[str, int] | None = None) -> dict[str, bool]:
+        """The heartbeat: the leases still held (with whether a cancel was asked for); the rest are lost.
+        `totals` (each stage's limit on this worker) is recorded with the machine's heartbeat."""
+
+    def stage_load(self, stage: str, within_s: float) -> StageLoad:
+        """The jobs the stage's live leases hold, and the limits of the workers seen within `within_s`."""
 
     def release_lease(self, job_id: str, holder: str, epoch: int, *, home: str | None = None) -> bool: ...
 

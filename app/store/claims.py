@@ -5,13 +5,14 @@ whose connections and dialect these queries use."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from app.domain.intents import JobCommand
 from app.domain.job import Job, JobState
-from app.store.base import WAKING_STATES, Claimed, InboxRow, StageClaim
+from app.store.base import WAKING_STATES, Claimed, InboxRow, StageClaim, StageLoad
 
 CLAIM_WINDOW = 8  # candidates looked at per job wanted: a backlog must not make every claim cost more
 
@@ -85,14 +86,18 @@ class ClaimQueries:
                 claimed.append(Claimed(Job.model_validate_json(doc), epoch, before, bool(cancel)))
         return claimed
 
-    def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float) -> dict[str, bool]:
+    def renew_leases(self, holder: str, name: str, held: dict[str, int], lease_s: float,
+                     totals: Mapping[str, int] | None = None) -> dict[str, bool]:
         """The worker's heartbeat: `name` (its machine) is alive, and each lease in `held` (job id: epoch)
-        that is still `holder`'s runs `lease_s` from now. Returns the leases kept, each with whether a
-        cancel was asked for it through another worker; a lease not returned is lost."""
+        that is still `holder`'s runs `lease_s` from now; `totals` (its stages' limits), when given, is
+        recorded. Returns the leases kept, each with whether a cancel was asked for it through another
+        worker; a lease not returned is lost."""
         kept: dict[str, bool] = {}
+        recorded = json.dumps(dict(totals), sort_keys=True) if totals is not None else None
         with self._write() as db:
-            self._run(db, "INSERT INTO workers VALUES (?,?,{now}) ON CONFLICT(name) DO UPDATE "
-                          "SET holder=excluded.holder, seen_at=excluded.seen_at", (name, holder))
+            self._run(db, "INSERT INTO workers (name, holder, seen_at, stage_totals) VALUES (?,?,{now},?) "
+                          "ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, seen_at=excluded.seen_at, "
+                          "stage_totals=COALESCE(excluded.stage_totals, workers.stage_totals)", (name, holder, recorded))
             for job_id, epoch in held.items():
                 row = self._run(db, "UPDATE jobs SET lease_until={now} + ? WHERE id=? AND lease_owner=? "
                                     "AND lease_epoch=? RETURNING cancel_requested",
@@ -100,6 +105,19 @@ class ClaimQueries:
                 if row is not None:
                     kept[job_id] = bool(row[0])
         return kept
+
+    def stage_load(self, stage: str, within_s: float) -> StageLoad:
+        with self._read() as db:
+            running = self._run(db, "SELECT doc FROM jobs WHERE lease_stage=? AND lease_until >= {now} "
+                                    "ORDER BY created_at, id", (stage,)).fetchall()
+            workers = self._run(db, "SELECT name, stage_totals FROM workers WHERE seen_at >= {now} - ?",
+                                (within_s,)).fetchall()
+        totals = {}
+        for name, recorded in workers:
+            total = _totals(recorded).get(stage)
+            if total is not None:
+                totals[name] = total
+        return StageLoad([Job.model_validate_json(doc) for (doc,) in running], totals)
 
     def release_lease(self, job_id: str, holder: str, epoch: int, *, home: str | None = None) -> bool:
         """The stage is done with the job: any worker may claim it next (its `home` keeps the files of a
@@ -155,3 +173,13 @@ class ClaimQueries:
                 claimed.append((seq, JobCommand.model_validate_json(doc)))
         return claimed
 
+
+def _totals(recorded: str | None) -> dict[str, int]:
+    """A worker's recorded limits; a worker of a version that sent none (or anything else) has none."""
+    try:
+        totals = json.loads(recorded) if recorded else {}
+    except ValueError:
+        return {}
+    if not isinstance(totals, dict):
+        return {}
+    return {stage: total for stage, total in totals.items() if type(total) is int and total >= 0}

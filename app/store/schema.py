@@ -131,6 +131,9 @@ MIGRATIONS: list[Migration] = [
             UPDATE commands SET repo = doc::json->>'repo', issue_number = (doc::json->>'issue_number')::bigint
         """,
     },
+    # Each worker's limit per stage (a JSON object, stage: total), sent with its heartbeat: a queued
+    # job's place in line is counted against every live worker's room, not one's.
+    "ALTER TABLE workers ADD COLUMN stage_totals TEXT",
 ]
 
 

@@ -170,3 +170,83 @@ async def test_a_job_another_worker_holds_is_not_drawn_over(store):
     watch = QueueWatch(dispatcher, store, redraw, interval=0)
     await watch.flush()
     assert held.job.id == a.id and drawn == [b.id]
+
+
+# --- several workers on one store: places count every live worker, and one of them edits -------------
+
+
+def worker(store, name: str, limits: Limits, drawn: list[tuple[str, str, str | None]], *,
+           lease_s: float = 30.0) -> tuple[Dispatcher, QueueWatch]:
+    """A worker's dispatcher (not started: nothing of its own runs) and queue watch; its heartbeat is
+    `dispatcher.leases.beat()`. What its watch draws goes into `drawn` as (worker, job, line)."""
+    from app.engine.leases import WorkerIdentity
+
+    dispatcher = Dispatcher(store, [Stage("run", JobState.ACKNOWLEDGED, HoldingStage(store), limits)], Hooks(),
+                            identity=WorkerIdentity.new(name, lease_s))
+    watch: QueueWatch | None = None
+
+    async def redraw(j: Job) -> None:
+        wait = watch.wait(j)
+        drawn.append((name, j.id, wait_line(wait)))
+        watch.shown(j, wait)
+
+    watch = QueueWatch(dispatcher, store, redraw, interval=0)
+    return dispatcher, watch
+
+
+def record(store, *jobs: Job) -> None:
+    for j in jobs:
+        store.record_delivery(Delivery(id=j.delivery_id, event="issues"), [j])
+
+
+async def test_a_job_waits_behind_its_repositorys_job_that_another_worker_runs(open_store):
+    store_a, store_b = open_store(), open_store()
+    running, waiting = job(1), job(2)  # one repository, one place in it
+    record(store_a, running, waiting)
+    b_dispatcher, _ = worker(store_b, "machine-b", Limits(total=2, per_repo=1), [])
+    b_dispatcher.leases.beat()
+    (claimed,) = store_b.claim_jobs(StageClaim("run", JobState.ACKNOWLEDGED, per_repo=1), b_dispatcher.identity.holder,
+                                    "machine-b", limit=1, lease_s=300)
+    store_b.save_job(claimed.job.moved_to(JobState.RUNNING), "started")  # b's run is under way
+    drawn: list = []
+    _, watch = worker(store_a, "machine-a", Limits(total=2, per_repo=1), drawn)
+    await watch.flush()
+    assert drawn == [("machine-a", waiting.id, wait_line(Place(position=1, scope="repository", limit=1)))]
+
+
+async def test_the_service_limit_is_every_live_workers_room_and_not_a_dead_ones(open_store):
+    store_a, store_b, store_c = open_store(), open_store(), open_store()
+    on_b, first, second = job(1, repo="o/b"), job(2, repo="o/x"), job(3, repo="o/y")
+    record(store_a, on_b, first, second)
+    c_dispatcher, _ = worker(store_c, "machine-c", Limits(total=5), [])
+    c_dispatcher.leases.beat()  # then gone: not seen within a lease (0.5 s here)
+    await asyncio.sleep(0.8)
+    b_dispatcher, _ = worker(store_b, "machine-b", Limits(total=1), [])
+    b_dispatcher.leases.beat()
+    store_b.claim_jobs(StageClaim("run", JobState.ACKNOWLEDGED), b_dispatcher.identity.holder, "machine-b",
+                       limit=1, lease_s=300)  # the oldest: on_b
+    drawn: list = []
+    _, watch = worker(store_a, "machine-a", Limits(total=1), drawn, lease_s=0.5)
+    await watch.flush()
+    # Room for two (a's and b's), b's taken: `first` starts next, `second` waits behind it for the service.
+    # (`first` is drawn with no place: what another worker's acknowledgement showed of it is not known here.)
+    assert sorted(drawn) == sorted([("machine-a", first.id, None),
+                                    ("machine-a", second.id, wait_line(Place(position=1, scope="service", limit=2)))])
+
+
+async def test_one_live_worker_edits_the_queue_and_the_next_once_it_is_gone(open_store):
+    store_a, store_b = open_store(), open_store()
+    waiting = job(1)
+    record(store_a, waiting)
+    drawn: list = []
+    a_dispatcher, a_watch = worker(store_a, "machine-a", Limits(total=0), drawn, lease_s=0.5)
+    b_dispatcher, b_watch = worker(store_b, "machine-b", Limits(total=0), drawn, lease_s=0.5)
+    a_dispatcher.leases.beat()
+    b_dispatcher.leases.beat()
+    await asyncio.gather(a_watch.flush(), b_watch.flush())
+    line = wait_line(Place(position=1, scope="service", limit=0))
+    assert drawn == [("machine-a", waiting.id, line)]  # first by name: b leaves it alone
+    await asyncio.sleep(0.8)  # a stopped beating
+    b_dispatcher.leases.beat()
+    await b_watch.flush()
+    assert drawn[1:] == [("machine-b", waiting.id, line)]  # b draws now (once, as it takes the display over)

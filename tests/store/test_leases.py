@@ -212,3 +212,24 @@ def test_a_claim_leaves_out_the_jobs_the_claimer_still_runs(store):
     (claimed,) = store.claim_jobs(ACK, "w1", "m1", limit=2, lease_s=30, exclude=[mine.id])
     assert claimed.job.id == other.id
     assert store.lease_of(mine.id) is None
+
+
+def test_a_stage_load_is_what_its_live_leases_hold_and_the_limits_of_the_live_workers(store):
+    older, newer, other_stage = _job(1), _job(2), _job(3)
+    _add(store, older, newer, other_stage)
+    store.renew_leases("w1", "m1", {}, 30, totals={"acknowledge": 16, "run": 4})
+    store.renew_leases("w2", "m2", {}, 30, totals={"acknowledge": 8})  # no run stage here
+    store.renew_leases("w3", "m3", {}, 30)  # a worker that says nothing of its limits
+    claimed = store.claim_jobs(ACK, "w2", "m2", limit=2, lease_s=30)
+    assert [c.job.id for c in claimed] == [older.id, newer.id]
+    load = store.stage_load("acknowledge", within_s=30)
+    assert [j.id for j in load.running] == [older.id, newer.id]
+    assert load.totals == {"m1": 16, "m2": 8}
+    assert store.stage_load("run", within_s=30).totals == {"m1": 4}
+    store.renew_leases("w1", "m1", {}, 30)  # a renewal without totals (a paused holder's check) keeps them
+    assert store.stage_load("run", within_s=30).totals == {"m1": 4}
+    store.release_lease(older.id, "w2", claimed[0].epoch)
+    time.sleep(0.3)
+    store.renew_leases("w1", "m1", {}, 30)
+    load = store.stage_load("acknowledge", within_s=0.2)  # m2 and m3 not seen since
+    assert [j.id for j in load.running] == [newer.id] and load.totals == {"m1": 16}
