@@ -65,6 +65,7 @@ class JobCommand(BaseModel):
     comment_id: int | None = None
     text: str | None = None
     ci: CISignal | None = None  # for ci_completed: what finished, where
+    asked_at: float | None = None  # for expire_question: the waiting it ends (the job's updated_at then)
     delivery_id: str | None = None  # set when stored
 
 

@@ -243,8 +243,8 @@ class Worker:
         expired = [job for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER])
                    if question_expired(job, self.config, now)]
         for job in expired:
-            delivery, command = expiry_request(job)
-            self.store.record_delivery(delivery, commands=[command])  # another worker's, or an earlier pass's, stays one
+            delivery, command = expiry_request(job, now)
+            self.store.record_delivery(delivery, commands=[command])  # another worker's this minute: stored once
         if expired:
             self.dispatcher.wake()
 

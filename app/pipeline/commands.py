@@ -5,7 +5,6 @@ changes. Each checks the sender's permission; an unauthorized command does nothi
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from app.pipeline.ci_follow import CIFollower
 from app.pipeline.context import JobContext
 from app.pipeline.followups import UNDER_WAY, followers
 from app.pipeline.progress import ProgressReporter
-from app.pipeline.questions import expire_question, question_expired
+from app.pipeline.questions import expire_question, still_asking
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +249,10 @@ class CommandHandler:
         return f"{req.job.id} resumes"
 
     async def _expire(self, command: JobCommand) -> str:
-        """Carried out in turn with the issue's other commands: an answer taken first leaves nothing to expire."""
+        """The worker that stored it found the question expired (its clock and settings decided, not this
+        one's); an answer or another expiry taken first leaves nothing to do."""
         job = self._store.get_job(command.job_id) if command.job_id else None
-        if job is None or not question_expired(job, self._config, time.time()):
+        if not still_asking(job, command):
             return "ignored: no expired question waits"
         await expire_question(self._context(job), self._config)
         return f"{job.id}: the question expired"

@@ -16,6 +16,7 @@ from app.pipeline.progress import ProgressReporter
 
 _QUESTION = re.compile(r"^\s*\**QUESTION:?\**:?\s*(.+)", re.IGNORECASE | re.DOTALL)
 MAX_QUESTION_CHARS = 4_000
+OUTCOME_EXPIRY = "stored by a worker: a question went unanswered too long"
 
 
 def parse_question(final_text: str | None) -> str | None:
@@ -54,14 +55,25 @@ def question_expired(job: Job, config: BotConfig, now: float) -> bool:
     return job.state is JobState.WAITING_FOR_ANSWER and now - job.updated_at > expiry_hours(job, config) * 3600
 
 
-def expiry_request(job: Job) -> tuple[Delivery, JobCommand]:
-    """What a worker stores when it finds the job's question expired: a command, under a delivery id of
-    the job's waiting state (GitHub's ids are GUIDs, so none is like it). Every worker that finds the
-    same expiry stores the same id, which the store keeps once: one "No answer came", however many look."""
-    delivery = Delivery(id=f"expiry:{job.id}:{job.updated_at!r}", event="agentvine_expiry",
-                        installation_id=job.installation_id, repo=job.repo)
+EXPIRY_RETRY_S = 60  # an expiry that failed (GitHub away) is stored again after this
+
+
+def expiry_request(job: Job, now: float) -> tuple[Delivery, JobCommand]:
+    """What a worker stores when it finds the job's question expired: a command, carried out in turn with
+    the issue's other commands (an answer taken first leaves nothing to expire). Its delivery id is made of
+    the job, the waiting it ends and the minute (GitHub's ids are GUIDs, so none is like it): the workers
+    that find the same expiry in the same minute store it once, and one that failed is stored again the
+    next. However many are stored, one ends the job: the rest find the waiting over."""
+    delivery = Delivery(id=f"expiry:{job.id}:{job.updated_at!r}:{int(now // EXPIRY_RETRY_S)}", event="agentvine_expiry",
+                        installation_id=job.installation_id, repo=job.repo, outcome=OUTCOME_EXPIRY)
     return delivery, JobCommand(name=Command.EXPIRE_QUESTION, installation_id=job.installation_id, repo=job.repo,
-                                sender="agentvine", issue_number=job.issue_number, job_id=job.id)
+                                sender="agentvine", issue_number=job.issue_number, job_id=job.id,
+                                asked_at=job.updated_at, delivery_id=delivery.id)
+
+
+def still_asking(job: Job | None, command: JobCommand) -> bool:
+    """The job waits in the very waiting the expiry was stored for (not a later question, not resumed)."""
+    return job is not None and job.state is JobState.WAITING_FOR_ANSWER and job.updated_at == command.asked_at
 
 
 async def expire_question(ctx: JobContext, config: BotConfig) -> None:

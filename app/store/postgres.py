@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from app.store import schema
 from app.store.sql import SQLJobStore
@@ -131,11 +131,17 @@ class PostgresJobStore(SQLJobStore):
                 await asyncio.sleep(delay)
 
     def healthy(self) -> bool:
-        try:
-            with self._pool.connection(timeout=HEALTH_TIMEOUT_S) as db:
-                return db.execute("SELECT 1").fetchone() == (1,)
-        except (psycopg.Error, Exception):  # noqa: BLE001 - the pool's timeout too: unreachable is unhealthy
-            return False
+        """Twice at most: a connection the server was ending as the pool handed it out (see _write) says
+        nothing of the server; a second failure does."""
+        for _ in range(2):
+            try:
+                with self._pool.connection(timeout=HEALTH_TIMEOUT_S) as db:
+                    return db.execute("SELECT 1").fetchone() == (1,)
+            except PoolTimeout:  # no connection could be made in time: unreachable
+                return False
+            except Exception:  # noqa: BLE001 - whatever it was, unhealthy unless a second try says otherwise
+                continue
+        return False
 
     def close(self) -> None:
         self._pool.close()

@@ -101,8 +101,12 @@ class SQLJobStore(ClaimQueries):
         for job in jobs:
             self._write_job(db, job)  # the row, with created_at and delivery_id, records the creation
         for command in commands:
-            self._run(db, "INSERT INTO commands (delivery_id, doc, repo, issue_number) VALUES (?,?,?,?)",
-                      (delivery.id, command.model_dump_json(), command.repo, command.issue_number))
+            # A check-run button names its job, not its issue: it is the job's issue's command all the same,
+            # claimed in turn with that issue's others (a cancel must not race an answer or an expiry).
+            self._run(db, "INSERT INTO commands (delivery_id, doc, repo, issue_number) VALUES "
+                          "(?,?,?,COALESCE(?, (SELECT issue_number FROM jobs WHERE id=? AND repo=?)))",
+                      (delivery.id, command.model_dump_json(), command.repo, command.issue_number, command.job_id,
+                       command.repo))
         return True
 
     def inbox_offset(self, segment: str) -> int:

@@ -4,6 +4,7 @@ that a pass which fails (the database away) does not end the housekeeping."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from app.domain.config import load_default
 from app.domain.intents import Command
@@ -43,14 +44,27 @@ async def test_two_workers_that_find_the_same_expired_question_leave_one_expiry_
     assert first.get_job(job.id).state is JobState.WAITING_FOR_ANSWER  # the command ends it, in turn with an answer
 
 
-async def test_a_question_asked_again_later_can_expire_again(open_store, tmp_path, monkeypatch):
+async def test_an_expiry_that_failed_is_stored_again_the_next_minute_and_a_later_question_anew(
+        open_store, tmp_path, monkeypatch):
     store = open_store()
     job = _waiting(store, updated_at=1.0)
     worker = _worker(tmp_path, store, "a", monkeypatch)
+    clock = [1_000_000_020.0]
+    monkeypatch.setattr("app.engine.worker.time", SimpleNamespace(time=lambda: clock[0]))
     await worker._tidy()
+    ((seq, first),) = store.pending_commands()
+    store.finish_command(seq, "error: GitHub said 502")  # carried out, and failed
+    await worker._tidy()
+    assert store.pending_commands() == []  # the same minute: the one that failed stands for it
+    clock[0] += 60
+    await worker._tidy()
+    ((seq, again),) = store.pending_commands()
+    assert again.asked_at == first.asked_at == 1.0 and again.delivery_id != first.delivery_id
+    store.finish_command(seq, "ignored: no expired question waits")
     store.save_job(store.get_job(job.id).model_copy(update={"updated_at": 2.0}), "question", question="And now?")
     await worker._tidy()
-    assert len(store.pending_commands()) == 2
+    ((_, later),) = store.pending_commands()
+    assert later.asked_at == 2.0 and later.delivery_id is not None
 
 
 async def test_a_housekeeping_pass_that_fails_is_tried_again(tmp_path, monkeypatch):

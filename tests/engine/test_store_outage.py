@@ -80,3 +80,14 @@ def _until_gone(url: str, timeout: float = 5.0) -> None:
                             ).fetchone()[0]:
             assert time.monotonic() < deadline, "the ended connections are still there"
             time.sleep(0.05)
+
+
+def test_health_is_not_fooled_by_one_connection_the_server_ended(pg_url, monkeypatch):
+    monkeypatch.setattr("app.store.postgres._check_idle", lambda _conn: None)
+    store = PostgresJobStore(pg_url)
+    try:
+        assert _cut_every_connection(pg_url) >= 1
+        _until_gone(pg_url)
+        assert store.healthy()
+    finally:
+        store.close()

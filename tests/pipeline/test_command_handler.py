@@ -59,10 +59,14 @@ async def test_an_expiry_carried_out_after_the_answer_was_taken_changes_nothing(
     store.record_delivery(Delivery(id="d1", event="issues"), [job])
     waiting = job.moved_to(JobState.ACKNOWLEDGED).moved_to(JobState.RUNNING).moved_to(JobState.WAITING_FOR_ANSWER)
     store.save_job(waiting.model_copy(update={"updated_at": 1.0}), "question")
-    _, expiry = expiry_request(store.get_job(job.id))
+    _, expiry = expiry_request(store.get_job(job.id), now=1_000_000.0)
     store.save_job(store.get_job(job.id).moved_to(JobState.ACKNOWLEDGED, "@mona answered; resuming"), "answered")
     settings, config = make_settings(tmp_path, private_key="unused"), load_default()
     handler = CommandHandler(lambda j: JobContext(j, None, store, settings, config), store, config,  # type: ignore[arg-type]
                              cancel_running=lambda job_id: False)
     assert await handler.handle(expiry) == "ignored: no expired question waits"
     assert store.get_job(job.id).state is JobState.ACKNOWLEDGED
+    # A later question is another waiting: the expiry of the first is not its expiry.
+    store.save_job(waiting.model_copy(update={"updated_at": 2.0}), "question")
+    assert await handler.handle(expiry) == "ignored: no expired question waits"
+    assert store.get_job(job.id).state is JobState.WAITING_FOR_ANSWER

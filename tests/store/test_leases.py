@@ -163,6 +163,23 @@ def test_commands_are_claimed_once_and_one_issues_run_in_order(store):
     assert (second[1].issue_number, second[1].name.value) == (1, "cancel")
 
 
+def test_a_check_run_buttons_command_waits_its_turn_with_the_commands_of_its_jobs_issue(store):
+    job = _job(4)
+    _add(store, job)
+    answer = JobCommand(name="answer", installation_id=1, repo="o/r", sender="bob", issue_number=4, text="Tabs.")
+    button = JobCommand(name="cancel", installation_id=1, repo="o/r", sender="bob", job_id=job.id)  # no issue
+    elsewhere = JobCommand(name="cancel", installation_id=1, repo="o/other", sender="bob", job_id=job.id)
+    store.record_deliveries([(Delivery(id="c1", event="issue_comment"), [], [answer]),
+                             (Delivery(id="c2", event="check_run"), [], [button, elsewhere])])
+    first = store.claim_commands("w1", 30)
+    # The button waits for the answer; a job id of another repository names no issue of this one's.
+    assert [(c.name.value, c.repo) for _, c in first] == [("answer", "o/r"), ("cancel", "o/other")]
+    assert store.claim_commands("w2", 30) == []
+    store.finish_command(first[0][0], "done")
+    ((_, second),) = store.claim_commands("w2", 30)
+    assert (second.name.value, second.job_id, second.issue_number) == ("cancel", job.id, None)  # the doc as sent
+
+
 def test_a_commands_claim_runs_out_for_a_worker_that_died_with_it(store):
     store.record_deliveries([(Delivery(id="c1", event="issue_comment"), [],
                               [JobCommand(name="cancel", installation_id=1, repo="o/r", sender="b", issue_number=1)])])
