@@ -25,9 +25,6 @@ from app.store.base import Claimed, JobStore, StageClaim
 log = logging.getLogger(__name__)
 
 COMMANDS_PER_PASS = 50  # a busy stream of commands must not keep a pass from starting jobs
-# A command's claim is not renewed: long enough for any one command (replies, a redraw, Run CI's push);
-# a worker that dies in the middle of one leaves it to another after this.
-COMMAND_CLAIM_S = 300.0
 
 
 PASS_BACKOFF_S = 0.5  # after a failed pass (the database away), doubled each time, up to the maximum
@@ -269,16 +266,21 @@ class Dispatcher:
         # Claimed one at a time, each just before it is carried out: of a batch claimed at once, the
         # later commands' claims ran out while the first ones were carried out, and another worker
         # carried them out again.
+        # A claim holds a lease's length and the heartbeat renews it while the command is carried out (one
+        # waiting out a rate limit takes minutes): a worker that dies in the middle leaves it to another then.
         for _ in range(COMMANDS_PER_PASS):
-            claimed = self._store.claim_commands(self.identity.holder, COMMAND_CLAIM_S, limit=1)
+            claimed = self._store.claim_commands(self.identity.holder, self.leases.seconds, limit=1)
             if not claimed:
                 return
             ((seq, command),) = claimed
+            self.leases.command = seq
             try:
                 outcome = await self._hooks.on_command(command)
             except Exception as exc:
                 log.exception("command %s failed", command.name)
                 outcome = f"error: {exc}"
+            finally:
+                self.leases.command = None
             self._store.finish_command(seq, outcome)
 
     def _free(self, stage: Stage) -> int:

@@ -47,6 +47,7 @@ class LeaseKeeper:
         self.seconds = identity.lease_s
         self._on_cancel = on_cancel
         self.leases: dict[str, Lease] = {}
+        self.command: int | None = None  # the command being carried out (its seq): its claim is renewed too
 
     @property
     def interval(self) -> float:
@@ -69,6 +70,7 @@ class LeaseKeeper:
         Runs in a thread while the loop releases and claims: only a lease that is still the one sent
         (same job, same epoch) is renewed or lost by the answer."""
         started = lease_clock()
+        self._renew_command()
         sent = {job_id: lease for job_id, lease in dict(self.leases).items() if not lease.lost}  # dict(): one step
         try:
             kept = self._store.renew_leases(self.identity.holder, self.identity.name,
@@ -89,6 +91,17 @@ class LeaseKeeper:
             lease.renewed(started)
             if kept[job_id]:
                 self._on_cancel(job_id)
+
+    def _renew_command(self) -> None:
+        seq = self.command
+        if seq is None:
+            return
+        try:
+            if not self._store.renew_command_claim(seq, self.identity.holder, self.seconds) and self.command == seq:
+                # Its claim ran out (this process was paused) and another worker took it: both may carry it out.
+                log.warning("command %s: its claim was taken by another worker meanwhile", seq)
+        except Exception as exc:  # noqa: BLE001 - the database is away: the claim runs out by itself
+            log.warning("could not renew the claim of command %s: %s", seq, exc)
 
     def revalidate(self, lease: Lease) -> bool:
         """For a holder past its lease's time (it was paused): does the store still have it as the holder?"""

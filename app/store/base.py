@@ -222,6 +222,10 @@ class JobStore(Protocol):
         """Call `wake` whenever another process may have made work (PostgreSQL's LISTEN); runs until
         cancelled. A backend whose processes share no such signal returns at once."""
 
+    def renew_command_claim(self, seq: int, holder: str, lease_s: float) -> bool:
+        """The heartbeat, for a command being carried out: its claim runs `lease_s` on; False when it is
+        no longer `holder`'s (it ran out meanwhile and another worker took it)."""
+
     def finish_command(self, seq: int, outcome: str) -> None: ...
 
     def prune(self, older_than: float) -> tuple[int, int]:

@@ -173,6 +173,13 @@ class ClaimQueries:
                 claimed.append((seq, JobCommand.model_validate_json(doc)))
         return claimed
 
+    def renew_command_claim(self, seq: int, holder: str, lease_s: float) -> bool:
+        with self._write() as db:
+            row = self._run(db, "UPDATE commands SET claimed_until={now} + ? WHERE seq=? AND claimed_by=? "
+                                "AND done_at IS NULL RETURNING seq",
+                            (lease_s, seq, holder)).fetchone()
+        return row is not None
+
 
 def _totals(recorded: str | None) -> dict[str, int]:
     """A worker's recorded limits; a worker of a version that sent none (or anything else) has none."""

@@ -591,6 +591,46 @@ async def test_commands_claimed_together_are_not_carried_out_twice_when_they_tak
     assert commands.by("a") and commands.by("b")  # the other worker took its share
 
 
+async def test_a_command_carried_out_for_longer_than_a_lease_stays_its_workers(open_store):
+    """One waiting out a rate limit takes minutes: the heartbeat renews its claim as it does a job's lease."""
+    store_a, store_b = open_store(), open_store()
+    send(store_a, [command(0, issue=1)])
+    commands = Commands(took=3 * LEASE_S)
+    a = node(store_a, "machine-a", [], on_command=commands.hook("a"))
+    b = node(store_b, "machine-b", [], on_command=commands.hook("b"))
+    async with running(a):
+        await until(lambda: commands.inside[1] == 1, timeout=5)
+        async with running(b):
+            await until(lambda: store_a.pending_commands() == [], timeout=10)
+            await asyncio.sleep(POLL * 2)
+    assert commands.done == [("a", 1, "c0")]  # once, by the worker that claimed it
+    assert commands.peak[1] == 1  # and never started by the other meanwhile
+
+
+async def test_a_command_whose_worker_died_in_the_middle_goes_to_another_after_one_lease(open_store):
+    store_a, store_b = open_store(), open_store()
+    send(store_a, [command(0, issue=1), command(1, issue=1)])  # the second waits behind the first
+    forever, done = asyncio.Event(), []
+
+    async def stuck(cmd: JobCommand) -> str:
+        await forever.wait()
+        return "never"
+
+    async def carry_out(cmd: JobCommand) -> str:
+        done.append(cmd.text)
+        return "done"
+
+    a = node(store_a, "machine-a", [], on_command=stuck)
+    b = node(store_b, "machine-b", [], on_command=carry_out)
+    async with running(a):
+        await until(lambda: a.dispatcher.leases.command is not None, timeout=5)
+        await freeze(a)
+        died = lease_clock()
+        async with running(b):
+            await until(lambda: len(done) == 2, timeout=LEASE_S + 5)
+    assert done == ["c0", "c1"] and lease_clock() - died < LEASE_S + POLL + SLACK + 1
+
+
 # --- what a suspend, a cancel on a dead worker and a failed save leave ------------------------------
 
 

@@ -188,6 +188,19 @@ def test_a_commands_claim_runs_out_for_a_worker_that_died_with_it(store):
     assert [seq for seq, _ in store.claim_commands("w2", 30)] == [claimed[0]]
 
 
+def test_a_commands_claim_renewed_by_its_holder_stays_its_own(store):
+    store.record_deliveries([(Delivery(id="c1", event="issue_comment"), [],
+                              [JobCommand(name="cancel", installation_id=1, repo="o/r", sender="b", issue_number=1)])])
+    ((seq, _),) = store.claim_commands("w1", 0.3)
+    assert not store.renew_command_claim(seq, "w2", 30)  # not w2's to renew
+    time.sleep(0.2)
+    assert store.renew_command_claim(seq, "w1", 0.6)
+    time.sleep(0.2)  # past the first claim's end, within the renewed one
+    assert store.claim_commands("w2", 30) == []
+    store.finish_command(seq, "done")
+    assert not store.renew_command_claim(seq, "w1", 30)  # carried out: nothing left to hold
+
+
 def _put_in_inbox(store, *delivery_ids: str) -> None:
     """What a web instance on PostgreSQL writes (app/store/pg_inbox.py), through the same table."""
     with store._write() as db:  # noqa: SLF001 - the table's writer is async; this is its row
