@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -142,7 +143,7 @@ class PostgresInbox:
         tries = 0
         while True:
             try:
-                await self._try(params, max(deadline - time.monotonic(), LAST_TRY_S))
+                await self._try(lambda: self._insert(params), max(deadline - time.monotonic(), LAST_TRY_S))
                 self.batches += 1
                 return
             except RETRYABLE as exc:
@@ -158,10 +159,29 @@ class PostgresInbox:
                 log.error("%d deliveries not stored: %s", len(batch), exc)
                 raise InboxUnavailable(NOT_STORED.format(error=exc)) from exc
 
-    async def _try(self, params: tuple, timeout: float) -> None:
+    async def reachable(self, timeout: float) -> bool:
+        """For /health: can this instance's own writer reach the table now? A round trip on its connection
+        (made again if it was lost), so that a load balancer stops sending deliveries to an instance that
+        would answer them 503, even while the store's pool gets through."""
+        deadline = time.monotonic() + timeout
+        for _ in range(2):  # a connection the server ended since the last delivery fails once, then is made again
+            if self._closed or time.monotonic() >= deadline:
+                return False
+            try:
+                await self._try(self._ping, deadline - time.monotonic())
+                return True
+            except RETRYABLE:
+                await self._drop()
+        return False
+
+    async def _ping(self) -> None:
+        conn = await self._connection()
+        await conn.execute("SELECT 1")
+
+    async def _try(self, call: Callable[[], Awaitable[None]], timeout: float) -> None:
         """One try, given `timeout`: past it the try goes on ending in the background (psycopg cancels a query
         it is interrupted in, which can take seconds on a dead network) and its connection is closed then."""
-        attempt = asyncio.ensure_future(self._insert(params))
+        attempt = asyncio.ensure_future(call())
         done, _ = await asyncio.wait({attempt}, timeout=timeout)
         if done:
             return attempt.result()

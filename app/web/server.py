@@ -12,7 +12,7 @@ from aiohttp import web
 
 from app.settings import Settings
 from app.store.base import JobStore
-from app.web.inbox_sink import add_inbox_sink
+from app.web.inbox_sink import INBOX_SINK, add_inbox_sink
 from app.web.jobs import add_job_routes
 from app.web.live import LiveOptions
 from app.web.metrics import add_metrics_route
@@ -21,6 +21,8 @@ from app.web.webhook import make_handler
 
 HEALTH_STORE_DOWN = "store unavailable"
 HEALTH_WORKER_DOWN = "worker not running"
+HEALTH_INBOX_DOWN = "inbox table unavailable"  # the store answers, but this instance cannot write deliveries
+INBOX_PROBE_S = 2.0  # /health says "unavailable" sooner than a delivery would be answered 503
 
 
 def _disk(settings: Settings) -> dict[str, int]:
@@ -56,6 +58,10 @@ def make_web_app(
         about_store = {"backend": store.backend, "reachable": reachable}
         if not reachable:
             return web.json_response({"status": HEALTH_STORE_DOWN, "store": about_store}, status=503)
+        if (probe := getattr(app[INBOX_SINK], "reachable", None)) is not None:  # the inbox table's own writer
+            about_store["inbox_reachable"] = await probe(INBOX_PROBE_S)
+            if not about_store["inbox_reachable"]:
+                return web.json_response({"status": HEALTH_INBOX_DOWN, "store": about_store}, status=503)
         if not worker_alive():
             return web.json_response({"status": HEALTH_WORKER_DOWN, "store": about_store}, status=503)
         return web.json_response({"status": "ok", "worker_pid": worker_pid(), "data_dir": _disk(settings),

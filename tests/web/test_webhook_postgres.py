@@ -191,7 +191,37 @@ async def test_a_terminated_session_is_made_again_and_the_delivery_answered_202(
 async def test_health_shows_the_postgresql_store(web):
     response = await web.client.get("/health")
     assert response.status == 200
-    assert (await response.json())["store"] == {"backend": "postgresql", "reachable": True}
+    assert (await response.json())["store"] == {"backend": "postgresql", "reachable": True, "inbox_reachable": True}
+
+
+def _end_the_inbox_session(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
+                      "AND datname = current_database()", (pg_inbox.APPLICATION_NAME,))
+
+
+async def test_health_looks_through_the_inbox_writers_own_connection_and_makes_a_lost_one_again(web, pg_url):
+    _end_the_inbox_session(pg_url)
+    await asyncio.sleep(0.2)  # the session's end reaches the writer's socket
+    response = await web.client.get("/health")
+    assert response.status == 200 and (await response.json())["store"]["inbox_reachable"] is True
+    assert web.inbox.connects == 2
+    assert (await web.post(labeled(1), uid("after"))).status == 202 and web.inbox.connects == 2
+
+
+async def test_health_is_503_when_the_store_answers_but_this_instances_inbox_writer_cannot(web, pg_url):
+    """What a load balancer must hear: deliveries sent here would be answered 503 (the writer cannot
+    connect, say its database's connection limit is reached), though the store's pool gets through."""
+    from app.web.server import HEALTH_INBOX_DOWN
+
+    web.inbox.url = "postgresql://postgres@127.0.0.1:9/none"  # nothing listens there
+    _end_the_inbox_session(pg_url)
+    response = await web.client.get("/health")
+    assert response.status == 503
+    assert await response.json() == {"status": HEALTH_INBOX_DOWN, "store": {
+        "backend": "postgresql", "reachable": True, "inbox_reachable": False}}
+    web.inbox.url = pg_url
+    assert (await web.client.get("/health")).status == 200
 
 
 @pytest.fixture
