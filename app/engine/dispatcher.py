@@ -25,6 +25,10 @@ from app.store.base import Claimed, JobStore, StageClaim
 log = logging.getLogger(__name__)
 
 COMMANDS_PER_PASS = 50  # a busy stream of commands must not keep a pass from starting jobs
+# A command still not done after this is stopped (its claim is renewed while it runs, and the later
+# commands wait behind it): far above any real one, rate-limit waits included.
+COMMAND_TIMEOUT_S = 600.0
+COMMAND_TIMED_OUT = "error: not done within {seconds:.0f} s, stopped"
 
 
 PASS_BACKOFF_S = 0.5  # after a failed pass (the database away), doubled each time, up to the maximum
@@ -274,11 +278,17 @@ class Dispatcher:
                 return
             ((seq, command),) = claimed
             self.leases.command = seq
+            limit = asyncio.timeout(COMMAND_TIMEOUT_S)
             try:
-                outcome = await self._hooks.on_command(command)
+                async with limit:
+                    outcome = await self._hooks.on_command(command)
             except Exception as exc:
-                log.exception("command %s failed", command.name)
-                outcome = f"error: {exc}"
+                if isinstance(exc, TimeoutError) and limit.expired():  # the limit's, not a timeout inside
+                    log.error("command %s (%s) stopped after %.0f s", seq, command.name, COMMAND_TIMEOUT_S)
+                    outcome = COMMAND_TIMED_OUT.format(seconds=COMMAND_TIMEOUT_S)
+                else:
+                    log.exception("command %s failed", command.name)
+                    outcome = f"error: {exc}"
             finally:
                 self.leases.command = None
             self._store.finish_command(seq, outcome)

@@ -69,8 +69,13 @@ class LeaseKeeper:
         """One heartbeat: this worker is alive, and every lease still held runs a lease's length on.
         Runs in a thread while the loop releases and claims: only a lease that is still the one sent
         (same job, same epoch) is renewed or lost by the answer."""
+        try:
+            self._renew_leases()
+        finally:
+            self._renew_command()  # after the leases: they matter more, should the database be slow
+
+    def _renew_leases(self) -> None:
         started = lease_clock()
-        self._renew_command()
         sent = {job_id: lease for job_id, lease in dict(self.leases).items() if not lease.lost}  # dict(): one step
         try:
             kept = self._store.renew_leases(self.identity.holder, self.identity.name,

@@ -75,6 +75,8 @@ class QueueWatch:
         self._inflight: dict[str, asyncio.Future[None]] = {}
         self._seen: tuple[frozenset[str], int] | None = None  # what ran, and the store's last event, at the last round
         self._due = asyncio.Event()
+        # The round's count of the stage over every worker, which its redraws ask again (`wait`) for each job.
+        self._loaded: tuple[Limits, list[Job], bool] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -86,7 +88,7 @@ class QueueWatch:
             if ahead is None or ahead.terminal:
                 return None  # released at the dispatcher's next pass
             return After(job_id=ahead.id, worker=ahead.worker, state=ahead.state)
-        limits, running, _ = self._load()
+        limits, running, _ = self._loaded or self._load()
         waiting = self._waiting(running)
         if all(j.id != job.id for j in waiting):  # being acknowledged: it joins the line where its age puts it
             waiting = sorted([*waiting, job], key=lambda j: (j.created_at, j.id))
@@ -154,7 +156,13 @@ class QueueWatch:
                 me.name == min(totals))
 
     async def _round(self) -> None:
-        limits, running, drawer = self._load()
+        self._loaded = self._load()
+        try:
+            await self._draw(*self._loaded)
+        finally:
+            self._loaded = None
+
+    async def _draw(self, limits: Limits, running: list[Job], drawer: bool) -> None:
         # Released into waiting for approval (by this worker's pass): shown once as that (its Approve button),
         # then not the queue's.
         released, self._released = self._released, set()

@@ -17,7 +17,7 @@ from app.engine.queue import QueueWatch
 from app.agent.gateway import ModelGateway
 from app.github.client import GitHubClients
 from app.intake.ingest import make_importer
-from app.domain.intents import JobCommand
+from app.domain.intents import Command, JobCommand
 from app.domain.job import Job, JobState
 from app.pipeline.acknowledge import acknowledge
 from app.pipeline.commands import CommandHandler
@@ -242,9 +242,13 @@ class Worker:
         await asyncio.to_thread(self._remove_orphan_containers)
         expired = [job for job in self.store.list_jobs([JobState.WAITING_FOR_ANSWER])
                    if question_expired(job, self.config, now)]
+        # One not yet carried out (behind a long command of the issue's) stands for this minute's as well.
+        pending = {command.job_id for _, command in self.store.pending_commands()
+                   if command.name is Command.EXPIRE_QUESTION} if expired else set()
         for job in expired:
-            delivery, command = expiry_request(job, now)
-            self.store.record_delivery(delivery, commands=[command])  # another worker's this minute: stored once
+            if job.id not in pending:
+                delivery, command = expiry_request(job, now)
+                self.store.record_delivery(delivery, commands=[command])  # another worker's this minute: stored once
         if expired:
             self.dispatcher.wake()
 

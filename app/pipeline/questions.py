@@ -77,9 +77,12 @@ def still_asking(job: Job | None, command: JobCommand) -> bool:
 
 
 async def expire_question(ctx: JobContext, config: BotConfig) -> None:
+    """Said, then saved, then shown: not shown-then-saved as a stage's steps are, because an expiry must
+    never be said twice. A redraw that keeps failing (a tracking comment someone deleted) would leave the
+    job waiting, and the next minute's expiry would comment again."""
     detail = texts.QUESTION_EXPIRED.format(hours=expiry_hours(ctx.job, config), prefix=config.command_prefix)
     await ctx.github.comment(ctx.job.issue_number, detail)
     outcome = Outcome(conclusion="timed_out", title="No answer", detail=detail)
-    await ctx.update_shown(lambda job: ProgressReporter.redraw(ctx, job), "question_expired", to=JobState.FAILED, reason=detail,
-                           conclusion="timed_out", outcome=outcome)
+    ctx.update("question_expired", to=JobState.FAILED, reason=detail, conclusion="timed_out", outcome=outcome)
     ctx.discard_files()
+    await ProgressReporter.redraw(ctx)

@@ -86,6 +86,9 @@ class PostgresInbox:
         self._writer: asyncio.Task[None] | None = None
         self._reaping: set[asyncio.Task[None]] = set()  # tries given up on, ending in the background
         self._closed = False
+        # One try at a time on the connection (a batch's, or /health's ping): a try given up on closes it.
+        self._using = asyncio.Lock()
+        self._last_ok = True  # how the last batch went (what /health says while a batch has the connection)
         self.batches = 0  # transactions committed, one per batch
         self.connects = 0
 
@@ -143,14 +146,16 @@ class PostgresInbox:
         tries = 0
         while True:
             try:
-                await self._try(lambda: self._insert(params), max(deadline - time.monotonic(), LAST_TRY_S))
+                async with self._using:  # the try's time is counted from here: /health's ping may have been first
+                    await self._try_or_drop(lambda: self._insert(params), max(deadline - time.monotonic(), LAST_TRY_S))
                 self.batches += 1
+                self._last_ok = True
                 return
             except RETRYABLE as exc:
-                await self._drop()
                 delay = BACKOFF_S[min(tries, len(BACKOFF_S) - 1)]
                 tries += 1
                 if time.monotonic() + delay >= deadline:
+                    self._last_ok = False
                     log.error("%d deliveries not stored after %d tries: %s", len(batch), tries, exc)
                     raise InboxUnavailable(NOT_STORED.format(error=str(exc) or type(exc).__name__)) from exc
                 log.warning("the inbox table could not be written (%s); again in %.2f s", exc, delay)
@@ -162,17 +167,36 @@ class PostgresInbox:
     async def reachable(self, timeout: float) -> bool:
         """For /health: can this instance's own writer reach the table now? A round trip on its connection
         (made again if it was lost), so that a load balancer stops sending deliveries to an instance that
-        would answer them 503, even while the store's pool gets through."""
+        would answer them 503, even while the store's pool gets through. While a batch has the connection
+        for all that time, the last batch's outcome answers instead: a ping must never cut a batch off."""
         deadline = time.monotonic() + timeout
-        for _ in range(2):  # a connection the server ended since the last delivery fails once, then is made again
-            if self._closed or time.monotonic() >= deadline:
-                return False
-            try:
-                await self._try(self._ping, deadline - time.monotonic())
-                return True
-            except RETRYABLE:
-                await self._drop()
-        return False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._using.acquire()
+        except TimeoutError:
+            return self._last_ok and not self._closed
+        try:
+            for tried in range(2):  # a connection the server ended since the last delivery fails once, then is made again
+                if self._closed:
+                    return False
+                if deadline - time.monotonic() < LAST_TRY_S:  # the wait for the batch left no time for a ping
+                    return tried == 0 and self._last_ok
+                try:
+                    await self._try_or_drop(self._ping, deadline - time.monotonic())
+                    return True
+                except RETRYABLE:
+                    continue
+            return False
+        finally:
+            self._using.release()
+
+    async def _try_or_drop(self, call: Callable[[], Awaitable[None]], timeout: float) -> None:
+        """One try, under `_using`: the connection a failed try drops is the one no other try is using."""
+        try:
+            await self._try(call, timeout)
+        except RETRYABLE:
+            await self._drop()
+            raise
 
     async def _ping(self) -> None:
         conn = await self._connection()

@@ -4,10 +4,9 @@ and a follow-up pushed to AgentVine's own pull request."""
 
 from __future__ import annotations
 
-import os
-
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -92,6 +91,25 @@ async def test_unanswered_question_expires(tmp_path, sandbox_image):
         job = bot.job(job_id)
         assert job.conclusion == "timed_out"
         assert "No answer came within" in bot_comments(bot.github, issue["number"])[-1]
+
+
+async def test_an_expiry_is_said_once_though_its_tracking_comment_is_gone(tmp_path, sandbox_image, monkeypatch):
+    """Someone deleted the tracking comment: the redraw after the expiry fails, and the job must still
+    end, with "No answer came" said once, not again with every later look (here every 0.2 s)."""
+    monkeypatch.setattr("app.pipeline.questions.EXPIRY_RETRY_S", 0.2)
+    files = {"README.md": "# hello\n", ".github/agentvine.yml": "questions: {expire_hours: 0.0005}\n"}  # 1.8 s
+    async with end_to_end(tmp_path, sandbox_image, [ScriptedTurn(text=f"QUESTION: {QUESTION}")], files=files,
+                          expiry_check_interval=0.2) as (bot, _):
+        issue = bot.github.add_issue(REPO, title="Parser rejects tabs", user="alice")
+        answer = await bot.label(issue["number"], "agentvine:bugfix")
+        await bot.settle(timeout=180)
+        job_id = answer["jobs"][0]
+        assert bot.job(job_id).state is JobState.WAITING_FOR_ANSWER
+        bot.github.delete_comment(REPO, bot.job(job_id).tracking_comment_id)
+        await wait_for(lambda: bot.job(job_id).state is JobState.FAILED, timeout=30)
+        await asyncio.sleep(1.5)  # several more looks
+        said = [body for body in bot_comments(bot.github, issue["number"]) if "No answer came within" in body]
+        assert len(said) == 1 and bot.job(job_id).conclusion == "timed_out"
 
 
 async def test_cancel_while_running_kills_the_container(tmp_path, sandbox_image, docker_client):

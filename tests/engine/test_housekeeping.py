@@ -4,6 +4,7 @@ that a pass which fails (the database away) does not end the housekeeping."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 from app.domain.config import load_default
@@ -39,6 +40,8 @@ async def test_two_workers_that_find_the_same_expired_question_leave_one_expiry_
     a, b = _worker(tmp_path, first, "a", monkeypatch), _worker(tmp_path, second, "b", monkeypatch)
     await asyncio.gather(a._tidy(), b._tidy())
     await a._tidy()  # and the next pass, before the command was carried out
+    monkeypatch.setattr("app.engine.worker.time", SimpleNamespace(time=lambda: time.time() + 600))
+    await b._tidy()  # minutes later, still not carried out (behind a long command of the issue's)
     (expiry,) = [command for _, command in first.pending_commands()]
     assert (expiry.name, expiry.job_id, expiry.issue_number) == (Command.EXPIRE_QUESTION, job.id, 7)
     assert first.get_job(job.id).state is JobState.WAITING_FOR_ANSWER  # the command ends it, in turn with an answer

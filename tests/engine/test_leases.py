@@ -631,6 +631,32 @@ async def test_a_command_whose_worker_died_in_the_middle_goes_to_another_after_o
     assert done == ["c0", "c1"] and lease_clock() - died < LEASE_S + POLL + SLACK + 1
 
 
+async def test_a_command_that_hangs_is_stopped_and_the_issues_next_one_goes_on(open_store, monkeypatch):
+    from app.engine import dispatcher as dispatcher_module
+
+    monkeypatch.setattr(dispatcher_module, "COMMAND_TIMEOUT_S", 0.5)
+    store = open_store()
+    send(store, [command(0, issue=1), command(1, issue=1)])
+    done: list[str] = []
+
+    async def hangs_on_the_first(cmd: JobCommand) -> str:
+        if cmd.text == "c0":
+            await asyncio.Event().wait()
+        done.append(cmd.text)
+        return "done"
+
+    async with running(node(store, "machine-a", [], on_command=hangs_on_the_first)):
+        await until(lambda: done == ["c1"], timeout=5)
+    outcomes = {cmd.text: outcome for cmd, outcome in finished(store)}
+    assert outcomes == {"c0": dispatcher_module.COMMAND_TIMED_OUT.format(seconds=0.5), "c1": "done"}
+
+
+def finished(store: JobStore) -> list[tuple[JobCommand, str]]:
+    with store._read() as db:
+        rows = store._run(db, "SELECT doc, outcome FROM commands WHERE done_at IS NOT NULL ORDER BY seq").fetchall()
+    return [(JobCommand.model_validate_json(doc), outcome) for doc, outcome in rows]
+
+
 # --- what a suspend, a cancel on a dead worker and a failed save leave ------------------------------
 
 

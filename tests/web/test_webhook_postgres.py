@@ -250,3 +250,19 @@ async def test_a_database_gone_is_503_in_bounded_time_and_health_says_so(open_we
     assert (await health.json())["store"] == {"backend": "postgresql", "reachable": False}
     # Not remembered as accepted: GitHub's redelivery is tried again, not answered "duplicate".
     assert (await web.post(labeled(2), uid("lost"))).status == 503
+
+
+async def test_health_asked_while_a_slow_batch_is_written_neither_cuts_it_off_nor_says_503(web, pg_url):
+    """The batch's INSERT waits 2.5 s for a lock on the table: /health, asked meanwhile, must not use (and on
+    its timeout close) the connection the batch is on. The last batch's outcome answers for the writer."""
+    assert (await web.post(labeled(1), uid("first"))).status == 202
+    with psycopg.connect(pg_url) as blocker:
+        blocker.execute("LOCK TABLE inbox IN ACCESS EXCLUSIVE MODE")  # held until this transaction ends
+        delivery = asyncio.ensure_future(web.post(labeled(2), uid("slow")))
+        await asyncio.sleep(0.3)  # its INSERT is waiting for the lock
+        health = await web.client.get("/health")
+        await asyncio.sleep(2.5 - 0.3 - 2.0 + 0.2)
+        blocker.rollback()
+        response = await delivery
+    assert health.status == 200 and (await health.json())["store"]["inbox_reachable"] is True
+    assert response.status == 202 and web.inbox.connects == 1  # written on the first connection, never cut off
