@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import replace
 
 from app.domain.job import Job, JobState
@@ -25,6 +26,9 @@ from app.store.base import JobStore
 log = logging.getLogger(__name__)
 
 LOOKED_AT = 100  # waiting jobs one round reads, oldest first: a backlog does not make every round cost more
+# A round's count of the stage over every worker, seen by the redraws it starts (their tasks copy the context)
+# and by no other task: an acknowledgement meanwhile counts afresh.
+_ROUND_LOAD: ContextVar[tuple[Limits, list[Job], bool] | None] = ContextVar("agentvine_round_load", default=None)
 
 
 def places(limits: Limits, running: list[Job], waiting: list[Job]) -> dict[str, Place]:
@@ -75,8 +79,6 @@ class QueueWatch:
         self._inflight: dict[str, asyncio.Future[None]] = {}
         self._seen: tuple[frozenset[str], int] | None = None  # what ran, and the store's last event, at the last round
         self._due = asyncio.Event()
-        # The round's count of the stage over every worker, which its redraws ask again (`wait`) for each job.
-        self._loaded: tuple[Limits, list[Job], bool] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -88,7 +90,7 @@ class QueueWatch:
             if ahead is None or ahead.terminal:
                 return None  # released at the dispatcher's next pass
             return After(job_id=ahead.id, worker=ahead.worker, state=ahead.state)
-        limits, running, _ = self._loaded or self._load()
+        limits, running, _ = _ROUND_LOAD.get() or self._load()
         waiting = self._waiting(running)
         if all(j.id != job.id for j in waiting):  # being acknowledged: it joins the line where its age puts it
             waiting = sorted([*waiting, job], key=lambda j: (j.created_at, j.id))
@@ -156,11 +158,12 @@ class QueueWatch:
                 me.name == min(totals))
 
     async def _round(self) -> None:
-        self._loaded = self._load()
+        load = self._load()
+        token = _ROUND_LOAD.set(load)  # the round's redraws (tasks it starts) ask `wait` for each job
         try:
-            await self._draw(*self._loaded)
+            await self._draw(*load)
         finally:
-            self._loaded = None
+            _ROUND_LOAD.reset(token)
 
     async def _draw(self, limits: Limits, running: list[Job], drawer: bool) -> None:
         # Released into waiting for approval (by this worker's pass): shown once as that (its Approve button),

@@ -5,6 +5,7 @@ authorized person resumes the same session (`claude --resume`)."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 from app.pipeline.present import render, texts
@@ -13,6 +14,8 @@ from app.domain.intents import Command, JobCommand
 from app.domain.job import Delivery, Job, JobState, Outcome
 from app.pipeline.context import JobContext
 from app.pipeline.progress import ProgressReporter
+
+log = logging.getLogger(__name__)
 
 _QUESTION = re.compile(r"^\s*\**QUESTION:?\**:?\s*(.+)", re.IGNORECASE | re.DOTALL)
 MAX_QUESTION_CHARS = 4_000
@@ -85,4 +88,8 @@ async def expire_question(ctx: JobContext, config: BotConfig) -> None:
     outcome = Outcome(conclusion="timed_out", title="No answer", detail=detail)
     ctx.update("question_expired", to=JobState.FAILED, reason=detail, conclusion="timed_out", outcome=outcome)
     ctx.discard_files()
-    await ProgressReporter.redraw(ctx)
+    try:
+        await ProgressReporter.redraw(ctx)
+    except Exception:  # noqa: BLE001 - the expiry stands: said and saved; only its display lags
+        log.warning("job %s expired, but its check run and tracking comment could not be redrawn", ctx.job.id,
+                    exc_info=True)

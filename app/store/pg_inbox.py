@@ -88,7 +88,7 @@ class PostgresInbox:
         self._closed = False
         # One try at a time on the connection (a batch's, or /health's ping): a try given up on closes it.
         self._using = asyncio.Lock()
-        self._last_ok = True  # how the last batch went (what /health says while a batch has the connection)
+        self._last_ok = True  # how the last try went, a batch's or a ping's (what /health says while a batch has it)
         self.batches = 0  # transactions committed, one per batch
         self.connects = 0
 
@@ -183,9 +183,13 @@ class PostgresInbox:
                     return tried == 0 and self._last_ok
                 try:
                     await self._try_or_drop(self._ping, deadline - time.monotonic())
+                    self._last_ok = True
                     return True
                 except RETRYABLE:
                     continue
+                except InboxUnavailable:  # closed meanwhile
+                    return False
+            self._last_ok = False
             return False
         finally:
             self._using.release()
@@ -206,15 +210,22 @@ class PostgresInbox:
         """One try, given `timeout`: past it the try goes on ending in the background (psycopg cancels a query
         it is interrupted in, which can take seconds on a dead network) and its connection is closed then."""
         attempt = asyncio.ensure_future(call())
-        done, _ = await asyncio.wait({attempt}, timeout=timeout)
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=timeout)
+        except asyncio.CancelledError:  # the caller went (close(), a /health request given up): so does the try
+            self._give_up(attempt)
+            raise
         if done:
             return attempt.result()
+        self._give_up(attempt)
+        raise TimeoutError(f"no answer from the database within {timeout:.1f} s")
+
+    def _give_up(self, attempt: asyncio.Future[None]) -> None:
         attempt.cancel()  # now, so that a connect it is in never becomes self._conn
         conn, self._conn = self._conn, None
         reaper = asyncio.ensure_future(_reap(attempt, conn))
         self._reaping.add(reaper)
         reaper.add_done_callback(self._reaping.discard)
-        raise TimeoutError(f"no answer from the database within {timeout:.1f} s")
 
     async def _insert(self, params: tuple) -> None:
         conn = await self._connection()
@@ -231,6 +242,9 @@ class PostgresInbox:
             except BaseException:
                 await conn.close()
                 raise
+            if self._closed:  # closed while this connected: nothing may use it now
+                await conn.close()
+                raise InboxUnavailable(CLOSED)
             self._conn = conn
             self.connects += 1
         return self._conn

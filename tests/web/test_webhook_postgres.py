@@ -253,16 +253,47 @@ async def test_a_database_gone_is_503_in_bounded_time_and_health_says_so(open_we
 
 
 async def test_health_asked_while_a_slow_batch_is_written_neither_cuts_it_off_nor_says_503(web, pg_url):
-    """The batch's INSERT waits 2.5 s for a lock on the table: /health, asked meanwhile, must not use (and on
-    its timeout close) the connection the batch is on. The last batch's outcome answers for the writer."""
+    """The batch's INSERT waits for a lock on the table: /health, asked meanwhile, must not use (and on its
+    timeout close) the connection the batch is on. The last try's outcome answers for the writer."""
+    from app.web.server import INBOX_PROBE_S
+
     assert (await web.post(labeled(1), uid("first"))).status == 202
-    with psycopg.connect(pg_url) as blocker:
+    web.inbox._retry_for_s = INBOX_PROBE_S + 4  # room for the batch to outlast /health on a loaded machine
+    with psycopg.connect(pg_url) as blocker, psycopg.connect(pg_url, autocommit=True) as watcher:
         blocker.execute("LOCK TABLE inbox IN ACCESS EXCLUSIVE MODE")  # held until this transaction ends
         delivery = asyncio.ensure_future(web.post(labeled(2), uid("slow")))
-        await asyncio.sleep(0.3)  # its INSERT is waiting for the lock
+        for _ in range(200):  # until the writer's INSERT waits for the lock
+            if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND "
+                               "wait_event_type = 'Lock' AND datname = current_database()",
+                               (pg_inbox.APPLICATION_NAME,)).fetchone()[0]:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the batch's INSERT never waited for the lock")
+        began = time.monotonic()
         health = await web.client.get("/health")
-        await asyncio.sleep(2.5 - 0.3 - 2.0 + 0.2)
+        waited = time.monotonic() - began
         blocker.rollback()
         response = await delivery
+    assert waited >= INBOX_PROBE_S * 0.9  # it waited for the batch, and did not ping past it
     assert health.status == 200 and (await health.json())["store"]["inbox_reachable"] is True
     assert response.status == 202 and web.inbox.connects == 1  # written on the first connection, never cut off
+
+
+async def test_a_health_ping_given_up_takes_its_database_call_with_it(pg_url):
+    """A /health request gone (the client hung up, the app closing) while its ping was connecting: the
+    connect is given up too, not left to become the writer's connection after the inbox was closed."""
+    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)  # accepts, never answers
+    inbox = pg_inbox.PostgresInbox(f"postgresql://postgres@127.0.0.1:{silent.sockets[0].getsockname()[1]}/none")
+    try:
+        probe = asyncio.ensure_future(inbox.reachable(10))
+        await asyncio.sleep(0.3)  # connecting, and getting no answer
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert len(inbox._reaping) == 1 and not inbox._using.locked()  # the connect is being ended
+    finally:
+        await inbox.close()
+        silent.close()
+    await asyncio.sleep(0.1)
+    assert inbox._conn is None and not inbox._reaping
