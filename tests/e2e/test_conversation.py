@@ -5,6 +5,7 @@ and a follow-up pushed to AgentVine's own pull request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 
@@ -79,36 +80,37 @@ async def test_question_answer_resumes_the_session_and_opens_the_pull_request(tm
     assert job_containers(docker_client, job) == []
 
 
-async def test_unanswered_question_expires(tmp_path, sandbox_image):
-    files = {"README.md": "# hello\n", ".github/agentvine.yml": "questions: {expire_hours: 0.0005}\n"}  # 1.8 s
+@contextlib.asynccontextmanager
+async def unanswered(tmp_path, sandbox_image):
+    """A job that asked its question and waits: it expires after 1.8 s, looked for every 0.2 s.
+    Yields the bot, the issue's number and the job's id."""
+    files = {"README.md": "# hello\n", ".github/agentvine.yml": "questions: {expire_hours: 0.0005}\n"}
     async with end_to_end(tmp_path, sandbox_image, [ScriptedTurn(text=f"QUESTION: {QUESTION}")], files=files,
                           expiry_check_interval=0.2) as (bot, _):
         issue = bot.github.add_issue(REPO, title="Parser rejects tabs", user="alice")
         answer = await bot.label(issue["number"], "agentvine:bugfix")
         await bot.settle(timeout=180)
-        job_id = answer["jobs"][0]
+        yield bot, issue["number"], answer["jobs"][0]
+
+
+async def test_unanswered_question_expires(tmp_path, sandbox_image):
+    async with unanswered(tmp_path, sandbox_image) as (bot, number, job_id):
         await wait_for(lambda: bot.job(job_id).state is JobState.FAILED, timeout=30)
         job = bot.job(job_id)
         assert job.conclusion == "timed_out"
-        assert "No answer came within" in bot_comments(bot.github, issue["number"])[-1]
+        assert "No answer came within" in bot_comments(bot.github, number)[-1]
 
 
 async def test_an_expiry_is_said_once_though_its_tracking_comment_is_gone(tmp_path, sandbox_image, monkeypatch):
     """Someone deleted the tracking comment: the redraw after the expiry fails, and the job must still
     end, with "No answer came" said once, not again with every later look (here every 0.2 s)."""
     monkeypatch.setattr("app.pipeline.questions.EXPIRY_RETRY_S", 0.2)
-    files = {"README.md": "# hello\n", ".github/agentvine.yml": "questions: {expire_hours: 0.0005}\n"}  # 1.8 s
-    async with end_to_end(tmp_path, sandbox_image, [ScriptedTurn(text=f"QUESTION: {QUESTION}")], files=files,
-                          expiry_check_interval=0.2) as (bot, _):
-        issue = bot.github.add_issue(REPO, title="Parser rejects tabs", user="alice")
-        answer = await bot.label(issue["number"], "agentvine:bugfix")
-        await bot.settle(timeout=180)
-        job_id = answer["jobs"][0]
+    async with unanswered(tmp_path, sandbox_image) as (bot, number, job_id):
         assert bot.job(job_id).state is JobState.WAITING_FOR_ANSWER
         bot.github.delete_comment(REPO, bot.job(job_id).tracking_comment_id)
         await wait_for(lambda: bot.job(job_id).state is JobState.FAILED, timeout=30)
         await asyncio.sleep(1.5)  # several more looks
-        said = [body for body in bot_comments(bot.github, issue["number"]) if "No answer came within" in body]
+        said = [body for body in bot_comments(bot.github, number) if "No answer came within" in body]
         assert len(said) == 1 and bot.job(job_id).conclusion == "timed_out"
 
 
