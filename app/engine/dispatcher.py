@@ -267,11 +267,10 @@ class Dispatcher:
     async def _drain_commands(self) -> None:
         if self._hooks.on_command is None:
             return
-        # Claimed one at a time, each just before it is carried out: of a batch claimed at once, the
-        # later commands' claims ran out while the first ones were carried out, and another worker
-        # carried them out again.
-        # A claim holds a lease's length and the heartbeat renews it while the command is carried out (one
-        # waiting out a rate limit takes minutes): a worker that dies in the middle leaves it to another then.
+        # Claimed one at a time, each just before it is carried out (of a batch claimed at once, the later
+        # ones would wait unrenewed). A claim holds a lease's length and the heartbeat renews it while the
+        # command is carried out (one waiting out a rate limit takes minutes): a worker that dies in the
+        # middle leaves it to another a lease later.
         for _ in range(COMMANDS_PER_PASS):
             claimed = self._store.claim_commands(self.identity.holder, self.leases.seconds, limit=1)
             if not claimed:

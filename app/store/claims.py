@@ -112,11 +112,7 @@ class ClaimQueries:
                                     "ORDER BY created_at, id", (stage,)).fetchall()
             workers = self._run(db, "SELECT name, stage_totals FROM workers WHERE seen_at >= {now} - ?",
                                 (within_s,)).fetchall()
-        totals = {}
-        for name, recorded in workers:
-            total = _totals(recorded).get(stage)
-            if total is not None:
-                totals[name] = total
+        totals = {name: total for name, recorded in workers if (total := _totals(recorded).get(stage)) is not None}
         return StageLoad([Job.model_validate_json(doc) for (doc,) in running], totals)
 
     def release_lease(self, job_id: str, holder: str, epoch: int, *, home: str | None = None) -> bool:

@@ -176,23 +176,22 @@ class PostgresInbox:
         except TimeoutError:
             return self._last_ok and not self._closed
         try:
-            for tried in range(2):  # a connection the server ended since the last delivery fails once, then is made again
-                if self._closed:
-                    return False
-                if deadline - time.monotonic() < LAST_TRY_S:  # the wait for the batch left no time for a ping
-                    return tried == 0 and self._last_ok
+            # Twice: a connection the server ended since the last delivery fails once, then is made again. No
+            # time left after the wait for a batch: that batch's outcome stands.
+            for _ in range(2):
+                if self._closed or deadline - time.monotonic() < LAST_TRY_S:
+                    break
                 try:
                     await self._try_or_drop(self._ping, deadline - time.monotonic())
                     self._last_ok = True
-                    return True
+                    break
                 except RETRYABLE:
-                    continue
+                    self._last_ok = False
                 except InboxUnavailable:  # closed meanwhile
-                    return False
-            self._last_ok = False
-            return False
+                    break
         finally:
             self._using.release()
+        return self._last_ok and not self._closed
 
     async def _try_or_drop(self, call: Callable[[], Awaitable[None]], timeout: float) -> None:
         """One try, under `_using`: the connection a failed try drops is the one no other try is using."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from app.store import schema
 from app.store.sql import SQLJobStore
@@ -61,13 +61,14 @@ class PostgresJobStore(SQLJobStore):
         self._migrate()
 
     @contextmanager
-    def _write(self) -> Iterator[psycopg.Connection]:
-        """One transaction. A connection the server ended after the pool's check passed it (its notice
-        not yet arrived: pg_terminate_backend returns before the backend is gone) fails at BEGIN, before
-        anything of the caller ran: it is dropped (the pool discards a broken one) and the next taken."""
+    def _write(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """One transaction (`timeout`: for a connection, else the pool's). A connection the server ended after
+        the pool's check passed it (its notice not yet arrived: pg_terminate_backend returns before the
+        backend is gone) fails at BEGIN, before anything of the caller ran: it is dropped (the pool discards
+        a broken one) and the next taken."""
         for spare in range(self._max_connections, -1, -1):
             with ExitStack() as held:
-                conn = held.enter_context(self._pool.connection())
+                conn = held.enter_context(self._pool.connection(timeout=timeout))
                 try:
                     held.enter_context(conn.transaction())
                 except psycopg.OperationalError:
@@ -131,17 +132,13 @@ class PostgresJobStore(SQLJobStore):
                 await asyncio.sleep(delay)
 
     def healthy(self) -> bool:
-        """Twice at most: a connection the server was ending as the pool handed it out (see _write) says
-        nothing of the server; a second failure does."""
-        for _ in range(2):
-            try:
-                with self._pool.connection(timeout=HEALTH_TIMEOUT_S) as db:
-                    return db.execute("SELECT 1").fetchone() == (1,)
-            except PoolTimeout:  # no connection could be made in time: unreachable
-                return False
-            except Exception:  # noqa: BLE001 - whatever it was, unhealthy unless a second try says otherwise
-                continue
-        return False
+        """In a transaction: a connection the server was ending as the pool handed it out says nothing of
+        the server, and _write takes the next one."""
+        try:
+            with self._write(timeout=HEALTH_TIMEOUT_S) as db:
+                return db.execute("SELECT 1").fetchone() == (1,)
+        except Exception:  # noqa: BLE001 - the pool's timeout too: unreachable is unhealthy
+            return False
 
     def close(self) -> None:
         self._pool.close()
