@@ -75,6 +75,13 @@ def inbox_rows(url: str) -> list[tuple]:
         return conn.execute("SELECT delivery_id, event, body FROM inbox ORDER BY id").fetchall()
 
 
+def _end_the_inbox_session(url: str) -> int:
+    """The server ends the web instance's inbox writer's session; how many it ended."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        return admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s "
+                             "AND datname = current_database()", (pg_inbox.APPLICATION_NAME,)).fetchone()[0]
+
+
 def labeled(number: int = 1) -> bytes:
     return as_bytes(payloads.labeled_issue(label="agentvine:bugfix", installation_id=1, issue={"number": number}))
 
@@ -180,10 +187,7 @@ async def test_a_rejected_body_is_kept_by_the_worker_and_its_outcome_recorded(we
 
 async def test_a_terminated_session_is_made_again_and_the_delivery_answered_202(web, pg_url):
     assert (await web.post(labeled(1), uid("t-1"))).status == 202
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        (ended,) = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                 "WHERE application_name = %s", (pg_inbox.APPLICATION_NAME,)).fetchone()
-    assert ended == 1
+    assert _end_the_inbox_session(pg_url) == 1
     assert (await web.post(labeled(2), uid("t-2"))).status == 202
     assert [row[0] for row in inbox_rows(pg_url)] == [uid("t-1"), uid("t-2")] and web.inbox.connects == 2
 
@@ -194,10 +198,6 @@ async def test_health_shows_the_postgresql_store(web):
     assert (await response.json())["store"] == {"backend": "postgresql", "reachable": True, "inbox_reachable": True}
 
 
-def _end_the_inbox_session(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
-                      "AND datname = current_database()", (pg_inbox.APPLICATION_NAME,))
 
 
 async def test_health_looks_through_the_inbox_writers_own_connection_and_makes_a_lost_one_again(web, pg_url):
